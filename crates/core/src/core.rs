@@ -1,0 +1,260 @@
+//! The `Core`: one per server process, shared by every request.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use strongroom_api::{HealthResponse, LeaderResponse, VAULT_COMPAT_VERSION};
+use strongroom_barrier::Barrier;
+use strongroom_storage::Storage;
+use tokio::sync::RwLock;
+
+use crate::generate_root::GenerateRootAttempt;
+use crate::mounts::MountTable;
+use crate::seal::UnsealProgress;
+use crate::telemetry::Telemetry;
+use crate::{CoreError, Operation, Request, Response};
+
+/// Storage key of this cluster's name and id (cluster-local, encrypted).
+pub(crate) const CLUSTER_INFO_KEY: &str = "core/cluster/local/info";
+
+/// Static settings of a core, from the server configuration.
+#[derive(Clone, Default)]
+pub struct CoreConfig {
+    /// `cluster_name` from the config; generated when absent.
+    pub cluster_name: Option<String>,
+    /// The address clients should use for this node (`api_addr`).
+    pub api_addr: String,
+    /// The address other nodes use for this node's cluster port (`cluster_addr`).
+    pub cluster_addr: String,
+    /// Metrics sink shared with the http layer.
+    pub telemetry: Telemetry,
+}
+
+/// What `sys/health` reports, before query parameters choose the status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthState {
+    NotInitialized,
+    Sealed,
+    Standby,
+    Active,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ClusterInfo {
+    pub name: String,
+    pub id: String,
+}
+
+/// The shared state of one server.
+pub struct Core {
+    pub(crate) config: CoreConfig,
+    pub(crate) storage: Arc<dyn Storage>,
+    pub(crate) barrier: Barrier,
+    pub(crate) unseal_progress: Mutex<UnsealProgress>,
+    pub(crate) generate_root: Mutex<Option<GenerateRootAttempt>>,
+    pub(crate) active_since: Mutex<Option<SystemTime>>,
+    pub(crate) cluster: Mutex<Option<ClusterInfo>>,
+    pub(crate) mounts: RwLock<MountTable>,
+    /// Advertised (api_addr, cluster_addr), known once the listeners are bound.
+    pub(crate) advertised: Mutex<(String, String)>,
+    /// Serializes seal-state transitions (unseal, seal, restore) against each other.
+    pub(crate) transition: tokio::sync::Mutex<()>,
+}
+
+impl Core {
+    /// Builds a sealed core over `storage`.
+    pub fn new(config: CoreConfig, storage: Arc<dyn Storage>) -> Arc<Core> {
+        let barrier = Barrier::new(storage.clone());
+        let advertised = (config.api_addr.clone(), config.cluster_addr.clone());
+        Arc::new(Core {
+            advertised: Mutex::new(advertised),
+            config,
+            storage,
+            barrier,
+            unseal_progress: Mutex::new(UnsealProgress::default()),
+            generate_root: Mutex::new(None),
+            active_since: Mutex::new(None),
+            cluster: Mutex::new(None),
+            mounts: RwLock::new(MountTable::default()),
+            transition: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Sets the addresses reported by `sys/leader`, once the listeners are bound.
+    pub fn set_advertised_addrs(&self, api_addr: String, cluster_addr: String) {
+        *lock(&self.advertised) = (api_addr, cluster_addr);
+    }
+
+    /// The metrics sink.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.config.telemetry
+    }
+
+    /// The storage backend (for shutdown and status).
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    /// Whether the barrier is sealed.
+    pub fn sealed(&self) -> bool {
+        self.barrier.sealed()
+    }
+
+    /// The logical request pipeline: seal gate, authentication, routing.
+    ///
+    /// This is where ACL checks and audit logging plug in (next milestone): authentication
+    /// yields a `TokenEntry` whose policies the ACL evaluates before routing, and audit
+    /// records the request before and the response after the handler runs.
+    pub async fn handle(&self, req: Request) -> Result<Response, CoreError> {
+        let started = std::time::Instant::now();
+        let class = crate::telemetry::path_class(&req.path);
+        let result = self.handle_inner(req).await;
+        self.config
+            .telemetry
+            .record_request(class, started.elapsed(), result.is_ok());
+        result
+    }
+
+    async fn handle_inner(&self, req: Request) -> Result<Response, CoreError> {
+        if self.barrier.sealed() {
+            return Err(CoreError::Sealed);
+        }
+        // Authentication: every logical path needs a valid token today.
+        let token = self.authenticate(req.token.as_deref()).await?;
+        // ACL: the root policy allows everything; finer policies come with the ACL milestone.
+        if !token.is_root() {
+            return Err(CoreError::PermissionDenied);
+        }
+        if req.path.starts_with("sys/") || req.path == "sys" {
+            return crate::sys::route(self, &req, &token).await;
+        }
+        if let Some(rest) = req.path.strip_prefix("auth/token/") {
+            return crate::token::route(self, &req, &token, rest).await;
+        }
+        self.route_to_mount(&req).await
+    }
+
+    /// `sys/leader`.
+    pub async fn leader(&self) -> Result<LeaderResponse, CoreError> {
+        if self.barrier.sealed() {
+            return Err(CoreError::Sealed);
+        }
+        let status = self.storage.status();
+        let active = *lock(&self.active_since);
+        let is_self = status.is_leader;
+        let (api_addr, cluster_addr) = lock(&self.advertised).clone();
+        Ok(LeaderResponse {
+            ha_enabled: status.ha_enabled,
+            is_self,
+            active_time: crate::util::rfc3339(
+                active.unwrap_or(SystemTime::UNIX_EPOCH),
+                active.is_none(),
+            ),
+            leader_address: if status.ha_enabled {
+                api_addr
+            } else {
+                String::new()
+            },
+            leader_cluster_address: if status.ha_enabled {
+                cluster_addr
+            } else {
+                String::new()
+            },
+            performance_standby: false,
+            performance_standby_last_remote_wal: 0,
+            last_wal: 0,
+            raft_committed_index: status.committed_index,
+            raft_applied_index: status.applied_index,
+        })
+    }
+
+    /// `sys/health`: the state and the body; `http` picks the status code from the query.
+    pub async fn health(&self) -> Result<(HealthState, HealthResponse), CoreError> {
+        let initialized = self.barrier.initialized().await?;
+        let sealed = self.barrier.sealed();
+        let status = self.storage.status();
+        let state = if !initialized {
+            HealthState::NotInitialized
+        } else if sealed {
+            HealthState::Sealed
+        } else if !status.is_leader {
+            HealthState::Standby
+        } else {
+            HealthState::Active
+        };
+        let cluster = lock(&self.cluster).clone();
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        Ok((
+            state,
+            HealthResponse {
+                initialized,
+                sealed,
+                standby: state == HealthState::Standby,
+                performance_standby: false,
+                replication_performance_mode: "disabled".into(),
+                replication_dr_mode: "disabled".into(),
+                server_time_utc: now,
+                version: VAULT_COMPAT_VERSION.into(),
+                cluster_name: cluster.as_ref().map(|c| c.name.clone()),
+                cluster_id: cluster.as_ref().map(|c| c.id.clone()),
+                enterprise: false,
+                echo_duration_ms: 0,
+                clock_skew_ms: 0,
+            },
+        ))
+    }
+
+    /// Routes a logical request below a secrets mount.
+    async fn route_to_mount(&self, req: &Request) -> Result<Response, CoreError> {
+        let mounts = self.mounts.read().await;
+        let Some((entry, rest)) = mounts.resolve(&req.path) else {
+            return Err(CoreError::UnsupportedPath(req.path.clone()));
+        };
+        let entry = entry.clone();
+        let rest = rest.to_owned();
+        drop(mounts);
+        crate::engines::dispatch(self, &entry, req, &rest).await
+    }
+
+    /// `GET sys/metrics`: needs a root token unless the listener allows unauthenticated access.
+    pub async fn metrics(
+        &self,
+        token: Option<&str>,
+        format: crate::MetricsFormat,
+        unauthenticated_access: bool,
+    ) -> Result<(&'static str, String), CoreError> {
+        if !unauthenticated_access {
+            if self.barrier.sealed() {
+                return Err(CoreError::Sealed);
+            }
+            if !self.authenticate(token).await?.is_root() {
+                return Err(CoreError::PermissionDenied);
+            }
+        }
+        self.config.telemetry.render(format)
+    }
+
+    /// Stops serving and flushes storage.
+    pub async fn shutdown(&self) {
+        self.barrier.seal().await;
+        if let Err(e) = self.storage.shutdown().await {
+            tracing::warn!(error = %e, "storage shutdown failed");
+        }
+    }
+
+    /// Whether a request operation is a write, for metrics and (later) forwarding.
+    pub fn is_write(op: Operation) -> bool {
+        !matches!(op, Operation::Read | Operation::List)
+    }
+}
+
+/// Locks a std mutex, recovering the data if a panicking thread poisoned it: every guarded
+/// value here stays consistent between statements, so poisoning carries no meaning.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

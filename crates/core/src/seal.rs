@@ -1,0 +1,296 @@
+//! Initialization and the seal lifecycle: init, unseal with key shares, seal.
+//!
+//! Unseal shares arrive one request at a time, possibly from different operators, so progress
+//! lives in memory between requests and is dropped (zeroized) on reset, on success and on a
+//! bad combination. A wrong combination is detected by the barrier failing to open the root
+//! key, since Shamir itself cannot tell a wrong share from a right one.
+
+use std::time::SystemTime;
+
+use base64::Engine as _;
+use strongroom_api::{InitRequest, InitResponse, SealStatus, UnsealRequest, VAULT_COMPAT_VERSION};
+use strongroom_barrier::{
+    BarrierError, RootKey, SealConfig, UnsealKey, combine_shares, split_unseal_key,
+};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use crate::core::{CLUSTER_INFO_KEY, ClusterInfo, lock};
+use crate::{Core, CoreError};
+
+/// Shares collected so far for the current unseal attempt.
+#[derive(Default)]
+pub(crate) struct UnsealProgress {
+    pub nonce: String,
+    pub shares: Vec<Zeroizing<Vec<u8>>>,
+}
+
+/// Build date reported in seal-status; fixed per release.
+const BUILD_DATE: &str = "2026-11-26T00:00:00Z";
+
+impl Core {
+    /// `GET sys/init`.
+    pub async fn initialized(&self) -> Result<bool, CoreError> {
+        Ok(self.barrier.initialized().await?)
+    }
+
+    /// `PUT sys/init`: creates the keyring, the root key, the unseal shares and a root token.
+    /// The server stays sealed afterwards, as Vault's does with Shamir seals.
+    pub async fn init(&self, req: InitRequest) -> Result<InitResponse, CoreError> {
+        let _guard = self.transition.lock().await;
+        if self.barrier.initialized().await? {
+            return Err(CoreError::AlreadyInitialized);
+        }
+        if !req.pgp_keys.is_empty() || !req.root_token_pgp_key.is_empty() {
+            return Err(CoreError::InvalidRequest(
+                "PGP-encrypted keys are not supported; omit pgp_keys and root_token_pgp_key".into(),
+            ));
+        }
+        let config = SealConfig {
+            seal_type: "shamir".into(),
+            secret_shares: req.secret_shares,
+            secret_threshold: req.secret_threshold,
+        };
+        config
+            .validate()
+            .map_err(|e| CoreError::InvalidRequest(e.to_string()))?;
+
+        let unseal_key = UnsealKey::generate()?;
+        let root_key = RootKey::generate()?;
+        let shares = split_unseal_key(&unseal_key, config.secret_shares, config.secret_threshold)?;
+
+        config.save(self.storage.as_ref()).await?;
+        self.barrier.initialize(&unseal_key, &root_key).await?;
+
+        // Open the barrier briefly to write what an initialized cluster must hold.
+        self.barrier.unseal(&unseal_key).await?;
+        let setup = async {
+            self.ensure_cluster_info().await?;
+            self.mount_defaults().await?;
+            self.create_root_token(None).await
+        }
+        .await;
+        self.barrier.seal().await;
+        let root_token = setup?;
+
+        Ok(InitResponse {
+            keys: shares.iter().map(|s| hex::encode(s.as_slice())).collect(),
+            keys_base64: shares
+                .iter()
+                .map(|s| base64::engine::general_purpose::STANDARD.encode(s.as_slice()))
+                .collect(),
+            root_token: root_token.to_string(),
+        })
+    }
+
+    /// `GET sys/seal-status`.
+    pub async fn seal_status(&self) -> Result<SealStatus, CoreError> {
+        let config = SealConfig::load(self.storage.as_ref()).await?;
+        let initialized = self.barrier.initialized().await?;
+        let sealed = self.barrier.sealed();
+        let (progress, nonce) = {
+            let p = lock(&self.unseal_progress);
+            (p.shares.len() as u32, p.nonce.clone())
+        };
+        let cluster = if sealed {
+            None
+        } else {
+            lock(&self.cluster).clone()
+        };
+        let (t, n) = match (&config, initialized) {
+            (Some(c), true) => (c.secret_threshold, c.secret_shares),
+            _ => (0, 0),
+        };
+        Ok(SealStatus {
+            seal_type: "shamir".into(),
+            initialized,
+            sealed,
+            t,
+            n,
+            progress: if sealed { progress } else { 0 },
+            nonce: if sealed { nonce } else { String::new() },
+            version: VAULT_COMPAT_VERSION.into(),
+            build_date: BUILD_DATE.into(),
+            migration: false,
+            cluster_name: cluster.as_ref().map(|c| c.name.clone()),
+            cluster_id: cluster.as_ref().map(|c| c.id.clone()),
+            recovery_seal: false,
+            storage_type: self.storage.status().storage_type.into(),
+        })
+    }
+
+    /// `PUT sys/unseal`: adds one share, or resets progress.
+    pub async fn unseal(&self, req: UnsealRequest) -> Result<SealStatus, CoreError> {
+        if req.reset {
+            *lock(&self.unseal_progress) = UnsealProgress::default();
+            return self.seal_status().await;
+        }
+        let _guard = self.transition.lock().await;
+        if !self.barrier.initialized().await? {
+            return Err(CoreError::InvalidRequest("Vault is not initialized".into()));
+        }
+        if !self.barrier.sealed() {
+            drop(_guard);
+            return self.seal_status().await;
+        }
+        let Some(key) = req.key.as_deref() else {
+            return Err(CoreError::InvalidRequest(
+                "'key' must be specified in request body as JSON, or 'reset' set to true".into(),
+            ));
+        };
+        let share = decode_share(key)?;
+        let config = SealConfig::load(self.storage.as_ref())
+            .await?
+            .ok_or_else(|| CoreError::Internal("seal configuration missing from storage".into()))?;
+
+        let ready = {
+            let mut p = lock(&self.unseal_progress);
+            if p.shares
+                .iter()
+                .any(|s| bool::from(s.as_slice().ct_eq(share.as_slice())))
+            {
+                return Err(CoreError::InvalidRequest(
+                    "given key has already been provided during this unseal operation".into(),
+                ));
+            }
+            if p.shares.is_empty() {
+                p.nonce = uuid::Uuid::new_v4().to_string();
+            }
+            p.shares.push(share);
+            if p.shares.len() as u32 >= config.secret_threshold {
+                Some(std::mem::take(&mut p.shares))
+            } else {
+                None
+            }
+        };
+        let Some(shares) = ready else {
+            drop(_guard);
+            return self.seal_status().await;
+        };
+        *lock(&self.unseal_progress) = UnsealProgress::default();
+
+        let unseal_key = combine_shares(&shares).map_err(|e| {
+            CoreError::InvalidRequest(format!(
+                "unable to combine the provided key shares ({e}): unseal progress was reset, submit this cluster's shares"
+            ))
+        })?;
+        match self.barrier.unseal(&unseal_key).await {
+            Ok(()) => {}
+            Err(BarrierError::InvalidKey) => {
+                return Err(CoreError::InvalidRequest(
+                    "the provided unseal keys do not open this cluster's root key: unseal progress was reset, submit the correct shares".into(),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        if let Err(e) = self.post_unseal().await {
+            self.barrier.seal().await;
+            return Err(e);
+        }
+        drop(_guard);
+        self.seal_status().await
+    }
+
+    /// `PUT sys/seal`: needs a root token (sudo).
+    pub async fn seal(&self, token: Option<&str>) -> Result<(), CoreError> {
+        if self.barrier.sealed() {
+            return Ok(());
+        }
+        let entry = self.authenticate(token).await?;
+        if !entry.is_root() {
+            return Err(CoreError::PermissionDenied);
+        }
+        let _guard = self.transition.lock().await;
+        self.seal_internal().await;
+        Ok(())
+    }
+
+    /// Drops every piece of unsealed state.
+    pub(crate) async fn seal_internal(&self) {
+        self.barrier.seal().await;
+        *lock(&self.active_since) = None;
+        *lock(&self.generate_root) = None;
+        self.mounts.write().await.clear();
+        self.config.telemetry.set_unsealed(false);
+        tracing::info!("core sealed");
+    }
+
+    /// Loads what an unsealed core keeps in memory.
+    pub(crate) async fn post_unseal(&self) -> Result<(), CoreError> {
+        self.ensure_cluster_info().await?;
+        self.load_mounts().await?;
+        *lock(&self.active_since) = Some(SystemTime::now());
+        self.config.telemetry.set_unsealed(true);
+        tracing::info!("core unsealed");
+        Ok(())
+    }
+
+    /// Reads this cluster's name and id, creating them on first unseal.
+    pub(crate) async fn ensure_cluster_info(&self) -> Result<(), CoreError> {
+        let info = match self.barrier.get(CLUSTER_INFO_KEY).await? {
+            Some(raw) => serde_json::from_slice::<ClusterInfo>(&raw)
+                .map_err(|e| CoreError::Internal(format!("cluster info is corrupt: {e}")))?,
+            None => {
+                let id = uuid::Uuid::new_v4().to_string();
+                let name = self
+                    .config
+                    .cluster_name
+                    .clone()
+                    .unwrap_or_else(|| format!("vault-cluster-{}", &id.replace('-', "")[..8]));
+                let info = ClusterInfo { name, id };
+                let raw = serde_json::to_vec(&info)
+                    .map_err(|e| CoreError::Internal(format!("encoding cluster info: {e}")))?;
+                self.barrier.put(CLUSTER_INFO_KEY, &raw).await?;
+                info
+            }
+        };
+        *lock(&self.cluster) = Some(info);
+        Ok(())
+    }
+
+    /// Initializes with one share and unseals: the `server -dev` start-up.
+    /// Returns the base64 unseal key and the root token.
+    pub async fn dev_bootstrap(
+        &self,
+        root_token_id: Option<&str>,
+    ) -> Result<(String, String), CoreError> {
+        let init = self
+            .init(InitRequest {
+                secret_shares: 1,
+                secret_threshold: 1,
+                ..InitRequest::default()
+            })
+            .await?;
+        let key = init
+            .keys_base64
+            .first()
+            .cloned()
+            .ok_or_else(|| CoreError::Internal("init returned no key share".into()))?;
+        self.unseal(UnsealRequest {
+            key: Some(key.clone()),
+            ..UnsealRequest::default()
+        })
+        .await?;
+        let root = match root_token_id {
+            Some(id) => {
+                self.create_root_token(Some(id)).await?;
+                self.revoke_token(&init.root_token).await?;
+                id.to_owned()
+            }
+            None => init.root_token,
+        };
+        Ok((key, root))
+    }
+}
+
+/// Accepts a share as hex (as `keys`) or standard base64 (as `keys_base64`).
+pub(crate) fn decode_share(key: &str) -> Result<Zeroizing<Vec<u8>>, CoreError> {
+    let key = key.trim();
+    if let Ok(bytes) = hex::decode(key) {
+        return Ok(Zeroizing::new(bytes));
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(key)
+        .map(Zeroizing::new)
+        .map_err(|_| CoreError::InvalidRequest("'key' must be a valid hex or base64 string".into()))
+}

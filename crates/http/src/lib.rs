@@ -1,0 +1,22 @@
+//! Vault's HTTP wire format, and nothing else.
+//!
+//! This crate is the only place that knows status codes, headers, the JSON envelope and the
+//! listener's TLS settings. Core speaks typed requests and errors; keeping the translation in
+//! one crate means a wire-compatibility fix (a header, a status code, a field) is made once and
+//! cannot leak into the business logic.
+
+mod call;
+mod error;
+mod health;
+mod listener;
+mod logical;
+mod parse;
+mod raw;
+mod reply;
+mod router;
+pub mod tls;
+
+pub use error::HttpError;
+pub use listener::{ListenerOptions, ServerHandle, serve};
+pub use router::{DEFAULT_MAX_REQUEST_SIZE, RouterOptions, router};
+pub use tls::{ReloadableCert, TlsOptions, TlsVersion};

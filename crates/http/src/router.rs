@@ -1,0 +1,194 @@
+//! The axum router: every request enters here, is bounded, read, routed and counted.
+//!
+//! Vault's paths are open-ended (`secret/a/b/c`, custom verbs like `LIST`), so instead of
+//! axum's per-route table one fallback handler reads the request once and dispatches on the
+//! logical path. Core work runs in its own task: a client that disconnects (or a request that
+//! outlives `max_request_duration`) then never cancels an unseal or a write half-way.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::response::Response;
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use strongroom_core::Core;
+use strongroom_core::snapshot::MAX_SNAPSHOT_BYTES;
+
+use crate::call::Call;
+use crate::parse;
+use crate::{logical, raw, reply};
+
+/// Vault's default `max_request_size`: 32 MiB.
+pub const DEFAULT_MAX_REQUEST_SIZE: u64 = 32 * 1024 * 1024;
+
+/// Per-listener settings the router needs.
+#[derive(Debug, Clone)]
+pub struct RouterOptions {
+    /// Largest accepted request body in bytes (snapshot uploads excepted); 0 means the default.
+    pub max_request_size: u64,
+    /// Serve `sys/metrics` without a token (`telemetry { unauthenticated_metrics_access }`).
+    pub unauthenticated_metrics_access: bool,
+    /// Answer 503 when a request takes longer; the work itself still completes.
+    pub max_request_duration: Option<Duration>,
+}
+
+impl Default for RouterOptions {
+    fn default() -> Self {
+        RouterOptions {
+            max_request_size: DEFAULT_MAX_REQUEST_SIZE,
+            unauthenticated_metrics_access: false,
+            max_request_duration: None,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    core: Arc<Core>,
+    opts: Arc<RouterOptions>,
+}
+
+/// The Vault API as an axum router. The peer address is read from a
+/// `ConnectInfo<SocketAddr>` extension when the server provides one.
+pub fn router(core: Arc<Core>, mut opts: RouterOptions) -> Router {
+    if opts.max_request_size == 0 {
+        opts.max_request_size = DEFAULT_MAX_REQUEST_SIZE;
+    }
+    Router::new().fallback(dispatch).with_state(AppState {
+        core,
+        opts: Arc::new(opts),
+    })
+}
+
+async fn dispatch(State(state): State<AppState>, req: axum::extract::Request) -> Response {
+    let method = method_label(req.method());
+    let resp = handle(state, req).await;
+    let class = match resp.status().as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    metrics::counter!("vault_http_requests_total", "method" => method, "code" => class)
+        .increment(1);
+    resp
+}
+
+/// A bounded label for the request method.
+fn method_label(m: &Method) -> &'static str {
+    match m.as_str() {
+        "GET" => "GET",
+        "PUT" => "PUT",
+        "POST" => "POST",
+        "DELETE" => "DELETE",
+        "PATCH" => "PATCH",
+        "HEAD" => "HEAD",
+        "LIST" => "LIST",
+        _ => "OTHER",
+    }
+}
+
+async fn handle(state: AppState, req: axum::extract::Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let path = match parse::logical_path(parts.uri.path()) {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            return reply::error(
+                StatusCode::NOT_FOUND,
+                "no route for this path: the Vault API is served below /v1/",
+            );
+        }
+        Err(e) => return e.into(),
+    };
+    if let Err(e) = parse::check_namespace(&parts.headers) {
+        return e.into();
+    }
+    let limit = if raw::is_snapshot_upload(&path) {
+        MAX_SNAPSHOT_BYTES
+    } else {
+        state.opts.max_request_size
+    };
+    let body = match read_body(&parts.headers, body, limit).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let call = Call {
+        query: parse::query_pairs(parts.uri.query()),
+        peer: parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0),
+        method: parts.method,
+        headers: parts.headers,
+        path,
+        body,
+    };
+    let unauthenticated_metrics = state.opts.unauthenticated_metrics_access;
+    let core = state.core.clone();
+    let task = tokio::spawn(async move {
+        match raw::handle(&core, &call, unauthenticated_metrics).await {
+            Some(resp) => resp,
+            None => logical::handle(&core, &call).await,
+        }
+    });
+    let joined = match state.opts.max_request_duration {
+        None => task.await,
+        Some(limit) => match tokio::time::timeout(limit, task).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                return reply::error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "request exceeded the listener's max_request_duration of {}s; \
+                         it may still complete on the server",
+                        limit.as_secs_f64()
+                    ),
+                );
+            }
+        },
+    };
+    joined.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "request handler task failed");
+        reply::error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error: request handler failed",
+        )
+    })
+}
+
+/// Reads the whole body, refusing more than `limit` bytes with 413.
+async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<Bytes, Response> {
+    let too_large = || {
+        reply::error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "http: request body too large: the limit for this path is {limit} bytes (listener max_request_size)"
+            ),
+        )
+    };
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Err(e) => {
+            tracing::debug!(error = %e, "failed to read a request body");
+            Err(reply::error(
+                StatusCode::BAD_REQUEST,
+                "failed to read the request body",
+            ))
+        }
+    }
+}

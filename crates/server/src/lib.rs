@@ -1,0 +1,14 @@
+//! `strongroom server`: turns a configuration into a running node.
+//!
+//! This crate is the composition root: it reads the configuration, opens storage, builds the
+//! core, starts the API and cluster listeners, and owns the process lifecycle (signals,
+//! memory locking, dev-mode bootstrap). No request logic lives here.
+
+mod cluster_port;
+pub mod config;
+mod flags;
+mod logging;
+mod run;
+
+pub use flags::ServerFlags;
+pub use run::run;

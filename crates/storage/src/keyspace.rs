@@ -1,0 +1,49 @@
+//! The one classifier that decides which keys replicate where.
+//!
+//! Architecture invariant: every storage key belongs to exactly one [`KeyClass`], decided by
+//! its prefix here and nowhere else. Replication (a later milestone) ships only what this
+//! function allows; new subsystems add their prefix here when they add keys.
+
+/// Where a key may travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyClass {
+    /// This cluster's identity, replication state, certificates, Raft bookkeeping. Never
+    /// leaves the cluster.
+    ClusterLocal,
+    /// Tokens, leases, local mounts and their data: replicated to DR secondaries only.
+    ReplicatedLocal,
+    /// Everything else (keyring, seal config, policies, mounts, KV data): replicated to DR
+    /// and performance secondaries.
+    ReplicatedShared,
+}
+
+/// Prefixes of keys that never leave this cluster.
+pub const CLUSTER_LOCAL_PREFIXES: &[&str] = &["core/cluster/local/", "core/replication/", "raft/"];
+
+/// Prefixes of keys that replicate to DR secondaries only.
+pub const REPLICATED_LOCAL_PREFIXES: &[&str] = &["sys/token/", "sys/expire/", "logical-local/"];
+
+/// Classifies one storage key.
+pub fn classify(key: &str) -> KeyClass {
+    if CLUSTER_LOCAL_PREFIXES.iter().any(|p| key.starts_with(p)) {
+        KeyClass::ClusterLocal
+    } else if REPLICATED_LOCAL_PREFIXES.iter().any(|p| key.starts_with(p)) {
+        KeyClass::ReplicatedLocal
+    } else {
+        KeyClass::ReplicatedShared
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_prefix_lands_in_its_class() {
+        // Why: a misclassified token would leak to performance secondaries.
+        assert_eq!(classify("core/cluster/local/info"), KeyClass::ClusterLocal);
+        assert_eq!(classify("sys/token/id/abc"), KeyClass::ReplicatedLocal);
+        assert_eq!(classify("core/keyring"), KeyClass::ReplicatedShared);
+        assert_eq!(classify("logical/1234/foo"), KeyClass::ReplicatedShared);
+    }
+}

@@ -1,0 +1,143 @@
+//! The physical storage layer: an ordered key/value store with atomic multi-key batches.
+//!
+//! Everything above this crate (barrier, core, engines, replication) sees storage only through
+//! the [`Storage`] trait, so the same code runs on the in-memory backend of `-dev` and tests and
+//! on Raft integrated storage. Values handed to this layer are barrier ciphertext, except for
+//! the few plaintext bootstrap records the barrier itself keeps (seal configuration, the
+//! encrypted root key): this crate never sees a secret in the clear.
+
+mod error;
+mod inmem;
+pub mod keyspace;
+mod op;
+mod raft;
+
+pub use error::StorageError;
+pub use inmem::InmemStorage;
+pub use op::Op;
+pub use raft::{RaftNode, RaftOptions, RaftStorage, RaftTuning};
+
+use async_trait::async_trait;
+
+/// A snapshot of a storage backend's identity and progress, for `sys/leader`,
+/// `sys/storage/raft/configuration` and metrics.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StorageStatus {
+    /// `"raft"` or `"inmem"`, as reported in `sys/seal-status.storage_type`.
+    pub storage_type: &'static str,
+    /// Whether this backend offers high availability (Raft does, memory does not).
+    pub ha_enabled: bool,
+    /// This node's id within its cluster (empty for memory).
+    pub node_id: String,
+    /// Whether this node currently leads its cluster (always true for memory).
+    pub is_leader: bool,
+    /// The Raft log index known committed (0 for memory).
+    pub committed_index: u64,
+    /// The Raft log index applied to the state machine (0 for memory).
+    pub applied_index: u64,
+    /// The log index of the membership configuration in force.
+    pub config_index: u64,
+    /// The members of the cluster.
+    pub peers: Vec<Peer>,
+}
+
+/// One member of a storage cluster.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Peer {
+    pub node_id: String,
+    /// The cluster address (host:port of the cluster listener).
+    pub address: String,
+    pub leader: bool,
+    pub voter: bool,
+}
+
+/// An ordered key/value store with atomic batches and prefix listing.
+///
+/// Keys are `/`-separated paths. A successful [`Storage::write`] is durable (fsync'd on disk
+/// backends) before it returns, and all of its ops become visible together or not at all.
+#[async_trait]
+pub trait Storage: Send + Sync + 'static {
+    /// Reads one key.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError>;
+
+    /// Lists the immediate children of `prefix`, in key order, Vault-style: a child that has
+    /// keys below it appears once with a trailing `/`.
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError>;
+
+    /// Returns every key/value pair whose key starts with `prefix`, in key order, at most
+    /// `limit` of them, starting strictly after `after` when given. Used by snapshots and
+    /// (later) merkle sync to walk storage in bounded pages.
+    async fn scan(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StorageError>;
+
+    /// Applies `ops` atomically and durably, in order.
+    async fn write(&self, ops: Vec<Op>) -> Result<(), StorageError>;
+
+    /// Replaces the whole content with `pairs`, atomically (snapshot restore).
+    async fn replace_all(&self, pairs: Vec<(String, Vec<u8>)>) -> Result<(), StorageError>;
+
+    /// Identity and progress of this backend.
+    fn status(&self) -> StorageStatus;
+
+    /// Stops background tasks and flushes; further calls may fail.
+    async fn shutdown(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    /// Writes one key.
+    async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), StorageError> {
+        self.write(vec![Op::Put {
+            key: key.to_owned(),
+            value,
+        }])
+        .await
+    }
+
+    /// Deletes one key; deleting an absent key succeeds.
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        self.write(vec![Op::Delete {
+            key: key.to_owned(),
+        }])
+        .await
+    }
+}
+
+/// Reduces a sorted run of full keys under `prefix` to Vault-style immediate children.
+///
+/// Shared by every backend so that listing behaves identically on memory and on Raft.
+pub fn immediate_children<'a>(prefix: &str, keys: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for key in keys {
+        let Some(rest) = key.strip_prefix(prefix) else {
+            continue;
+        };
+        let child = match rest.find('/') {
+            Some(i) => &rest[..=i],
+            None => rest,
+        };
+        if child.is_empty() {
+            continue;
+        }
+        if out.last().map(String::as_str) != Some(child) {
+            out.push(child.to_owned());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn immediate_children_folds_subtrees_into_folders() {
+        // Why: LIST must show a folder once, however many keys sit below it.
+        let keys = ["a/x", "a/y/1", "a/y/2", "a/z", "b"];
+        let got = immediate_children("a/", keys.iter().copied());
+        assert_eq!(got, vec!["x", "y/", "z"]);
+    }
+}

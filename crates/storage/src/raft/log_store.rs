@@ -1,0 +1,250 @@
+//! The Raft log and vote, persisted in the shared redb file.
+//!
+//! This is where write latency is decided: openraft hands `append` every entry that piled up
+//! while the previous fsync ran, and they all go into one redb transaction, so concurrent
+//! clients share one fsync (group commit) instead of queueing behind one each.
+
+use std::fmt::Debug;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
+
+use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
+use openraft::{OptionalSend, RaftLogReader};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable};
+
+use super::db::{
+    self, KEY_COMMITTED, KEY_PURGED, KEY_VOTE, LOG, RAFT_META, blocking, corrupt, io_err,
+};
+use super::types::{Entry, LogId, TypeConfig, Vote};
+
+/// The log half of the Raft storage; cheap to clone (it is also its own log reader).
+#[derive(Clone)]
+pub struct LogStore {
+    db: Arc<Database>,
+}
+
+impl LogStore {
+    pub fn new(db: Arc<Database>) -> Self {
+        Self { db }
+    }
+
+    /// Reads one metadata record from the log-side metadata table.
+    async fn read_meta<T>(&self, key: &'static str) -> io::Result<Option<T>>
+    where
+        T: serde::de::DeserializeOwned + Send + 'static,
+    {
+        let db = self.db.clone();
+        blocking(move || {
+            let txn = db.begin_read().map_err(|e| io_err("opening a read", e))?;
+            let meta = txn
+                .open_table(RAFT_META)
+                .map_err(|e| io_err("opening raft metadata", e))?;
+            db::read_json(&meta, key)
+        })
+        .await
+    }
+
+    /// Stores one metadata record in its own commit, fsync'd when `durability` says so.
+    async fn write_meta<T>(
+        &self,
+        key: &'static str,
+        value: T,
+        durability: Durability,
+    ) -> io::Result<()>
+    where
+        T: serde::Serialize + Send + 'static,
+    {
+        let db = self.db.clone();
+        blocking(move || {
+            let mut txn = db
+                .begin_write()
+                .map_err(|e| io_err("starting a write", e))?;
+            txn.set_durability(durability)
+                .map_err(|e| io_err("choosing commit durability", e))?;
+            {
+                let mut meta = txn
+                    .open_table(RAFT_META)
+                    .map_err(|e| io_err("opening raft metadata", e))?;
+                db::write_json(&mut meta, key, &value)?;
+            }
+            txn.commit()
+                .map_err(|e| io_err(&format!("committing {key}"), e))
+        })
+        .await
+    }
+}
+
+fn decode_entry(index: u64, raw: &[u8]) -> io::Result<Entry> {
+    serde_json::from_slice(raw).map_err(|e| corrupt(&format!("decoding log entry {index}"), e))
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, io::Error> {
+        let bounds: (Bound<u64>, Bound<u64>) =
+            (range.start_bound().cloned(), range.end_bound().cloned());
+        let db = self.db.clone();
+        blocking(move || {
+            let txn = db.begin_read().map_err(|e| io_err("opening a read", e))?;
+            let log = txn
+                .open_table(LOG)
+                .map_err(|e| io_err("opening the raft log", e))?;
+            let mut out = Vec::new();
+            for item in log
+                .range::<u64>(bounds)
+                .map_err(|e| io_err("reading the raft log", e))?
+            {
+                let (k, v) = item.map_err(|e| io_err("reading the raft log", e))?;
+                out.push(decode_entry(k.value(), v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
+        self.read_meta(KEY_VOTE).await
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
+        let db = self.db.clone();
+        blocking(move || {
+            let txn = db.begin_read().map_err(|e| io_err("opening a read", e))?;
+            let meta = txn
+                .open_table(RAFT_META)
+                .map_err(|e| io_err("opening raft metadata", e))?;
+            let purged: Option<LogId> = db::read_json(&meta, KEY_PURGED)?;
+            let log = txn
+                .open_table(LOG)
+                .map_err(|e| io_err("opening the raft log", e))?;
+            let last = match log
+                .last()
+                .map_err(|e| io_err("reading the last log entry", e))?
+            {
+                Some((k, v)) => Some(decode_entry(k.value(), v.value())?.log_id),
+                None => purged,
+            };
+            Ok(LogState {
+                last_purged_log_id: purged,
+                last_log_id: last,
+            })
+        })
+        .await
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
+        self.write_meta(KEY_VOTE, *vote, Durability::Immediate)
+            .await
+    }
+
+    /// The committed id is only a recovery hint (the state machine is itself durable, and a
+    /// leader re-establishes the commit), and openraft saves it on its main loop before every
+    /// apply. So it is written without an fsync of its own: it becomes durable with the next
+    /// append or apply commit, and a crash can at worst leave an older value.
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
+        self.write_meta(KEY_COMMITTED, committed, Durability::None)
+            .await
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
+        Ok(self
+            .read_meta::<Option<LogId>>(KEY_COMMITTED)
+            .await?
+            .flatten())
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), io::Error>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut encoded = Vec::new();
+        for entry in entries {
+            let bytes = serde_json::to_vec(&entry)
+                .map_err(|e| io_err(&format!("encoding log entry {}", entry.log_id.index), e))?;
+            encoded.push((entry.log_id.index, bytes));
+        }
+        metrics::histogram!("vault_raft_storage_fsync_batch_size").record(encoded.len() as f64);
+        let db = self.db.clone();
+        blocking(move || {
+            let txn = db
+                .begin_write()
+                .map_err(|e| io_err("starting a write", e))?;
+            {
+                let mut log = txn
+                    .open_table(LOG)
+                    .map_err(|e| io_err("opening the raft log", e))?;
+                for (index, bytes) in &encoded {
+                    log.insert(*index, bytes.as_slice())
+                        .map_err(|e| io_err(&format!("writing log entry {index}"), e))?;
+                }
+            }
+            txn.commit()
+                .map_err(|e| io_err("committing log entries", e))
+        })
+        .await?;
+        callback.io_completed(Ok(()));
+        Ok(())
+    }
+
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
+        let start = match &last_log_id {
+            Some(id) => Bound::Excluded(id.index),
+            None => Bound::Unbounded,
+        };
+        let db = self.db.clone();
+        blocking(move || {
+            let txn = db
+                .begin_write()
+                .map_err(|e| io_err("starting a write", e))?;
+            {
+                let mut log = txn
+                    .open_table(LOG)
+                    .map_err(|e| io_err("opening the raft log", e))?;
+                log.retain_in::<u64, _>((start, Bound::Unbounded), |_, _| false)
+                    .map_err(|e| io_err("truncating the raft log", e))?;
+            }
+            txn.commit()
+                .map_err(|e| io_err("committing a log truncation", e))
+        })
+        .await
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
+        let db = self.db.clone();
+        blocking(move || {
+            let txn = db
+                .begin_write()
+                .map_err(|e| io_err("starting a write", e))?;
+            {
+                let mut meta = txn
+                    .open_table(RAFT_META)
+                    .map_err(|e| io_err("opening raft metadata", e))?;
+                db::write_json(&mut meta, KEY_PURGED, &log_id)?;
+                let mut log = txn
+                    .open_table(LOG)
+                    .map_err(|e| io_err("opening the raft log", e))?;
+                log.retain_in::<u64, _>(..=log_id.index, |_, _| false)
+                    .map_err(|e| io_err("purging the raft log", e))?;
+            }
+            txn.commit()
+                .map_err(|e| io_err("committing a log purge", e))
+        })
+        .await
+    }
+}

@@ -1,0 +1,375 @@
+//! Raft integrated storage: the durable, replicable backend behind `storage "raft"`.
+//!
+//! Raft runs even on a single node so that a node grows into a cluster with `raft join` and no
+//! data migration: node ids, membership (with cluster addresses) and every write already live
+//! in the Raft log and state machine. openraft drives consensus; the log, the vote and the state
+//! machine share one redb file (`<path>/strongroom.redb`), and every acknowledged write has been
+//! fsync'd and applied before [`Storage::write`] returns.
+
+mod db;
+mod identity;
+mod log_store;
+mod network;
+mod reads;
+mod snapshot_codec;
+mod state_machine;
+mod status;
+mod types;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use openraft::async_runtime::watch::WatchReceiver;
+use openraft::error::{ClientWriteError, Fatal, RaftError};
+use openraft::{Config, Raft, ServerState, SnapshotPolicy};
+use redb::Database;
+
+use self::log_store::LogStore;
+use self::network::NetworkFactory;
+use self::state_machine::StateMachine;
+pub use self::types::RaftNode;
+use self::types::{Command, TypeConfig, WirePair, raft_id_for};
+use crate::{Op, Storage, StorageError, StorageStatus};
+
+/// How long `shutdown` waits for Raft's background tasks to release the database.
+const SHUTDOWN_RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where and as whom this node runs Raft; mirrors the `storage "raft"` stanza.
+#[derive(Debug, Clone)]
+pub struct RaftOptions {
+    /// Data directory; the database is `<path>/strongroom.redb`.
+    pub path: PathBuf,
+    /// This node's id (`node_id = "node1"`); must stay the same across restarts.
+    pub node_id: String,
+    /// host:port of this node's cluster listener, recorded in the Raft membership.
+    pub cluster_addr: String,
+}
+
+/// Limits and timing knobs; the defaults suit production.
+#[derive(Debug, Clone)]
+pub struct RaftTuning {
+    /// Largest key+value payload of one [`Storage::write`] batch.
+    pub max_batch_bytes: usize,
+    /// Largest key+value payload of one [`Storage::replace_all`].
+    pub max_replace_all_bytes: usize,
+    /// How long `open` waits for this single node to become leader and catch up.
+    pub leader_timeout: Duration,
+    /// Build a snapshot (and purge the log before it) after this many new entries.
+    pub snapshot_every_entries: u64,
+    /// Log entries kept behind a snapshot, so slightly lagging followers avoid a full snapshot.
+    pub logs_kept_after_snapshot: u64,
+}
+
+impl Default for RaftTuning {
+    fn default() -> Self {
+        Self {
+            max_batch_bytes: 1024 * 1024,
+            max_replace_all_bytes: 64 * 1024 * 1024,
+            leader_timeout: Duration::from_secs(10),
+            snapshot_every_entries: 8192,
+            logs_kept_after_snapshot: 1000,
+        }
+    }
+}
+
+/// The Raft-backed [`Storage`].
+pub struct RaftStorage {
+    raft: Raft<TypeConfig, StateMachine>,
+    db: Arc<Database>,
+    node_id: String,
+    raft_id: u64,
+    tuning: RaftTuning,
+}
+
+impl RaftStorage {
+    /// Opens (or creates) the store with default tuning; see [`RaftStorage::open_with`].
+    pub async fn open(opts: RaftOptions) -> Result<Arc<RaftStorage>, StorageError> {
+        Self::open_with(opts, RaftTuning::default()).await
+    }
+
+    /// Opens the store at `opts.path`, recovering log and state machine.
+    ///
+    /// An empty directory becomes a single-node cluster with this node as the only voter. When
+    /// this node is the only voter, `open` returns once it leads and has applied everything
+    /// committed, so reads see all acknowledged writes.
+    pub async fn open_with(
+        opts: RaftOptions,
+        tuning: RaftTuning,
+    ) -> Result<Arc<RaftStorage>, StorageError> {
+        if opts.node_id.trim().is_empty() {
+            return Err(StorageError::Config(
+                "raft storage needs a non-empty node_id".into(),
+            ));
+        }
+        let path = opts.path.clone();
+        let node_id = opts.node_id.clone();
+        let db = tokio::task::spawn_blocking(move || {
+            let db = db::open(&path)?;
+            identity::check(&db, &node_id)?;
+            Ok::<_, StorageError>(db)
+        })
+        .await
+        .map_err(|e| StorageError::io("opening raft storage", e))??;
+
+        let raft_id = raft_id_for(&opts.node_id);
+        let config = Config {
+            cluster_name: "strongroom".into(),
+            heartbeat_interval: 100,
+            election_timeout_min: 500,
+            election_timeout_max: 1000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(tuning.snapshot_every_entries),
+            max_in_snapshot_log_to_keep: tuning.logs_kept_after_snapshot,
+            // Safe here: every apply is fsync'd before clients are answered (see openraft docs).
+            enable_leader_restore: Some(true),
+            ..Config::default()
+        }
+        .validate()
+        .map_err(|e| StorageError::Config(format!("invalid raft configuration: {e}")))?;
+
+        let raft = Raft::new(
+            raft_id,
+            Arc::new(config),
+            NetworkFactory,
+            LogStore::new(db.clone()),
+            StateMachine::new(db.clone()),
+        )
+        .await
+        .map_err(|e| StorageError::io("starting raft", e))?;
+
+        let storage = RaftStorage {
+            raft,
+            db,
+            node_id: opts.node_id.clone(),
+            raft_id,
+            tuning,
+        };
+        if let Err(e) = storage.bootstrap(&opts).await {
+            // Stop the background tasks so the database file is released for a retry.
+            if let Err(stop) = storage.shutdown().await {
+                tracing::warn!(error = %stop, "stopping raft after a failed open");
+            }
+            return Err(e);
+        }
+        Ok(Arc::new(storage))
+    }
+
+    /// Initializes a pristine node, then waits for leadership when this node alone votes.
+    async fn bootstrap(&self, opts: &RaftOptions) -> Result<(), StorageError> {
+        let initialized = self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| StorageError::io("reading raft state", e))?;
+        if !initialized {
+            let me = RaftNode {
+                node_id: opts.node_id.clone(),
+                cluster_addr: opts.cluster_addr.clone(),
+            };
+            self.raft
+                .initialize(BTreeMap::from([(self.raft_id, me)]))
+                .await
+                .map_err(|e| StorageError::io("initializing the single-node raft cluster", e))?;
+            tracing::info!(node_id = %opts.node_id, "initialized a new single-node raft cluster");
+        }
+
+        let deadline = Instant::now() + self.tuning.leader_timeout;
+        // Metrics are published asynchronously; wait until they carry the membership.
+        let m = self
+            .raft
+            .wait(Some(self.tuning.leader_timeout))
+            .metrics(
+                |m| {
+                    m.membership_config
+                        .membership()
+                        .voter_ids()
+                        .next()
+                        .is_some()
+                },
+                "raft membership loaded",
+            )
+            .await
+            .map_err(|e| StorageError::io("loading the raft membership", e))?;
+        let (sole_voter, recorded_addr) = {
+            let membership = m.membership_config.membership();
+            let voters: Vec<u64> = membership.voter_ids().collect();
+            let addr = membership
+                .get_node(&self.raft_id)
+                .map(|n| n.cluster_addr.clone());
+            (voters == [self.raft_id], addr)
+        };
+        if let Some(addr) = recorded_addr
+            && addr != opts.cluster_addr
+        {
+            tracing::warn!(
+                recorded = %addr,
+                configured = %opts.cluster_addr,
+                "cluster_addr differs from the address recorded in raft membership; peers will use the recorded one"
+            );
+        }
+        if !sole_voter {
+            return Ok(());
+        }
+
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.raft
+            .wait(Some(left))
+            .state(ServerState::Leader, "single-node raft leadership")
+            .await
+            .map_err(|e| {
+                StorageError::NotLeader(format!(
+                    "node {} did not become raft leader ({e}); check that the data directory \
+                     belongs to this node and that the disk is writable",
+                    self.node_id
+                ))
+            })?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.raft
+            .wait_for_recovery(Some(left.max(Duration::from_millis(100))))
+            .await
+            .map_err(|e| {
+                StorageError::NotLeader(format!(
+                    "raft leader could not apply its committed log in time ({e})"
+                ))
+            })?;
+        Ok(())
+    }
+
+    /// Proposes one entry and waits until it is committed and applied.
+    async fn propose(&self, cmd: Command) -> Result<(), StorageError> {
+        let started = Instant::now();
+        self.raft.client_write(cmd).await.map_err(write_error)?;
+        metrics::histogram!("vault_raft_apply_seconds").record(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// Runs a read against the state machine off the async workers.
+    async fn read<T, F>(&self, op: &'static str, f: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Database) -> std::io::Result<T> + Send + 'static,
+    {
+        metrics::counter!("vault_raft_storage_ops_total", "op" => op).increment(1);
+        let db = self.db.clone();
+        db::blocking(move || f(&db))
+            .await
+            .map_err(|e| read_error(op, e))
+    }
+}
+
+fn write_error(e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> StorageError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+            StorageError::NotLeader(format!(
+                "this node is not the raft leader (leader: {:?})",
+                f.leader_id
+            ))
+        }
+        RaftError::APIError(other) => StorageError::NotLeader(other.to_string()),
+        RaftError::Fatal(Fatal::Stopped) => {
+            StorageError::NotLeader("raft storage is shut down".into())
+        }
+        RaftError::Fatal(fatal) => StorageError::io("replicating a write through raft", fatal),
+    }
+}
+
+fn read_error(op: &str, e: std::io::Error) -> StorageError {
+    if e.kind() == std::io::ErrorKind::InvalidData {
+        StorageError::Corrupt(e.to_string())
+    } else {
+        StorageError::io(format!("raft storage {op}"), e)
+    }
+}
+
+#[async_trait]
+impl Storage for RaftStorage {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        let key = key.to_owned();
+        self.read("get", move |db| reads::get(db, &key)).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let prefix = prefix.to_owned();
+        self.read("list", move |db| reads::list(db, &prefix)).await
+    }
+
+    async fn scan(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        let prefix = prefix.to_owned();
+        let after = after.map(str::to_owned);
+        self.read("scan", move |db| {
+            reads::scan(db, &prefix, after.as_deref(), limit)
+        })
+        .await
+    }
+
+    async fn write(&self, ops: Vec<Op>) -> Result<(), StorageError> {
+        metrics::counter!("vault_raft_storage_ops_total", "op" => "write").increment(1);
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let cmd = Command::Batch(ops.into_iter().map(Into::into).collect());
+        let size = cmd.payload_bytes();
+        if size > self.tuning.max_batch_bytes {
+            return Err(StorageError::TooLarge(format!(
+                "write batch of {size} bytes exceeds the raft entry limit of {} bytes",
+                self.tuning.max_batch_bytes
+            )));
+        }
+        self.propose(cmd).await
+    }
+
+    async fn replace_all(&self, pairs: Vec<(String, Vec<u8>)>) -> Result<(), StorageError> {
+        metrics::counter!("vault_raft_storage_ops_total", "op" => "write").increment(1);
+        let cmd = Command::ReplaceAll(
+            pairs
+                .into_iter()
+                .map(|(key, value)| WirePair { key, value })
+                .collect(),
+        );
+        let size = cmd.payload_bytes();
+        if size > self.tuning.max_replace_all_bytes {
+            return Err(StorageError::TooLarge(format!(
+                "restore of {size} bytes exceeds the raft replace-all limit of {} bytes",
+                self.tuning.max_replace_all_bytes
+            )));
+        }
+        self.propose(cmd).await
+    }
+
+    fn status(&self) -> StorageStatus {
+        status::from_metrics(&self.raft.metrics().borrow_watched(), &self.node_id)
+    }
+
+    /// Stops Raft and waits until its tasks have let go of the database, so that dropping this
+    /// value closes the file and the directory can be reopened at once.
+    async fn shutdown(&self) -> Result<(), StorageError> {
+        self.raft
+            .shutdown()
+            .await
+            .map_err(|e| StorageError::io("shutting down raft", e))?;
+        let deadline = Instant::now() + SHUTDOWN_RELEASE_TIMEOUT;
+        while Arc::strong_count(&self.db) > 1 {
+            if Instant::now() >= deadline {
+                return Err(StorageError::io(
+                    "shutting down raft",
+                    "background raft tasks still hold the database after 5s",
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod conformance;
+
+#[cfg(test)]
+mod tests;

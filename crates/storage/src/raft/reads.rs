@@ -1,0 +1,77 @@
+//! Reads served straight from the state-machine table.
+//!
+//! On a single-node cluster the leader's state machine is the truth, and `write` returns only
+//! after its entry is applied, so a plain redb read transaction already gives read-your-writes
+//! without a Raft round trip. Each read sees one committed redb state, never a half-applied
+//! batch.
+
+use std::io;
+use std::ops::Bound;
+
+use redb::{Database, ReadableDatabase};
+
+use super::db::{SM_DATA, io_err};
+use crate::immediate_children;
+
+fn data_table(db: &Database) -> io::Result<redb::ReadOnlyTable<&'static str, &'static [u8]>> {
+    let txn = db.begin_read().map_err(|e| io_err("opening a read", e))?;
+    txn.open_table(SM_DATA)
+        .map_err(|e| io_err("opening the state machine", e))
+}
+
+pub fn get(db: &Database, key: &str) -> io::Result<Option<Vec<u8>>> {
+    let table = data_table(db)?;
+    Ok(table
+        .get(key)
+        .map_err(|e| io_err("reading a key", e))?
+        .map(|v| v.value().to_vec()))
+}
+
+pub fn list(db: &Database, prefix: &str) -> io::Result<Vec<String>> {
+    let table = data_table(db)?;
+    let mut keys = Vec::new();
+    for item in table
+        .range::<&str>((Bound::Included(prefix), Bound::Unbounded))
+        .map_err(|e| io_err("listing keys", e))?
+    {
+        let (k, _) = item.map_err(|e| io_err("listing keys", e))?;
+        let key = k.value();
+        if !key.starts_with(prefix) {
+            break;
+        }
+        keys.push(key.to_owned());
+    }
+    Ok(immediate_children(prefix, keys.iter().map(String::as_str)))
+}
+
+pub fn scan(
+    db: &Database,
+    prefix: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> io::Result<Vec<(String, Vec<u8>)>> {
+    let table = data_table(db)?;
+    let start = match after {
+        Some(a) => Bound::Excluded(a),
+        None => Bound::Included(prefix),
+    };
+    let mut out = Vec::new();
+    if limit == 0 {
+        return Ok(out);
+    }
+    for item in table
+        .range::<&str>((start, Bound::Unbounded))
+        .map_err(|e| io_err("scanning keys", e))?
+    {
+        let (k, v) = item.map_err(|e| io_err("scanning keys", e))?;
+        let key = k.value();
+        if !key.starts_with(prefix) {
+            break;
+        }
+        out.push((key.to_owned(), v.value().to_vec()));
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
+}
