@@ -157,9 +157,17 @@ fn dev_server_starts_unsealed_with_the_given_root_token() {
         std::fs::read_to_string(home.path().join(".vault-token")).unwrap(),
         "devroot"
     );
-    let (code, _, err) = cli(&["write", "secret/hello", "value=world"]);
+    // Why: dev mode mounts secret/ as KV v2, as Vault does; `kv` detects the version.
+    let (code, _, err) = cli(&["kv", "put", "secret/hello", "value=world"]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(cli(&["read", "-field=value", "secret/hello"]).1, "world\n");
+    assert_eq!(
+        cli(&["kv", "get", "-field=value", "secret/hello"]).1,
+        "world\n"
+    );
+    assert_eq!(
+        cli(&["read", "-field=data", "-format=json", "secret/data/hello"]).0,
+        0
+    );
     let _ = child.kill();
     let _ = child.wait();
 }

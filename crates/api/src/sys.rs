@@ -3,16 +3,83 @@
 use serde::{Deserialize, Serialize};
 
 /// `PUT sys/init` body.
+///
+/// The Vault CLI sends every field, with `null` for unused lists and strings, and hvac sends
+/// `"root_token_pgp_key": null`: nulls read as empty here. Auto-unseal fields are accepted
+/// and must be zero or empty (Shamir seals only).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct InitRequest {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub secret_shares: u32,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub secret_threshold: u32,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub pgp_keys: Vec<String>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub root_token_pgp_key: String,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "is_zero"
+    )]
+    pub stored_shares: u32,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "is_zero"
+    )]
+    pub recovery_shares: u32,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "is_zero"
+    )]
+    pub recovery_threshold: u32,
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub recovery_pgp_keys: Vec<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// Reads JSON `null` as the type's default, as Go's decoder does.
+fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_bodies_of_real_clients_parse() {
+        // Why: the Vault CLI and hvac send nulls for unused fields; refusing them breaks init.
+        let go = r#"{"secret_shares":5,"secret_threshold":3,"stored_shares":0,"pgp_keys":null,"recovery_shares":0,"recovery_threshold":0,"recovery_pgp_keys":null,"root_token_pgp_key":""}"#;
+        let hvac =
+            r#"{"secret_shares":5,"secret_threshold":3,"pgp_keys":null,"root_token_pgp_key":null}"#;
+        for body in [go, hvac] {
+            let r: InitRequest = serde_json::from_str(body).unwrap();
+            assert_eq!((r.secret_shares, r.secret_threshold), (5, 3));
+            assert!(r.pgp_keys.is_empty() && r.root_token_pgp_key.is_empty());
+        }
+    }
 }
 
 /// `PUT sys/init` answer.

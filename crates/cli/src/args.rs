@@ -89,6 +89,11 @@ impl Parsed {
             .map(String::as_str)
     }
 
+    /// Every value given for a repeatable value flag, in order (`-policy=a -policy=b`).
+    pub fn values(&self, name: &str) -> &[String] {
+        self.flags.get(name).map(Vec::as_slice).unwrap_or_default()
+    }
+
     /// Whether a switch is set (the last occurrence wins).
     pub fn switch(&self, name: &str) -> bool {
         self.value(name) == Some("true")
@@ -351,8 +356,9 @@ mod tests {
     fn repeated_values() {
         let parsed = parse(&args(&["-policy=a", "-policy", "b"]), &[SPECS]).unwrap();
 
-        assert_eq!(parsed.flags.get("policy"), Some(&args(&["a", "b"])));
+        assert_eq!(parsed.values("policy"), args(&["a", "b"]).as_slice());
         assert_eq!(parsed.value("policy"), Some("b"));
+        assert!(parsed.values("field").is_empty());
     }
 
     // Help flags are recognised in every command without being declared.

@@ -36,6 +36,9 @@ pub struct ApiError {
     pub errors: Vec<String>,
     /// The body when it was not a Vault error object (shown instead of `errors`).
     pub raw: String,
+    /// The whole body as received: some error statuses carry a full answer (KV v2 answers 404
+    /// with the metadata of a deleted version).
+    pub body: Vec<u8>,
 }
 
 impl fmt::Display for ApiError {
@@ -60,7 +63,7 @@ impl fmt::Display for ApiError {
 pub enum ClientError {
     /// The server answered with an error status.
     #[error("{0}")]
-    Api(ApiError),
+    Api(Box<ApiError>),
     /// The request never got an answer (connection, TLS, timeout).
     #[error("{method} {url}: {message}")]
     Transport {
@@ -89,6 +92,16 @@ impl ClientError {
         matches!(self, ClientError::Config(_) | ClientError::Io(_))
     }
 
+    /// The body of an error answer, parsed as JSON, when it is a JSON object.
+    pub fn error_body(&self) -> Option<Value> {
+        match self {
+            ClientError::Api(api) => serde_json::from_slice::<Value>(&api.body)
+                .ok()
+                .filter(Value::is_object),
+            _ => None,
+        }
+    }
+
     /// The HTTP status when the server answered with an error.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -108,7 +121,12 @@ pub struct Response {
 pub enum Body<'a> {
     None,
     Json(&'a Value),
+    /// A JSON merge patch (RFC 7396), which KV v2 `PATCH` requires as its content type.
+    MergePatch(&'a Value),
 }
+
+/// Content type of a JSON merge patch.
+pub const MERGE_PATCH: &str = "application/merge-patch+json";
 
 /// A configured connection to one server.
 pub struct Client {
@@ -117,6 +135,7 @@ pub struct Client {
     address: String,
     token: Option<Zeroizing<String>>,
     namespace: Option<String>,
+    wrap_ttl: Option<String>,
     timeout: Duration,
     max_retries: u32,
 }
@@ -151,6 +170,7 @@ impl Client {
             address: config.address.clone(),
             token: config.token.clone(),
             namespace: config.namespace.clone(),
+            wrap_ttl: config.wrap_ttl.clone(),
             timeout: config.timeout,
             max_retries: config.max_retries,
         })
@@ -159,6 +179,25 @@ impl Client {
     /// Replaces the token sent with later requests (used by `login`).
     pub fn set_token(&mut self, token: Option<Zeroizing<String>>) {
         self.token = token;
+    }
+
+    /// Replaces the wrap TTL sent with later requests and returns the previous one, so a
+    /// request that must never be wrapped (the KV preflight) can switch it off and back on.
+    pub fn set_wrap_ttl(&mut self, ttl: Option<String>) -> Option<String> {
+        std::mem::replace(&mut self.wrap_ttl, ttl)
+    }
+
+    /// Sends one request and parses the answer as JSON; `Ok(None)` for an empty (204) body.
+    pub fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(String, String)],
+        body: Body<'_>,
+    ) -> Result<Option<Value>, ClientError> {
+        let response = self.request(method.clone(), path, query, body)?;
+        let url = self.url_with_query(path, query)?;
+        response.json(&method, &url)
     }
 
     /// The full URL of an API path such as `secret/foo`.
@@ -196,11 +235,17 @@ impl Client {
         body: Body<'_>,
     ) -> Result<Response, ClientError> {
         let url = self.url_with_query(path, query)?;
-        let payload = match body {
-            Body::None => None,
-            Body::Json(value) => Some(serde_json::to_vec(value).map_err(|err| {
-                ClientError::Config(format!("Error encoding the request body: {err}"))
-            })?),
+        let (content_type, value) = match body {
+            Body::None => ("application/json", None),
+            Body::Json(value) => ("application/json", Some(value)),
+            Body::MergePatch(value) => (MERGE_PATCH, Some(value)),
+        };
+        let payload = match value {
+            None => None,
+            // Bodies may carry secrets (unseal keys, passwords): wipe our copy afterwards.
+            Some(value) => Some(Zeroizing::new(serde_json::to_vec(value).map_err(
+                |err| ClientError::Config(format!("Error encoding the request body: {err}")),
+            )?)),
         };
         let headers = self.headers()?;
         self.runtime.block_on(async {
@@ -213,8 +258,8 @@ impl Client {
                     .timeout(self.timeout);
                 if let Some(payload) = &payload {
                     request = request
-                        .header(CONTENT_TYPE, "application/json")
-                        .body(payload.clone());
+                        .header(CONTENT_TYPE, content_type)
+                        .body(payload.to_vec());
                 }
                 let retry_left = attempt < self.max_retries;
                 match request.send().await {
@@ -274,7 +319,9 @@ impl Client {
                     .await
                     .map(|b| b.to_vec())
                     .unwrap_or_default();
-                return Err(ClientError::Api(api_error(&method, &url, status, &body)));
+                return Err(ClientError::Api(Box::new(api_error(
+                    &method, &url, status, &body,
+                ))));
             }
             let mut written = 0u64;
             let mut stream = response.bytes_stream();
@@ -338,6 +385,11 @@ impl Client {
                 .map_err(|_| ClientError::Config(format!("Invalid namespace {namespace:?}")))?;
             headers.insert("X-Vault-Namespace", value);
         }
+        if let Some(ttl) = &self.wrap_ttl {
+            let value = HeaderValue::from_str(ttl)
+                .map_err(|_| ClientError::Config(format!("Invalid wrap TTL {ttl:?}")))?;
+            headers.insert("X-Vault-Wrap-TTL", value);
+        }
         Ok(headers)
     }
 }
@@ -373,7 +425,9 @@ fn finish(method: &Method, url: &str, status: u16, body: Vec<u8>) -> Result<Resp
     if (200..300).contains(&status) {
         Ok(Response { body })
     } else {
-        Err(ClientError::Api(api_error(method, url, status, &body)))
+        Err(ClientError::Api(Box::new(api_error(
+            method, url, status, &body,
+        ))))
     }
 }
 
@@ -389,6 +443,7 @@ pub fn api_error(method: &Method, url: &str, status: u16, body: &[u8]) -> ApiErr
         status,
         errors,
         raw,
+        body: body.to_vec(),
     }
 }
 

@@ -52,6 +52,11 @@ pub const HTTP_FLAGS: &[FlagSpec] = &[
         "namespace",
         "Namespace header to send; only the root namespace exists ($VAULT_NAMESPACE).",
     ),
+    FlagSpec::value(
+        "wrap-ttl",
+        "Ask the server to wrap the response in a single-use token living this long \
+         ($VAULT_WRAP_TTL).",
+    ),
 ];
 
 /// Everything needed to build a [`crate::client::Client`].
@@ -69,6 +74,8 @@ pub struct Config {
     pub namespace: Option<String>,
     pub timeout: Duration,
     pub max_retries: u32,
+    /// Value of `X-Vault-Wrap-TTL` in whole seconds, when responses are to be wrapped.
+    pub wrap_ttl: Option<String>,
 }
 
 impl Config {
@@ -125,9 +132,15 @@ impl Config {
             },
         };
 
+        let wrap_ttl = match pick("wrap-ttl", "VAULT_WRAP_TTL") {
+            Some(raw) => parse_wrap_ttl(&raw)?,
+            None => None,
+        };
+
         Ok(Self {
             address,
             token,
+            wrap_ttl,
             ca_cert: pick("ca-cert", "VAULT_CACERT").map(PathBuf::from),
             ca_path: pick("ca-path", "VAULT_CAPATH").map(PathBuf::from),
             client_cert: pick("client-cert", "VAULT_CLIENT_CERT").map(PathBuf::from),
@@ -139,6 +152,24 @@ impl Config {
             max_retries,
         })
     }
+}
+
+/// Validates a wrap TTL and renders it as whole seconds; zero means "do not wrap".
+fn parse_wrap_ttl(raw: &str) -> Result<Option<String>, CliError> {
+    let ttl = parse_duration(raw).ok_or_else(|| {
+        CliError::Usage(format!(
+            "Invalid wrap TTL {raw:?}: use seconds or a duration like 30s, 5m or 1h"
+        ))
+    })?;
+    if ttl.is_zero() {
+        return Ok(None);
+    }
+    if ttl.subsec_nanos() != 0 {
+        return Err(CliError::Usage(format!(
+            "Invalid wrap TTL {raw:?}: it must be a whole number of seconds"
+        )));
+    }
+    Ok(Some(ttl.as_secs().to_string()))
 }
 
 /// Parses integer seconds (`"60"`) or a Go duration (`"60s"`, `"1m30s"`, `"500ms"`, `"2h"`).
@@ -269,6 +300,22 @@ mod tests {
             let err = Config::resolve(&env_of(&[(name, value)]), &flags(&[])).unwrap_err();
             assert_eq!(err.exit_code(), 1, "{name}");
         }
+    }
+
+    // The wrap TTL is sent as whole seconds whatever form it was typed in; garbage is refused.
+    #[test]
+    fn wrap_ttl_resolution() {
+        let from_flag = Config::resolve(&env_of(&[]), &flags(&["-wrap-ttl=5m"])).unwrap();
+        let from_env = Config::resolve(&env_of(&[("VAULT_WRAP_TTL", "90")]), &flags(&[])).unwrap();
+        let zero = Config::resolve(&env_of(&[]), &flags(&["-wrap-ttl=0s"])).unwrap();
+        let bad = Config::resolve(&env_of(&[]), &flags(&["-wrap-ttl=soon"])).unwrap_err();
+        let fraction = Config::resolve(&env_of(&[]), &flags(&["-wrap-ttl=1500ms"])).unwrap_err();
+
+        assert_eq!(from_flag.wrap_ttl.as_deref(), Some("300"));
+        assert_eq!(from_env.wrap_ttl.as_deref(), Some("90"));
+        assert_eq!(zero.wrap_ttl, None);
+        assert_eq!(bad.exit_code(), 1);
+        assert!(fraction.to_string().contains("whole number"));
     }
 
     // Timeouts accept both plain seconds and Go durations, like VAULT_CLIENT_TIMEOUT does.

@@ -769,3 +769,49 @@ fn tls_server_name_override() {
     assert!(server.join().unwrap().is_some());
     assert_eq!(outcome.code, 0, "{}", outcome.stderr);
 }
+
+// userpass login POSTs the password to the login path without any old token, and stores the new one.
+#[test]
+fn userpass_login() {
+    let home = tempfile::tempdir().unwrap();
+    let home_str = home.path().to_str().unwrap().to_string();
+    let (address, server) = serve(vec![json_answer(
+        200,
+        json!({"request_id": "r", "lease_id": "", "renewable": false, "lease_duration": 0,
+               "data": null, "wrap_info": null, "warnings": null,
+               "auth": {"client_token": "hvs.user", "accessor": "a", "policies": ["default"],
+                        "lease_duration": 60, "renewable": true}}),
+    )]);
+
+    let outcome = cli(
+        &address,
+        &["login", "-method=userpass", "-field=token", "username=bob"],
+        b"pw\n",
+        &[("HOME", &home_str)],
+    );
+
+    let seen = server.join().unwrap();
+    assert_eq!(outcome.code, 0, "{}", outcome.stderr);
+    assert_eq!(outcome.stdout, "hvs.user\n");
+    assert_eq!(seen[0].method, "POST");
+    assert_eq!(seen[0].target, "/v1/auth/userpass/login/bob");
+    assert_eq!(seen[0].json(), json!({"password": "pw"}));
+    assert!(!seen[0].headers.contains_key("x-vault-token"));
+    assert_eq!(
+        std::fs::read_to_string(home.path().join(".vault-token")).unwrap(),
+        "hvs.user"
+    );
+}
+
+mod admin;
+mod kv;
+mod tokens;
+
+/// The preflight answer for a path under a KV mount of the given version.
+fn preflight(mount: &str, version: &str) -> (u16, &'static str, Vec<u8>) {
+    json_answer(
+        200,
+        json!({"request_id": "p", "data": {"path": format!("{mount}/"), "type": "kv",
+               "options": {"version": version}, "accessor": "kv_1", "local": false}}),
+    )
+}

@@ -79,13 +79,14 @@ mod tests {
     // An API error keeps its Vault-style text and maps to exit 2; a config error maps to 1.
     #[test]
     fn client_errors_are_classified() {
-        let api = ClientError::Api(ApiError {
+        let api = ClientError::Api(Box::new(ApiError {
             method: "PUT".into(),
             url: "https://127.0.0.1:8200/v1/secret/foo".into(),
             status: 400,
             errors: vec!["missing data".into()],
             raw: String::new(),
-        });
+            body: Vec::new(),
+        }));
         let err = CliError::client("Error writing data to secret/foo", api);
         assert_eq!(err.exit_code(), 2);
         assert_eq!(

@@ -17,7 +17,7 @@ use crate::telemetry::Telemetry;
 use crate::{CoreError, Operation, Request, Response};
 
 /// Storage key of this cluster's name and id (cluster-local, encrypted).
-pub(crate) const CLUSTER_INFO_KEY: &str = "core/cluster/local/info";
+pub(crate) const CLUSTER_INFO_KEY: &str = crate::keys::CLUSTER_INFO;
 
 /// Static settings of a core, from the server configuration.
 #[derive(Clone, Default)]
@@ -30,6 +30,25 @@ pub struct CoreConfig {
     pub cluster_addr: String,
     /// Metrics sink shared with the http layer.
     pub telemetry: Telemetry,
+    /// System default and maximum lease/token TTLs (`default_lease_ttl`, `max_lease_ttl`;
+    /// 768h when not configured).
+    pub default_lease_ttl: Option<std::time::Duration>,
+    pub max_lease_ttl: Option<std::time::Duration>,
+}
+
+/// Vault's system default for both lease TTLs: 768 hours (32 days).
+pub const DEFAULT_LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(768 * 3600);
+
+impl CoreConfig {
+    /// The system default TTL.
+    pub fn default_ttl(&self) -> std::time::Duration {
+        self.default_lease_ttl.unwrap_or(DEFAULT_LEASE_TTL)
+    }
+
+    /// The system maximum TTL.
+    pub fn max_ttl(&self) -> std::time::Duration {
+        self.max_lease_ttl.unwrap_or(DEFAULT_LEASE_TTL)
+    }
 }
 
 /// What `sys/health` reports, before query parameters choose the status code.
@@ -59,8 +78,17 @@ pub struct Core {
     pub(crate) mounts: RwLock<MountTable>,
     /// Advertised (api_addr, cluster_addr), known once the listeners are bound.
     pub(crate) advertised: Mutex<(String, String)>,
+    /// Held shared by every logical request and exclusively by snapshot restore, so no
+    /// request reads or writes while the whole keyspace is being replaced.
+    pub(crate) request_gate: tokio::sync::RwLock<()>,
     /// Serializes seal-state transitions (unseal, seal, restore) against each other.
     pub(crate) transition: tokio::sync::Mutex<()>,
+    /// ACL policies and their parsed/compiled cache.
+    pub(crate) policies: crate::policy::PolicyStore,
+    /// Lease index and revocation timer (see `expiration`).
+    pub(crate) expiration: crate::expiration::ExpirationState,
+    /// Enabled audit devices (see `audit`).
+    pub(crate) audit: crate::audit::AuditBroker,
 }
 
 impl Core {
@@ -68,7 +96,8 @@ impl Core {
     pub fn new(config: CoreConfig, storage: Arc<dyn Storage>) -> Arc<Core> {
         let barrier = Barrier::new(storage.clone());
         let advertised = (config.api_addr.clone(), config.cluster_addr.clone());
-        Arc::new(Core {
+        Arc::new_cyclic(|me| Core {
+            expiration: crate::expiration::ExpirationState::new(me.clone()),
             advertised: Mutex::new(advertised),
             config,
             storage,
@@ -79,6 +108,9 @@ impl Core {
             cluster: Mutex::new(None),
             mounts: RwLock::new(MountTable::default()),
             transition: tokio::sync::Mutex::new(()),
+            policies: crate::policy::PolicyStore::default(),
+            request_gate: tokio::sync::RwLock::new(()),
+            audit: crate::audit::AuditBroker::default(),
         })
     }
 
@@ -102,38 +134,16 @@ impl Core {
         self.barrier.sealed()
     }
 
-    /// The logical request pipeline: seal gate, authentication, routing.
-    ///
-    /// This is where ACL checks and audit logging plug in (next milestone): authentication
-    /// yields a `TokenEntry` whose policies the ACL evaluates before routing, and audit
-    /// records the request before and the response after the handler runs.
+    /// The logical request pipeline (see `pipeline.rs`): seal gate, routing,
+    /// authentication, ACL, audit, handler, token issue on login, wrapping.
     pub async fn handle(&self, req: Request) -> Result<Response, CoreError> {
         let started = std::time::Instant::now();
         let class = crate::telemetry::path_class(&req.path);
-        let result = self.handle_inner(req).await;
+        let result = crate::pipeline::handle(self, req).await;
         self.config
             .telemetry
             .record_request(class, started.elapsed(), result.is_ok());
         result
-    }
-
-    async fn handle_inner(&self, req: Request) -> Result<Response, CoreError> {
-        if self.barrier.sealed() {
-            return Err(CoreError::Sealed);
-        }
-        // Authentication: every logical path needs a valid token today.
-        let token = self.authenticate(req.token.as_deref()).await?;
-        // ACL: the root policy allows everything; finer policies come with the ACL milestone.
-        if !token.is_root() {
-            return Err(CoreError::PermissionDenied);
-        }
-        if req.path.starts_with("sys/") || req.path == "sys" {
-            return crate::sys::route(self, &req, &token).await;
-        }
-        if let Some(rest) = req.path.strip_prefix("auth/token/") {
-            return crate::token::route(self, &req, &token, rest).await;
-        }
-        self.route_to_mount(&req).await
     }
 
     /// `sys/leader`.
@@ -194,7 +204,8 @@ impl Core {
             HealthResponse {
                 initialized,
                 sealed,
-                standby: state == HealthState::Standby,
+                // Vault reports a sealed or uninitialized node as standby.
+                standby: state != HealthState::Active,
                 performance_standby: false,
                 replication_performance_mode: "disabled".into(),
                 replication_dr_mode: "disabled".into(),
@@ -209,16 +220,16 @@ impl Core {
         ))
     }
 
-    /// Routes a logical request below a secrets mount.
-    async fn route_to_mount(&self, req: &Request) -> Result<Response, CoreError> {
-        let mounts = self.mounts.read().await;
-        let Some((entry, rest)) = mounts.resolve(&req.path) else {
-            return Err(CoreError::UnsupportedPath(req.path.clone()));
-        };
-        let entry = entry.clone();
-        let rest = rest.to_owned();
-        drop(mounts);
-        crate::engines::dispatch(self, &entry, req, &rest).await
+    /// `PUT sys/step-down`: needs a root token. A single node has no one to hand leadership
+    /// to, so after the check nothing changes; multi-node clusters will transfer leadership.
+    pub async fn step_down(&self, token: Option<&str>) -> Result<(), CoreError> {
+        if self.barrier.sealed() {
+            return Err(CoreError::Sealed);
+        }
+        if !self.authenticate(token).await?.is_root() {
+            return Err(CoreError::PermissionDenied);
+        }
+        Ok(())
     }
 
     /// `GET sys/metrics`: needs a root token unless the listener allows unauthenticated access.

@@ -18,6 +18,10 @@ pub enum CoreError {
     /// A read that found nothing (404 with an empty error list).
     #[error("not found")]
     NotFound,
+    /// A read that found nothing to return but still answers with a body: 404 carrying the
+    /// full success envelope (KV v2 deleted or destroyed versions, invalid v2 paths).
+    #[error("not found")]
+    NotFoundWith(Box<crate::Response>),
     /// No mount or handler owns the path (404).
     #[error("no handler for route \"{0}\". route entry not found.")]
     UnsupportedPath(String),

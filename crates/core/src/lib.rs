@@ -5,17 +5,26 @@
 //! knows the Vault JSON envelope and status codes. That split lets the same core serve the
 //! HTTP API, tests and (later) request forwarding between nodes.
 
+mod audit;
 mod core;
+mod credentials;
 mod error;
+mod expiration;
 mod generate_root;
+mod keys;
 mod mounts;
+mod params;
+mod pipeline;
+mod policy;
 mod request;
 mod response;
+mod routing;
 mod seal;
 pub mod snapshot;
 pub mod telemetry;
 mod token;
 mod util;
+mod wrapping;
 
 pub mod engines;
 pub mod sys;
@@ -23,5 +32,6 @@ pub mod sys;
 pub use crate::core::{Core, CoreConfig, HealthState};
 pub use error::CoreError;
 pub use request::{Operation, Request};
-pub use response::{LeaseInfo, Response};
+pub use response::{LeaseInfo, LoginRequest, Response};
 pub use telemetry::{MetricsFormat, Telemetry};
+pub use token::TokenType;

@@ -1,7 +1,12 @@
 //! A logical response as core produces it; `http` turns it into Vault's envelope.
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
 use serde_json::{Map, Value};
-use strongroom_api::Auth;
+use strongroom_api::{Auth, WrapInfo};
+
+use crate::token::TokenType;
 
 /// The lease attached to a secret, when there is one.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -9,6 +14,25 @@ pub struct LeaseInfo {
     pub lease_id: String,
     pub duration_secs: i64,
     pub renewable: bool,
+}
+
+/// What an auth method asks core to issue after a successful login. The pipeline turns it
+/// into a token (applying mount and system TTL limits) and fills [`Response::auth`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoginRequest {
+    pub policies: Vec<String>,
+    pub ttl: Option<Duration>,
+    pub max_ttl: Option<Duration>,
+    pub explicit_max_ttl: Option<Duration>,
+    pub period: Option<Duration>,
+    pub num_uses: i64,
+    pub renewable: bool,
+    pub display_name: String,
+    pub metadata: BTreeMap<String, String>,
+    /// `None` follows the mount's `token_type` default.
+    pub token_type: Option<TokenType>,
+    pub bound_cidrs: Vec<String>,
+    pub no_default_policy: bool,
 }
 
 /// A successful logical answer. All fields empty means 204 No Content.
@@ -20,6 +44,13 @@ pub struct Response {
     pub lease: Option<LeaseInfo>,
     /// The type of the mount that served the request (`kv`, `system`, `token`).
     pub mount_type: String,
+    /// Set by auth methods on login; consumed by the pipeline.
+    pub login: Option<LoginRequest>,
+    /// Set when the response was wrapped: everything else is then empty.
+    pub wrap_info: Option<WrapInfo>,
+    /// A complete JSON body to send as-is with status 200 (unwrap returns the stored
+    /// envelope verbatim).
+    pub raw_body: Option<Value>,
 }
 
 impl Response {
@@ -38,6 +69,11 @@ impl Response {
 
     /// Whether this answer has nothing to send (HTTP 204).
     pub fn is_empty(&self) -> bool {
-        self.data.is_none() && self.warnings.is_empty() && self.auth.is_none()
+        self.data.is_none()
+            && self.warnings.is_empty()
+            && self.auth.is_none()
+            && self.wrap_info.is_none()
+            && self.raw_body.is_none()
+            && self.lease.is_none()
     }
 }

@@ -41,6 +41,15 @@ impl Core {
         if self.barrier.initialized().await? {
             return Err(CoreError::AlreadyInitialized);
         }
+        if req.stored_shares != 0
+            || req.recovery_shares != 0
+            || req.recovery_threshold != 0
+            || !req.recovery_pgp_keys.is_empty()
+        {
+            return Err(CoreError::InvalidRequest(
+                "recovery and stored shares apply to auto-unseal seals only; this server uses Shamir unseal keys".into(),
+            ));
+        }
         if !req.pgp_keys.is_empty() || !req.root_token_pgp_key.is_empty() {
             return Err(CoreError::InvalidRequest(
                 "PGP-encrypted keys are not supported; omit pgp_keys and root_token_pgp_key".into(),
@@ -62,16 +71,29 @@ impl Core {
         config.save(self.storage.as_ref()).await?;
         self.barrier.initialize(&unseal_key, &root_key).await?;
 
-        // Open the barrier briefly to write what an initialized cluster must hold.
-        self.barrier.unseal(&unseal_key).await?;
+        // Open the barrier briefly to write what an initialized cluster must hold. If any step
+        // fails, undo the initialization so the operator can retry: shares that were never
+        // shown to anyone must not guard a cluster.
         let setup = async {
+            self.barrier.unseal(&unseal_key).await?;
             self.ensure_cluster_info().await?;
             self.mount_defaults().await?;
             self.create_root_token(None).await
         }
         .await;
         self.barrier.seal().await;
-        let root_token = setup?;
+        *lock(&self.cluster) = None;
+        self.mounts.write().await.clear();
+        let root_token = match setup {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "initialization failed; rolling back");
+                if let Err(undo) = self.storage.replace_all(Vec::new()).await {
+                    tracing::error!(error = %undo, "rolling back a failed initialization also failed; wipe the data directory before retrying");
+                }
+                return Err(e);
+            }
+        };
 
         Ok(InitResponse {
             keys: shares.iter().map(|s| hex::encode(s.as_slice())).collect(),
@@ -184,7 +206,7 @@ impl Core {
             Err(e) => return Err(e.into()),
         }
         if let Err(e) = self.post_unseal().await {
-            self.barrier.seal().await;
+            self.seal_internal().await;
             return Err(e);
         }
         drop(_guard);
@@ -207,11 +229,14 @@ impl Core {
 
     /// Drops every piece of unsealed state.
     pub(crate) async fn seal_internal(&self) {
+        self.expiration_stop().await;
         self.barrier.seal().await;
+        self.policies.clear();
         *lock(&self.active_since) = None;
         *lock(&self.generate_root) = None;
         self.mounts.write().await.clear();
         self.config.telemetry.set_unsealed(false);
+        self.clear_audit();
         tracing::info!("core sealed");
     }
 
@@ -219,6 +244,8 @@ impl Core {
     pub(crate) async fn post_unseal(&self) -> Result<(), CoreError> {
         self.ensure_cluster_info().await?;
         self.load_mounts().await?;
+        self.load_audit().await?;
+        self.expiration_start().await?;
         *lock(&self.active_since) = Some(SystemTime::now());
         self.config.telemetry.set_unsealed(true);
         tracing::info!("core unsealed");
@@ -271,7 +298,7 @@ impl Core {
             ..UnsealRequest::default()
         })
         .await?;
-        let root = match root_token_id {
+        let root = match root_token_id.filter(|id| !id.is_empty()) {
             Some(id) => {
                 self.create_root_token(Some(id)).await?;
                 self.revoke_token(&init.root_token).await?;
@@ -284,13 +311,24 @@ impl Core {
 }
 
 /// Accepts a share as hex (as `keys`) or standard base64 (as `keys_base64`).
+/// A share is 33 bytes (32 of key material and the x coordinate); with one share the key
+/// itself (32 bytes) is the share. Anything else is refused before it can count as progress.
 pub(crate) fn decode_share(key: &str) -> Result<Zeroizing<Vec<u8>>, CoreError> {
     let key = key.trim();
-    if let Ok(bytes) = hex::decode(key) {
-        return Ok(Zeroizing::new(bytes));
+    let bytes = match hex::decode(key) {
+        Ok(b) => Zeroizing::new(b),
+        Err(_) => base64::engine::general_purpose::STANDARD
+            .decode(key)
+            .map(Zeroizing::new)
+            .map_err(|_| {
+                CoreError::InvalidRequest("'key' must be a valid hex or base64 string".into())
+            })?,
+    };
+    if bytes.len() != 32 && bytes.len() != 33 {
+        return Err(CoreError::InvalidRequest(format!(
+            "'key' is {} bytes long; an unseal key share is 33 bytes (32 with a single share)",
+            bytes.len()
+        )));
     }
-    base64::engine::general_purpose::STANDARD
-        .decode(key)
-        .map(Zeroizing::new)
-        .map_err(|_| CoreError::InvalidRequest("'key' must be a valid hex or base64 string".into()))
+    Ok(bytes)
 }

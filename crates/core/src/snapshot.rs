@@ -24,9 +24,7 @@ const SUMS_AAD: &str = "core/snapshot/SHA256SUMS";
 /// Snapshot format written by this version.
 const FORMAT: &str = "strongroom-snapshot-v1";
 /// Upper bound on the decompressed size of a snapshot we accept (guards against gzip bombs).
-pub const MAX_SNAPSHOT_BYTES: u64 = 2 * 1024 * 1024 * 1024;
-/// Page size when walking storage.
-const SCAN_PAGE: usize = 1024;
+pub const MAX_SNAPSHOT_BYTES: u64 = 512 * 1024 * 1024;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Meta {
@@ -42,22 +40,23 @@ impl Core {
     pub async fn snapshot_save(&self, token: Option<&str>) -> Result<Vec<u8>, CoreError> {
         self.require_root(token).await?;
         let status = self.storage.status();
+        // One consistent read: a snapshot is the state at one instant, never torn by writes
+        // that land while it is taken. A snapshot too big for restore is refused here, not
+        // discovered at restore time.
+        let limit = self.storage.max_replace_all_bytes();
+        let pairs = self.storage.export(limit).await.map_err(|e| match e {
+            strongroom_storage::StorageError::TooLarge(m) => CoreError::TooLarge(format!(
+                "{m}: this version restores snapshots up to {limit} bytes of data"
+            )),
+            other => other.into(),
+        })?;
         let mut state = Vec::new();
-        let mut count = 0u64;
-        let mut after: Option<String> = None;
-        loop {
-            let page = self.storage.scan("", after.as_deref(), SCAN_PAGE).await?;
-            let Some((last, _)) = page.last() else { break };
-            after = Some(last.clone());
-            for (k, v) in &page {
-                write_frame(&mut state, k.as_bytes());
-                write_frame(&mut state, v);
-                count += 1;
-            }
-            if page.len() < SCAN_PAGE {
-                break;
-            }
+        let count = pairs.len() as u64;
+        for (k, v) in &pairs {
+            write_frame(&mut state, k.as_bytes());
+            write_frame(&mut state, v);
         }
+        drop(pairs);
         let meta = Meta {
             format: FORMAT.into(),
             created: crate::util::rfc3339(std::time::SystemTime::now(), false),
@@ -150,21 +149,35 @@ impl Core {
             .find(|(k, _)| k == "core/keyring")
             .is_some_and(|(_, v)| self.barrier.keyring_opens(v));
 
+        let _exclusive = self.request_gate.write().await;
         let _guard = self.transition.lock().await;
         self.storage.replace_all(pairs).await?;
         *lock(&self.unseal_progress) = Default::default();
-        if keyring_opens {
-            self.barrier.reload_keyring().await?;
-            self.post_unseal().await?;
+        // Everything cached from the old keyspace goes: leases, policies, audit devices.
+        self.expiration_stop().await;
+        self.policies.clear();
+        self.clear_audit();
+        let reloaded = if keyring_opens {
+            match self.barrier.reload_keyring().await {
+                Ok(()) => self.post_unseal().await,
+                Err(e) => Err(e.into()),
+            }
         } else {
             // The data now belongs to another cluster's keys: seal until its shares arrive.
+            Err(CoreError::Sealed)
+        };
+        if let Err(e) = reloaded {
             self.seal_internal().await;
+            if !matches!(e, CoreError::Sealed) {
+                return Err(e);
+            }
         }
         tracing::info!(pairs = meta.pairs, force, "snapshot restored");
         Ok(())
     }
 
-    async fn require_root(&self, token: Option<&str>) -> Result<(), CoreError> {
+    /// Checks that `token` is a root token on an unsealed core.
+    pub async fn require_root(&self, token: Option<&str>) -> Result<(), CoreError> {
         if self.barrier.sealed() {
             return Err(CoreError::Sealed);
         }

@@ -47,6 +47,18 @@ impl Telemetry {
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;
+            // Histograms buffer samples until upkeep drains them; without this task an
+            // unscraped server would grow without bound.
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let upkeep = handle.clone();
+                rt.spawn(async move {
+                    let mut tick = tokio::time::interval(Duration::from_secs(5));
+                    loop {
+                        tick.tick().await;
+                        upkeep.run_upkeep();
+                    }
+                });
+            }
             Some(handle)
         });
         match handle {

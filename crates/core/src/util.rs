@@ -60,3 +60,50 @@ mod tests {
         assert!(s.bytes().all(|b| BASE62.contains(&b)));
     }
 }
+
+/// Whether `ip` lies in the CIDR block `cidr` (`10.0.0.0/8`, `::1/128`, or a bare address).
+pub fn cidr_contains(cidr: &str, ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    let (net, bits) = match cidr.trim().split_once('/') {
+        Some((n, b)) => (n, b.parse::<u32>().ok()),
+        None => (cidr.trim(), None),
+    };
+    let Ok(net) = net.parse::<IpAddr>() else {
+        return false;
+    };
+    match (net, ip) {
+        (IpAddr::V4(n), IpAddr::V4(a)) => {
+            let bits = bits.unwrap_or(32).min(32);
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
+            u32::from(n) & mask == u32::from(a) & mask
+        }
+        (IpAddr::V6(n), IpAddr::V6(a)) => {
+            let bits = bits.unwrap_or(128).min(128);
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits)
+            };
+            u128::from(n) & mask == u128::from(a) & mask
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod cidr_tests {
+    use super::cidr_contains;
+
+    #[test]
+    fn cidr_blocks_match_by_prefix() {
+        // Why: bound CIDRs must admit only the listed networks.
+        assert!(cidr_contains("10.0.0.0/8", "10.1.2.3".parse().unwrap()));
+        assert!(!cidr_contains("10.0.0.0/8", "11.0.0.1".parse().unwrap()));
+        assert!(cidr_contains("127.0.0.1", "127.0.0.1".parse().unwrap()));
+        assert!(!cidr_contains("garbage", "127.0.0.1".parse().unwrap()));
+    }
+}

@@ -256,8 +256,11 @@ async fn snapshot_restores_exact_state_and_refuses_foreign_or_corrupt_ones() {
         .unwrap();
     let snap = core.snapshot_save(Some(&root)).await.unwrap();
     assert!(strongroom_core::snapshot::has_sealed_sums(&snap));
+    let files = untar(&snap);
     assert!(
-        !snap.windows(6).any(|w| w == b"before"),
+        files
+            .iter()
+            .all(|(_, body)| !body.windows(6).any(|w| w == b"before")),
         "snapshot carries ciphertext only"
     );
 
@@ -293,6 +296,18 @@ async fn snapshot_restores_exact_state_and_refuses_foreign_or_corrupt_ones() {
             .await
             .is_err()
     );
+    // Why: a well-formed archive whose state was altered (and its plain checksums recomputed)
+    // is caught by the sealed checksums, which only our keyring can produce.
+    let tampered = retar(&files, |name, body| {
+        if name == "state.bin" {
+            let n = body.len();
+            body[n - 1] ^= 0x01;
+        }
+    });
+    assert!(matches!(
+        core.snapshot_restore(Some(&root), &tampered, false).await,
+        Err(CoreError::InvalidRequest(_))
+    ));
     assert_eq!(read(&core, &root, "secret/a").await.unwrap()["v"], "before");
 
     // Why: another cluster's snapshot needs force, and after force the core needs that cluster's keys.
@@ -376,4 +391,54 @@ async fn kv_v1_lists_deletes_and_reports_missing_keys() {
         write(&core, &root, "sys/mounts/x", json!({"type": "nosuch"})).await,
         Err(CoreError::InvalidRequest(_))
     ));
+}
+
+/// The members of a snapshot archive.
+fn untar(archive: &[u8]) -> Vec<(String, Vec<u8>)> {
+    use std::io::Read;
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(archive)
+        .read_to_end(&mut raw)
+        .unwrap();
+    let mut out = Vec::new();
+    for e in tar::Archive::new(&raw[..]).entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().to_string_lossy().into_owned();
+        let mut body = Vec::new();
+        e.read_to_end(&mut body).unwrap();
+        out.push((name, body));
+    }
+    out
+}
+
+/// Rebuilds an archive after `edit`, recomputing the plain SHA256SUMS as a forger would.
+fn retar(files: &[(String, Vec<u8>)], edit: impl Fn(&str, &mut Vec<u8>)) -> Vec<u8> {
+    use sha2::Digest;
+    let mut files: Vec<(String, Vec<u8>)> = files.to_vec();
+    for (n, b) in files.iter_mut() {
+        edit(n, b);
+    }
+    let get = |name: &str| files.iter().find(|(n, _)| n == name).unwrap().1.clone();
+    let sums = format!(
+        "{}  meta.json\n{}  state.bin\n",
+        hex::encode(sha2::Sha256::digest(get("meta.json"))),
+        hex::encode(sha2::Sha256::digest(get("state.bin")))
+    );
+    for (n, b) in files.iter_mut() {
+        if n == "SHA256SUMS" {
+            *b = sums.clone().into_bytes();
+        }
+    }
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::fast(),
+    ));
+    for (n, b) in &files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(b.len() as u64);
+        h.set_mode(0o600);
+        h.set_cksum();
+        tar.append_data(&mut h, n, &b[..]).unwrap();
+    }
+    tar.into_inner().unwrap().finish().unwrap()
 }

@@ -12,6 +12,8 @@ use serde_json::{Map, Value};
 use strongroom_api::LogicalResponse;
 use strongroom_core::{Core, Operation, Request, Response};
 
+use strongroom_core::CoreError;
+
 use crate::call::Call;
 use crate::parse::{self, BadRequest};
 use crate::reply;
@@ -27,6 +29,12 @@ pub(crate) async fn handle(core: &Arc<Core>, call: &Call) -> axum::response::Res
     match core.handle(req).await {
         Ok(resp) if resp.is_empty() => reply::no_content(),
         Ok(resp) => reply::json(StatusCode::OK, &envelope(&call.path, request_id, resp)),
+        // KV v2 answers a deleted or destroyed version with 404 *and* the full envelope, so
+        // clients can read its metadata.
+        Err(CoreError::NotFoundWith(resp)) => reply::json(
+            StatusCode::NOT_FOUND,
+            &envelope(&call.path, request_id, *resp),
+        ),
         Err(e) => reply::core_error(&e),
     }
 }
@@ -70,7 +78,11 @@ pub(crate) fn build_request(call: &Call) -> Result<Option<Request>, BadRequest> 
 }
 
 /// Core's response in Vault's envelope, with `data` copied to the top level where Vault does.
+/// A finished body from core (unwrap's stored envelope) is sent as it is.
 pub(crate) fn envelope(path: &str, request_id: String, resp: Response) -> Value {
+    if let Some(raw) = resp.raw_body {
+        return raw;
+    }
     let lease = resp.lease.unwrap_or_default();
     let inject = injects_data(path);
     let data = resp.data;
@@ -80,7 +92,7 @@ pub(crate) fn envelope(path: &str, request_id: String, resp: Response) -> Value 
         renewable: lease.renewable,
         lease_duration: lease.duration_secs,
         data: data.clone(),
-        wrap_info: None,
+        wrap_info: resp.wrap_info,
         warnings: (!resp.warnings.is_empty()).then_some(resp.warnings),
         auth: resp.auth,
         mount_type: resp.mount_type,
@@ -194,6 +206,32 @@ mod tests {
             json!({"request_id": "id", "lease_id": "", "renewable": false, "lease_duration": 0,
                    "data": {"a": 1}, "wrap_info": null, "warnings": null, "auth": null})
         );
+    }
+
+    #[test]
+    fn wrapped_and_raw_answers_render_as_core_built_them() {
+        // A wrapped answer carries only wrap_info; unwrap's stored envelope goes out verbatim.
+        let wrapped = Response {
+            wrap_info: Some(strongroom_api::WrapInfo {
+                token: "hvs.w".into(),
+                ttl: 60,
+                creation_path: "sys/wrapping/wrap".into(),
+                ..Default::default()
+            }),
+            ..Response::default()
+        };
+        let v = envelope("sys/wrapping/wrap", "id".into(), wrapped);
+        assert_eq!(v["wrap_info"]["token"], "hvs.w");
+        assert_eq!(v["wrap_info"]["ttl"], 60);
+        assert_eq!(v["data"], Value::Null);
+        assert_eq!(v["auth"], Value::Null);
+        let raw = json!({"request_id": "r", "data": {"k": "v"}, "wrap_info": null});
+        let resp = Response {
+            raw_body: Some(raw.clone()),
+            data: Some(Map::new()),
+            ..Response::default()
+        };
+        assert_eq!(envelope("sys/wrapping/unwrap", "id".into(), resp), raw);
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub(crate) async fn handle(
         }
         "sys/unseal" => unseal(core, call).await,
         "sys/seal" => seal(core, call).await,
-        "sys/step-down" => step_down(core, call),
+        "sys/step-down" => step_down(core, call).await,
         "sys/leader" => get_only(call, || async { json_result(core.leader().await) }).await,
         "sys/health" => health(core, call).await,
         "sys/generate-root/attempt" => generate_root_attempt(core, call).await,
@@ -116,16 +116,15 @@ async fn seal(core: &Arc<Core>, call: &Call) -> Resp {
     }
 }
 
-/// `sys/step-down`: a single active node has no one to hand leadership to, so this only
-/// answers. Core has no step-down (or token check for it) yet; nothing happens either way.
-fn step_down(core: &Arc<Core>, call: &Call) -> Resp {
+/// `sys/step-down`: needs a root (sudo) token, as Vault's.
+async fn step_down(core: &Arc<Core>, call: &Call) -> Resp {
     if !call.is_write() {
         return reply::method_not_allowed();
     }
-    if core.sealed() {
-        return reply::core_error(&CoreError::Sealed);
+    match call.token() {
+        Ok(token) => empty_result(core.step_down(token.as_deref()).await),
+        Err(e) => e.into(),
     }
-    reply::no_content()
 }
 
 async fn health(core: &Arc<Core>, call: &Call) -> Resp {

@@ -74,7 +74,9 @@ pub(crate) fn status_of(e: &CoreError) -> StatusCode {
         CoreError::InvalidRequest(_)
         | CoreError::AlreadyInitialized
         | CoreError::NotInitialized => StatusCode::BAD_REQUEST,
-        CoreError::NotFound | CoreError::UnsupportedPath(_) => StatusCode::NOT_FOUND,
+        CoreError::NotFound | CoreError::NotFoundWith(_) | CoreError::UnsupportedPath(_) => {
+            StatusCode::NOT_FOUND
+        }
         CoreError::UnsupportedOperation => StatusCode::METHOD_NOT_ALLOWED,
         CoreError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         CoreError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -110,6 +110,14 @@ async fn handle(state: AppState, req: axum::extract::Request) -> Response {
         return e.into();
     }
     let limit = if raw::is_snapshot_upload(&path) {
+        // Only a root token may make the server buffer a snapshot-sized body.
+        let token = match parse::token(&parts.headers) {
+            Ok(t) => t,
+            Err(e) => return e.into(),
+        };
+        if let Err(e) = state.core.require_root(token.as_deref()).await {
+            return reply::core_error(&e);
+        }
         MAX_SNAPSHOT_BYTES
     } else {
         state.opts.max_request_size
@@ -163,6 +171,11 @@ async fn handle(state: AppState, req: axum::extract::Request) -> Response {
 }
 
 /// Reads the whole body, refusing more than `limit` bytes with 413.
+/// Time allowed to receive a request body.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time allowed to receive a snapshot upload.
+const BODY_READ_TIMEOUT_LARGE: Duration = Duration::from_secs(600);
+
 async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<Bytes, Response> {
     let too_large = || {
         reply::error(
@@ -180,7 +193,24 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<Bytes,
         return Err(too_large());
     }
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    match Limited::new(body, limit).collect().await {
+    // A client that trickles its body cannot hold a connection slot forever (Vault's
+    // http_read_timeout defaults to 30 s; snapshot uploads get longer).
+    let read_timeout = if limit > DEFAULT_MAX_REQUEST_SIZE as usize {
+        BODY_READ_TIMEOUT_LARGE
+    } else {
+        BODY_READ_TIMEOUT
+    };
+    let collected =
+        match tokio::time::timeout(read_timeout, Limited::new(body, limit).collect()).await {
+            Ok(r) => r,
+            Err(_) => {
+                return Err(reply::error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("timed out after {read_timeout:?} reading the request body"),
+                ));
+            }
+        };
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
         Err(e) => {

@@ -14,6 +14,9 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::WebPkiClientVerifier;
 use tokio::net::TcpListener;
 
+/// Connections handled at once on the cluster port.
+const MAX_CONNECTIONS: usize = 256;
+
 /// Binds the cluster listener and serves it until `shutdown` resolves.
 pub async fn start(
     addr: &str,
@@ -28,14 +31,29 @@ pub async fn start(
     })?;
     let local = listener.local_addr()?;
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    // Bounded: at most this many handshakes in flight; an accept error backs off instead of
+    // spinning (e.g. when file descriptors run out).
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let task = tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = shutdown.changed() => break,
                 accepted = listener.accept() => {
-                    let Ok((stream, peer)) = accepted else { continue };
+                    let (stream, peer) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cluster port accept failed; backing off");
+                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    };
+                    let Ok(permit) = slots.clone().try_acquire_owned() else {
+                        tracing::warn!(%peer, "cluster port connection limit reached; refusing");
+                        continue;
+                    };
                     let acceptor = acceptor.clone();
                     tokio::spawn(async move {
+                        let _permit = permit;
                         let handshake = tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(stream)).await;
                         match handshake {
                             Ok(Ok(_tls)) => tracing::debug!(%peer, "cluster connection authenticated; no cluster service is enabled yet, closing"),

@@ -128,9 +128,18 @@ async fn serve(flags: ServerFlags, config: ServerConfig, logs: LogControl) -> an
             api_addr: String::new(),
             cluster_addr: String::new(),
             telemetry,
+            default_lease_ttl: config.default_lease_ttl,
+            max_lease_ttl: config.max_lease_ttl,
         },
         storage,
     );
+
+    // Dev mode initializes before any listener exists, so no client can race the bootstrap.
+    let dev = if flags.dev {
+        Some(dev_bootstrap(&core, &flags).await?)
+    } else {
+        None
+    };
 
     let mut listeners = Vec::new();
     for l in &config.listeners {
@@ -165,7 +174,7 @@ async fn serve(flags: ServerFlags, config: ServerConfig, logs: LogControl) -> an
 
     print_banner(&config, &bound, &api_addr, &cluster_addr);
     if flags.dev {
-        dev_bootstrap(&core, &flags, &api_addr).await?;
+        print_dev_banner(&dev, &api_addr);
     }
 
     wait_for_signals(&flags, &logs, &listeners).await;
@@ -263,11 +272,26 @@ fn persistent_node_id(dir: &Path) -> anyhow::Result<String> {
     let file = dir.join("node-id");
     match std::fs::read_to_string(&file) {
         Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
-        Ok(_) | Err(_) => {
+        Ok(_) => anyhow::bail!(
+            "{} is empty: restore it, or set node_id in the storage stanza to this node's id",
+            file.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let id = uuid_like();
-            std::fs::write(&file, &id).with_context(|| format!("writing {}", file.display()))?;
+            // Write-then-rename with fsync, so a crash never leaves an empty id behind.
+            let tmp = dir.join("node-id.tmp");
+            {
+                use std::io::Write;
+                let mut f = std::fs::File::create(&tmp)
+                    .with_context(|| format!("writing {}", tmp.display()))?;
+                f.write_all(id.as_bytes())?;
+                f.sync_all()?;
+            }
+            std::fs::rename(&tmp, &file).with_context(|| format!("writing {}", file.display()))?;
+            std::fs::File::open(dir)?.sync_all()?;
             Ok(id)
         }
+        Err(e) => Err(e).with_context(|| format!("reading {}", file.display())),
     }
 }
 
@@ -305,6 +329,7 @@ fn listener_options(l: &ListenerConfig) -> anyhow::Result<strongroom_http::Liste
         })
     };
     let mut opts = strongroom_http::ListenerOptions::new(l.address.clone());
+    opts.shutdown_grace = SHUTDOWN_GRACE - Duration::from_secs(2);
     opts.tls = tls;
     opts.max_request_size = l.max_request_size;
     opts.unauthenticated_metrics_access = l.unauthenticated_metrics_access;
@@ -352,23 +377,22 @@ fn print_banner(config: &ServerConfig, bound: &[SocketAddr], api_addr: &str, clu
     println!("\n==> Strongroom server started! Log data will stream in below:\n");
 }
 
-async fn dev_bootstrap(
-    core: &Arc<Core>,
-    flags: &ServerFlags,
-    api_addr: &str,
-) -> anyhow::Result<()> {
+/// The dev server's unseal key and root token, printed once the address is known.
+struct DevKeys {
+    unseal_key: String,
+    root_token: String,
+}
+
+async fn dev_bootstrap(core: &Arc<Core>, flags: &ServerFlags) -> anyhow::Result<DevKeys> {
     let (unseal_key, root_token) = core
         .dev_bootstrap(flags.dev_root_token_id.as_deref())
         .await
         .map_err(|e| anyhow::anyhow!("initializing the dev server: {e}"))?;
-    core.mount(
-        "secret/",
-        "kv",
-        "key/value secret storage",
-        Default::default(),
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("mounting secret/ on the dev server: {e}"))?;
+    let mut options = serde_json::Map::new();
+    options.insert("version".into(), serde_json::Value::String("2".into()));
+    core.mount("secret/", "kv", "key/value secret storage", options)
+        .await
+        .map_err(|e| anyhow::anyhow!("mounting secret/ on the dev server: {e}"))?;
     if !flags.dev_no_store_token
         && let Some(home) = std::env::var_os("HOME")
     {
@@ -377,6 +401,20 @@ async fn dev_bootstrap(
             tracing::warn!(error = %e, "could not store the root token in ~/.vault-token");
         }
     }
+    Ok(DevKeys {
+        unseal_key,
+        root_token,
+    })
+}
+
+fn print_dev_banner(dev: &Option<DevKeys>, api_addr: &str) {
+    let Some(DevKeys {
+        unseal_key,
+        root_token,
+    }) = dev
+    else {
+        return;
+    };
     println!(
         "WARNING! dev mode is enabled! In this mode, Strongroom runs entirely in-memory
 and starts unsealed with a single unseal key. The root token is already
@@ -395,7 +433,6 @@ Root Token: {root_token}
 Development mode should NOT be used in production installations!
 "
     );
-    Ok(())
 }
 
 fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {

@@ -69,6 +69,17 @@ impl Storage for InmemStorage {
         Ok(())
     }
 
+    async fn export(&self, max_bytes: usize) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        let map = self.map.read().await;
+        let total: usize = map.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if total > max_bytes {
+            return Err(StorageError::TooLarge(format!(
+                "storage holds {total} bytes; the export limit is {max_bytes}"
+            )));
+        }
+        Ok(map.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+    }
+
     async fn replace_all(&self, pairs: Vec<(String, Vec<u8>)>) -> Result<(), StorageError> {
         *self.map.write().await = pairs.into_iter().collect();
         Ok(())

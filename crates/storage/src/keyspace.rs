@@ -21,7 +21,13 @@ pub enum KeyClass {
 pub const CLUSTER_LOCAL_PREFIXES: &[&str] = &["core/cluster/local/", "core/replication/", "raft/"];
 
 /// Prefixes of keys that replicate to DR secondaries only.
-pub const REPLICATED_LOCAL_PREFIXES: &[&str] = &["sys/token/", "sys/expire/", "logical-local/"];
+pub const REPLICATED_LOCAL_PREFIXES: &[&str] = &[
+    "sys/token/",
+    "sys/expire/",
+    "local/",
+    "core/local-mounts",
+    "core/local-auth",
+];
 
 /// Classifies one storage key.
 pub fn classify(key: &str) -> KeyClass {
@@ -45,5 +51,8 @@ mod tests {
         assert_eq!(classify("sys/token/id/abc"), KeyClass::ReplicatedLocal);
         assert_eq!(classify("core/keyring"), KeyClass::ReplicatedShared);
         assert_eq!(classify("logical/1234/foo"), KeyClass::ReplicatedShared);
+        assert_eq!(classify("local/1234/foo"), KeyClass::ReplicatedLocal);
+        assert_eq!(classify("core/local-mounts"), KeyClass::ReplicatedLocal);
+        assert_eq!(classify("core/mounts"), KeyClass::ReplicatedShared);
     }
 }

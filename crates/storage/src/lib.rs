@@ -77,6 +77,15 @@ pub trait Storage: Send + Sync + 'static {
     /// Applies `ops` atomically and durably, in order.
     async fn write(&self, ops: Vec<Op>) -> Result<(), StorageError>;
 
+    /// Every key/value pair, read from one consistent point in time (snapshot save). Fails
+    /// with [`StorageError::TooLarge`] when keys and values together exceed `max_bytes`.
+    async fn export(&self, max_bytes: usize) -> Result<Vec<(String, Vec<u8>)>, StorageError>;
+
+    /// The largest total of keys and values that [`Storage::replace_all`] accepts.
+    fn max_replace_all_bytes(&self) -> usize {
+        usize::MAX
+    }
+
     /// Replaces the whole content with `pairs`, atomically (snapshot restore).
     async fn replace_all(&self, pairs: Vec<(String, Vec<u8>)>) -> Result<(), StorageError>;
 

@@ -48,7 +48,7 @@ fn not_found(ctx: &mut Ctx<'_>, path: &str) -> Result<i32, CliError> {
 }
 
 /// A table is a `Keys` column; JSON and YAML print just the list, as Vault does.
-fn render_keys(keys: &[Value], format: Format) -> String {
+pub fn render_keys(keys: &[Value], format: Format) -> String {
     match format {
         Format::Table => {
             let mut out = String::from("Keys\n----\n");

@@ -1,23 +1,28 @@
 //! `login`: authenticate and remember the token in the token helper.
 //!
 //! Token login verifies the token with `auth/token/lookup-self` before storing it, so a typo
-//! never replaces a working token; userpass login exchanges credentials for a new token.
+//! never replaces a working token; userpass and approle logins exchange credentials for a new
+//! token. A wrapped login answer (`-wrap-ttl`) is shown, never stored: the token inside is
+//! meant for whoever unwraps it.
 
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 use zeroize::Zeroizing;
 
-use super::{Command, Ctx, sanitize_path};
+use super::{BIN, Command, Ctx, sanitize_path};
 use crate::args::{FlagSpec, Parsed};
 use crate::client::Body;
 use crate::config::HTTP_FLAGS;
 use crate::error::{CliError, EXIT_OK};
 use crate::kv_args::parse_data;
-use crate::output::{Format, OUTPUT_FLAGS, render_secret};
+use crate::output::{Format, OUTPUT_FLAGS, is_wrapped, render_secret};
 use crate::token_helper::TokenHelper;
 
 const LOGIN_FLAGS: &[FlagSpec] = &[
-    FlagSpec::value("method", "Auth method: token (default) or userpass."),
+    FlagSpec::value(
+        "method",
+        "Auth method: token (default), userpass or approle.",
+    ),
     FlagSpec::value(
         "path",
         "Mount path of the auth method (default: the method name).",
@@ -41,12 +46,18 @@ fn run(ctx: &mut Ctx<'_>, flags: &Parsed) -> Result<i32, CliError> {
     let envelope = match method {
         "token" => token_login(ctx, flags)?,
         "userpass" => userpass_login(ctx, flags)?,
+        "approle" => approle_login(ctx, flags)?,
         other => {
             return Err(CliError::Usage(format!(
-                "Unsupported auth method {other:?}: use token or userpass"
+                "Unsupported auth method {other:?}: use token, userpass or approle"
             )));
         }
     };
+    if is_wrapped(&envelope) {
+        let rendered = render_secret(&envelope, &output)?;
+        ctx.emit(&rendered)?;
+        return Ok(EXIT_OK);
+    }
     let token = envelope
         .pointer("/auth/client_token")
         .and_then(Value::as_str)
@@ -88,12 +99,15 @@ fn run(ctx: &mut Ctx<'_>, flags: &Parsed) -> Result<i32, CliError> {
 
 fn success_banner(stored: bool) -> String {
     if stored {
-        "Success! You are now authenticated. The token below is stored in the token helper\n\
-         (~/.vault-token), so later commands use it automatically.\n\n"
-            .to_string()
+        format!(
+            "Success! You are now authenticated. The token information displayed below\n\
+             is already stored in the token helper. You do NOT need to run \"{BIN} login\"\n\
+             again. Future requests will automatically use this token.\n\n"
+        )
     } else {
-        "Success! You are now authenticated. The token below was NOT stored; export it as\n\
-         VAULT_TOKEN to use it in later commands.\n\n"
+        "Success! You are now authenticated. The token information displayed below\n\
+         was NOT stored in the token helper; set it as VAULT_TOKEN to use it in later\n\
+         requests.\n\n"
             .to_string()
     }
 }
@@ -129,6 +143,8 @@ fn token_login(ctx: &mut Ctx<'_>, flags: &Parsed) -> Result<Value, CliError> {
     }
     let mut client = ctx.connect(flags)?;
     client.set_token(Some(token.clone()));
+    // The lookup only verifies the token for us; wrapping it would hide the answer.
+    client.set_wrap_ttl(None);
     let lookup = client
         .get_json("auth/token/lookup-self")
         .map_err(|err| CliError::client("Error authenticating", err))?
@@ -199,16 +215,47 @@ fn userpass_login(ctx: &mut Ctx<'_>, flags: &Parsed) -> Result<Value, CliError> 
     data.insert("password".to_string(), Value::String(password.to_string()));
     let mount = sanitize_path(flags.value("path").unwrap_or("userpass"));
     let path = format!("auth/{mount}/login/{username}");
+    post_credentials(ctx, flags, &path, data, "password")
+}
 
+/// `-method=approle role_id=R [secret_id=S]`: POST auth/<path>/login.
+fn approle_login(ctx: &mut Ctx<'_>, flags: &Parsed) -> Result<Value, CliError> {
+    let data: Map<String, Value> = parse_data(&flags.positionals, ctx.stdin)?;
+    match data.get("role_id") {
+        Some(Value::String(id)) if !id.is_empty() => {}
+        _ => {
+            return Err(CliError::Usage(
+                "approle login needs role_id=<role ID> (and secret_id=<secret ID> unless the \
+                 role does not bind one)"
+                    .to_string(),
+            ));
+        }
+    }
+    if data.get("secret_id").is_some_and(|id| !id.is_string()) {
+        return Err(CliError::Usage(
+            "secret_id must be a single value".to_string(),
+        ));
+    }
+    let mount = sanitize_path(flags.value("path").unwrap_or("approle"));
+    let path = format!("auth/{mount}/login");
+    post_credentials(ctx, flags, &path, data, "secret_id")
+}
+
+/// POSTs login credentials without any stored token, then wipes the secret field's copy.
+fn post_credentials(
+    ctx: &mut Ctx<'_>,
+    flags: &Parsed,
+    path: &str,
+    data: Map<String, Value>,
+    secret_field: &str,
+) -> Result<Value, CliError> {
     let mut client = ctx.connect(flags)?;
     client.set_token(None);
     let body = Value::Object(data);
-    let result = client
-        .request(Method::POST, &path, &[], Body::Json(&body))
-        .and_then(|resp| resp.json(&Method::POST, &client.url(&path)));
-    // The request body held the password; clear our copy now that it has been sent.
+    let result = client.send(Method::POST, path, &[], Body::Json(&body));
+    // The request body held the credential; clear our copy now that it has been sent.
     if let Value::Object(mut map) = body
-        && let Some(Value::String(mut sent)) = map.remove("password")
+        && let Some(Value::String(mut sent)) = map.remove(secret_field)
     {
         zeroize::Zeroize::zeroize(&mut sent);
     }

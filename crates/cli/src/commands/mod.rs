@@ -6,22 +6,27 @@
 
 mod delete;
 mod generate_root;
+mod kv;
 mod list;
 mod login;
+mod mounts;
 mod operator_init;
 mod operator_seal;
 mod operator_unseal;
+mod policy;
 mod raft;
 mod raft_snapshot;
 mod read;
 mod rotate;
 mod status;
+mod token;
+mod unwrap;
 mod version;
 mod write;
 
 use std::io::{BufRead, Write};
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
 use crate::args::{self, FlagSpec, Parsed};
@@ -118,14 +123,26 @@ impl Command {
     }
 }
 
+/// Every command the CLI knows, by group.
+const GROUPS: &[&[Command]] = &[BASE, kv::COMMANDS, token::COMMANDS, policy::COMMANDS];
+
 /// Every command the CLI knows.
-pub const COMMANDS: &[Command] = &[
+fn commands() -> impl Iterator<Item = &'static Command> {
+    GROUPS
+        .iter()
+        .chain(mounts::COMMANDS.iter())
+        .flat_map(|group| group.iter())
+}
+
+/// The generic and operator commands.
+const BASE: &[Command] = &[
     status::COMMAND,
     read::COMMAND,
     write::COMMAND,
     delete::COMMAND,
     list::COMMAND,
     login::COMMAND,
+    unwrap::COMMAND,
     operator_init::COMMAND,
     operator_unseal::COMMAND,
     operator_seal::SEAL,
@@ -154,8 +171,7 @@ pub fn dispatch(ctx: &mut Ctx<'_>, argv: &[String]) -> i32 {
         }
         _ => {}
     }
-    let Some(command) = COMMANDS
-        .iter()
+    let Some(command) = commands()
         .filter(|cmd| {
             cmd.words.len() <= argv.len() && cmd.words.iter().zip(argv).all(|(w, a)| w == a)
         })
@@ -203,8 +219,7 @@ fn unknown_command(ctx: &mut Ctx<'_>, argv: &[String]) -> i32 {
     let prefix: Vec<&String> = argv.iter().take_while(|a| !a.starts_with('-')).collect();
     for depth in (1..=prefix.len()).rev() {
         let words = &prefix[..depth];
-        let children: Vec<&Command> = COMMANDS
-            .iter()
+        let children: Vec<&Command> = commands()
             .filter(|cmd| {
                 cmd.words.len() > depth && cmd.words.iter().zip(words).all(|(w, a)| w == *a)
             })
@@ -247,7 +262,7 @@ fn usage_text() -> String {
          A client for Strongroom and other servers speaking the Vault HTTP API.\n\
          (`{BIN} server` starts a server.)\n\nCommands:\n\n"
     );
-    let all: Vec<&Command> = COMMANDS.iter().collect();
+    let all: Vec<&Command> = commands().collect();
     text.push_str(&listing(&all));
     text.push_str(&format!(
         "\nRun \"{BIN} <command> -help\" for a command's options.\n"
@@ -306,6 +321,89 @@ pub fn decode<T: serde::de::DeserializeOwned>(
     serde_json::from_value(value).map_err(|err| {
         CliError::Remote(format!("{what}: unexpected answer from the server: {err}"))
     })
+}
+
+/// Parses a TTL flag given as seconds or a Go duration (`30s`, `1h30m`) into whole seconds.
+pub fn duration_flag(flags: &Parsed, name: &str) -> Result<Option<u64>, CliError> {
+    let Some(raw) = flags.value(name) else {
+        return Ok(None);
+    };
+    let parsed = crate::config::parse_duration(raw)
+        .filter(|d| d.subsec_nanos() == 0)
+        .ok_or_else(|| {
+            CliError::Usage(format!(
+                "Invalid duration {raw:?} for -{name}: use whole seconds or a duration like 30s, 5m or 1h"
+            ))
+        })?;
+    Ok(Some(parsed.as_secs()))
+}
+
+/// Collects a repeatable `-name=key=value` flag into a JSON object of strings.
+pub fn map_flag(flags: &Parsed, name: &str) -> Result<Map<String, Value>, CliError> {
+    let mut map = Map::new();
+    for raw in flags.values(name) {
+        let (key, value) = raw
+            .split_once('=')
+            .filter(|(key, _)| !key.is_empty())
+            .ok_or_else(|| {
+                CliError::Usage(format!(
+                    "Invalid value {raw:?} for -{name}: the format is key=value"
+                ))
+            })?;
+        map.insert(key.to_string(), Value::String(value.to_string()));
+    }
+    Ok(map)
+}
+
+/// Splits repeated and comma-separated list flags (`-policy=a,b -policy=c`) into their items.
+pub fn list_flag(flags: &Parsed, name: &str) -> Vec<String> {
+    flags
+        .values(name)
+        .iter()
+        .flat_map(|raw| raw.split(','))
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// A mount-style path as Vault shows it: sanitized, with one trailing slash.
+pub fn mount_path(path: &str) -> String {
+    format!("{}/", sanitize_path(path))
+}
+
+/// Finishes a command whose endpoint normally answers 204: prints `message`, or the answer
+/// itself when the server sent one (a wrapped response, warnings).
+pub fn report_write(
+    ctx: &mut Ctx<'_>,
+    answer: Option<Value>,
+    output: &OutputOpts,
+    message: &str,
+) -> Result<i32, CliError> {
+    match answer {
+        Some(value) if crate::output::is_wrapped(&value) || output.field.is_some() => {
+            let rendered = crate::output::render_secret(&value, output)?;
+            ctx.emit(&rendered)?;
+        }
+        Some(value) if output.format != crate::output::Format::Table => {
+            let rendered = crate::output::render_secret(&value, output)?;
+            ctx.emit(&rendered)?;
+        }
+        Some(value) => {
+            let rendered = crate::output::render_secret(&value, output)?;
+            ctx.err(&rendered.stderr)?;
+            ctx.out(&format!("{message}\n"))?;
+        }
+        None => {
+            if let Some(field) = &output.field {
+                return Err(CliError::Local(format!(
+                    "Field \"{field}\" not present in secret"
+                )));
+            }
+            ctx.out(&format!("{message}\n"))?;
+        }
+    }
+    Ok(EXIT_OK)
 }
 
 /// Maps an error of a command whose exit code 2 is reserved for a state (sealed, not

@@ -16,7 +16,7 @@ pub const COMMAND: Command = Command {
 
 /// The version line.
 pub fn line() -> String {
-    format!("Strongroom v{STRONGROOM_VERSION}, Vault API v{VAULT_COMPAT_VERSION}")
+    format!("Vault v{VAULT_COMPAT_VERSION} (Strongroom v{STRONGROOM_VERSION})")
 }
 
 fn run(ctx: &mut Ctx<'_>, flags: &Parsed) -> Result<i32, CliError> {
@@ -39,10 +39,7 @@ mod tests {
     fn version_line() {
         assert_eq!(
             line(),
-            format!(
-                "Strongroom v{}, Vault API v1.16.3",
-                env!("CARGO_PKG_VERSION")
-            )
+            format!("Vault v1.16.3 (Strongroom v{})", env!("CARGO_PKG_VERSION"))
         );
     }
 }

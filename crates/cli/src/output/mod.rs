@@ -4,10 +4,15 @@
 //! envelope-specific views (auth tokens, wrapping tokens, lease fields) match what Vault users
 //! and their scripts expect. Functions return strings; commands decide where they go.
 
+mod sections;
 mod table;
 mod yaml;
 
-pub use table::{columns, go_value, human_duration, key_value_table, quoted_list, sorted};
+pub use sections::{data_table, header_for_map, path_header};
+pub use table::{
+    cell_value, columns, go_duration, go_value, human_duration, key_value_table, quoted_list,
+    sorted, table,
+};
 pub use yaml::to_yaml;
 
 use serde_json::{Map, Value};
@@ -143,6 +148,12 @@ pub fn render_secret(resp: &Value, opts: &OutputOpts) -> Result<Rendered, CliErr
     Ok(rendered)
 }
 
+/// Whether `value` is a wrapped answer: such answers are printed the generic way whatever
+/// command asked, so the wrapping token is always shown.
+pub fn is_wrapped(value: &Value) -> bool {
+    value.get("wrap_info").is_some_and(|wrap| wrap.is_object())
+}
+
 /// Whether `value` is a logical-response envelope rather than a raw object.
 pub fn is_envelope(value: &Value) -> bool {
     value.as_object().is_some_and(|obj| {
@@ -233,7 +244,7 @@ pub fn secret_rows(resp: &Value) -> Vec<(String, String)> {
     if !is_envelope(resp) {
         return sorted(obj)
             .into_iter()
-            .map(|(k, v)| (k.clone(), go_value(v)))
+            .map(|(k, v)| (k.clone(), cell_value(k, v)))
             .collect();
     }
     let mut rows = Vec::new();
@@ -308,7 +319,7 @@ pub fn secret_rows(resp: &Value) -> Vec<(String, String)> {
 
     if let Some(data) = non_null(obj, "data").and_then(Value::as_object) {
         for (key, value) in sorted(data) {
-            row(key, go_value(value));
+            row(key, cell_value(key, value));
         }
     }
     rows

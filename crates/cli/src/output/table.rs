@@ -9,14 +9,77 @@ use serde_json::{Map, Value};
 /// Gap between columns, as in Vault's columnized output.
 const GAP: &str = "    ";
 
+/// What an empty cell shows, as in Vault's tables.
+const EMPTY_CELL: &str = "n/a";
+
 /// Renders rows as a two-column table with a `Key`/`Value` header.
 pub fn key_value_table(rows: &[(String, String)]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|(k, v)| vec![k.clone(), v.clone()])
+        .collect();
+    table(&["Key", "Value"], &rows)
+}
+
+/// Renders a table with a header row, its dashed underline, and `n/a` in empty cells.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut all = vec![
-        vec!["Key".to_string(), "Value".to_string()],
-        vec!["---".to_string(), "-----".to_string()],
+        header.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+        header
+            .iter()
+            .map(|h| "-".repeat(h.chars().count()))
+            .collect(),
     ];
-    all.extend(rows.iter().map(|(k, v)| vec![k.clone(), v.clone()]));
+    all.extend(rows.iter().map(|row| {
+        row.iter()
+            .map(|cell| {
+                if cell.is_empty() {
+                    EMPTY_CELL.to_string()
+                } else {
+                    cell.clone()
+                }
+            })
+            .collect()
+    }));
     columns(&all)
+}
+
+/// Whether Vault prints a data key's integer value as a duration (`ttl`, `*_ttl`, `period`...).
+pub fn looks_like_duration(key: &str) -> bool {
+    key == "period"
+        || key.ends_with("_period")
+        || key == "ttl"
+        || key.ends_with("_ttl")
+        || key.ends_with("_duration")
+        || key == "refresh_interval"
+}
+
+/// A data value as a table cell: `%v`, except that integer TTL-like keys become durations.
+pub fn cell_value(key: &str, value: &Value) -> String {
+    if looks_like_duration(key) {
+        let seconds = match value {
+            Value::Number(n) => n.as_i64(),
+            Value::String(s) => s.parse::<i64>().ok(),
+            _ => None,
+        };
+        if let Some(seconds) = seconds {
+            return human_duration(seconds);
+        }
+    }
+    go_value(value)
+}
+
+/// Seconds as Go's `time.Duration.String()` writes them (`1h0m0s`, `30m0s`, `45s`, `0s`):
+/// the form Vault's CLI sends TTLs in.
+pub fn go_duration(seconds: u64) -> String {
+    let (h, m, s) = (seconds / 3600, (seconds % 3600) / 60, seconds % 60);
+    if h > 0 {
+        format!("{h}h{m}m{s}s")
+    } else if m > 0 {
+        format!("{m}m{s}s")
+    } else {
+        format!("{s}s")
+    }
 }
 
 /// Renders rows of any width, aligning every column but the last.
@@ -137,11 +200,46 @@ mod tests {
         );
     }
 
-    // Empty trailing cells do not leave trailing spaces.
+    // Empty cells show Vault's `n/a` and no line keeps trailing spaces.
     #[test]
-    fn no_trailing_whitespace() {
+    fn empty_cells_are_na() {
         let table = key_value_table(&rows(&[("empty", "")]));
+
+        assert_eq!(table, "Key      Value\n---      -----\nempty    n/a\n");
         assert!(table.lines().all(|line| !line.ends_with(' ')));
+    }
+
+    // Multi-column tables underline each header with dashes of its own width.
+    #[test]
+    fn header_underline() {
+        let out = table(
+            &["Path", "Type"],
+            &[
+                vec!["secret/".into(), "kv".into()],
+                vec!["x/".into(), "".into()],
+            ],
+        );
+
+        assert_eq!(
+            out,
+            "Path       Type\n----       ----\nsecret/    kv\nx/         n/a\n"
+        );
+    }
+
+    // TTL-like keys print as durations, other numbers as they are; Go's duration strings.
+    #[test]
+    fn duration_cells() {
+        assert_eq!(cell_value("ttl", &json!(2764800)), "768h");
+        assert_eq!(cell_value("creation_ttl", &json!(60)), "1m");
+        assert_eq!(cell_value("lease_duration", &json!(0)), "0s");
+        assert_eq!(cell_value("period", &json!("30")), "30s");
+        assert_eq!(cell_value("num_uses", &json!(3)), "3");
+        assert_eq!(cell_value("ttl", &json!("soon")), "soon");
+        assert_eq!(go_duration(0), "0s");
+        assert_eq!(go_duration(45), "45s");
+        assert_eq!(go_duration(1800), "30m0s");
+        assert_eq!(go_duration(3600), "1h0m0s");
+        assert_eq!(go_duration(5430), "1h30m30s");
     }
 
     // Values print like Go's %v, which is what Vault users see for non-string data.

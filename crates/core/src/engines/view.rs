@@ -1,6 +1,9 @@
 //! A barrier view limited to one key prefix.
+//!
+//! Engines get a view instead of the barrier so that a bug or a crafted path in one engine
+//! cannot read or overwrite another mount's data or the system's own records.
 
-use strongroom_barrier::Barrier;
+use strongroom_barrier::{Barrier, BarrierOp};
 
 use crate::CoreError;
 
@@ -36,5 +39,22 @@ impl<'a> View<'a> {
 
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, CoreError> {
         Ok(self.barrier.list(&self.full(prefix)?).await?)
+    }
+
+    /// Applies several puts and deletes atomically, keys relative to the view.
+    pub async fn write(&self, ops: Vec<BarrierOp>) -> Result<(), CoreError> {
+        let ops = ops
+            .into_iter()
+            .map(|op| match op {
+                BarrierOp::Put { key, value } => Ok(BarrierOp::Put {
+                    key: self.full(&key)?,
+                    value,
+                }),
+                BarrierOp::Delete { key } => Ok(BarrierOp::Delete {
+                    key: self.full(&key)?,
+                }),
+            })
+            .collect::<Result<Vec<_>, CoreError>>()?;
+        Ok(self.barrier.write(ops).await?)
     }
 }

@@ -5,20 +5,42 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::policy::AclDecision;
 use crate::token::TokenEntry;
 use crate::{Core, CoreError, Operation, Request, Response};
 
+mod mounts;
+
+/// Dispatches a `sys/...` path to the subsystem that owns it.
 pub(crate) async fn route(
     core: &Core,
     req: &Request,
-    _token: &TokenEntry,
+    token: Option<&TokenEntry>,
+    _decision: &AclDecision,
 ) -> Result<Response, CoreError> {
     let path = req.path.as_str();
+    let under = |prefix: &str| path == prefix || path.starts_with(&format!("{prefix}/"));
+    if under("sys/policy") || under("sys/policies") || path.starts_with("sys/capabilities") {
+        return crate::policy::route(core, req, token).await;
+    }
+    if under("sys/leases") || under("sys/renew") || under("sys/revoke") {
+        return crate::expiration::route(core, req, token).await;
+    }
+    if under("sys/wrapping") {
+        return crate::wrapping::route(core, req, token).await;
+    }
+    if under("sys/audit") || under("sys/audit-hash") {
+        return crate::audit::route(core, req, token).await;
+    }
+    if under("sys/mounts")
+        || under("sys/auth")
+        || under("sys/remount")
+        || under("sys/internal/ui/mounts")
+        || under("sys/mounts-all")
+    {
+        return mounts::route(core, req, token).await;
+    }
     let mut resp = match (path, req.operation) {
-        ("sys/mounts", Operation::Read) => Ok(Response::with_data(core.mounts_json().await)),
-        (p, op) if p.starts_with("sys/mounts/") => {
-            mounts(core, req, &p["sys/mounts/".len()..], op).await
-        }
         ("sys/rotate", Operation::Update | Operation::Create) => {
             core.barrier.rotate().await?;
             Ok(Response::no_content())
@@ -37,7 +59,7 @@ pub(crate) async fn route(
         ("sys/storage/raft/configuration", Operation::Read) => {
             Ok(Response::with_data(raft_configuration(core)))
         }
-        ("sys/mounts" | "sys/rotate" | "sys/key-status" | "sys/storage/raft/configuration", _) => {
+        ("sys/rotate" | "sys/key-status" | "sys/storage/raft/configuration", _) => {
             Err(CoreError::UnsupportedOperation)
         }
         _ => Err(CoreError::UnsupportedPath(req.path.clone())),
@@ -46,55 +68,6 @@ pub(crate) async fn route(
         resp.mount_type = "system".into();
     }
     Ok(resp)
-}
-
-async fn mounts(
-    core: &Core,
-    req: &Request,
-    mount: &str,
-    op: Operation,
-) -> Result<Response, CoreError> {
-    match op {
-        Operation::Read => {
-            let table = core.mounts.read().await;
-            let want = crate::mounts::normalize_mount_path(mount)?;
-            let entry = table
-                .entries
-                .iter()
-                .find(|m| m.path == want)
-                .ok_or(CoreError::NotFound)?;
-            match entry.to_json() {
-                Value::Object(m) => Ok(Response::with_data(m)),
-                _ => Err(CoreError::Internal(
-                    "mount entry did not encode as an object".into(),
-                )),
-            }
-        }
-        Operation::Create | Operation::Update => {
-            let engine = crate::util::str_param(&req.data, "type")?.ok_or_else(|| {
-                CoreError::InvalidRequest(
-                    "missing 'type' parameter: the secrets engine to mount, e.g. type=kv".into(),
-                )
-            })?;
-            let description = crate::util::str_param(&req.data, "description")?.unwrap_or("");
-            let options = match req.data.get("options") {
-                None | Some(Value::Null) => Map::new(),
-                Some(Value::Object(o)) => o.clone(),
-                Some(other) => {
-                    return Err(CoreError::InvalidRequest(format!(
-                        "'options' must be an object, got {other}"
-                    )));
-                }
-            };
-            core.mount(mount, engine, description, options).await?;
-            Ok(Response::no_content())
-        }
-        Operation::Delete => {
-            core.unmount(mount).await?;
-            Ok(Response::no_content())
-        }
-        _ => Err(CoreError::UnsupportedOperation),
-    }
 }
 
 fn raft_configuration(core: &Core) -> Map<String, Value> {

@@ -309,6 +309,20 @@ impl Storage for RaftStorage {
         .await
     }
 
+    async fn export(&self, max_bytes: usize) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        self.read("export", move |db| reads::export(db, max_bytes))
+            .await?
+            .map_err(|total| {
+                StorageError::TooLarge(format!(
+                    "storage holds more than {total} bytes; the export limit is {max_bytes}"
+                ))
+            })
+    }
+
+    fn max_replace_all_bytes(&self) -> usize {
+        self.tuning.max_replace_all_bytes
+    }
+
     async fn write(&self, ops: Vec<Op>) -> Result<(), StorageError> {
         metrics::counter!("vault_raft_storage_ops_total", "op" => "write").increment(1);
         if ops.is_empty() {

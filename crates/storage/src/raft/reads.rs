@@ -75,3 +75,25 @@ pub fn scan(
     }
     Ok(out)
 }
+
+/// All pairs of the keyspace, or the byte total reached when it went over the limit.
+pub type Export = Result<Vec<(String, Vec<u8>)>, usize>;
+
+/// Every pair from one read transaction, so the result is one point in time.
+pub fn export(db: &Database, max_bytes: usize) -> io::Result<Export> {
+    let table = data_table(db)?;
+    let mut out = Vec::new();
+    let mut total = 0usize;
+    for item in table
+        .range::<&str>(..)
+        .map_err(|e| io_err("exporting keys", e))?
+    {
+        let (k, v) = item.map_err(|e| io_err("exporting keys", e))?;
+        total += k.value().len() + v.value().len();
+        if total > max_bytes {
+            return Ok(Err(total));
+        }
+        out.push((k.value().to_owned(), v.value().to_vec()));
+    }
+    Ok(Ok(out))
+}

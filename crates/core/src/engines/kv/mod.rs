@@ -1,0 +1,49 @@
+//! The KV secrets engine, version 1 (plain) or 2 (versioned), chosen per mount by
+//! `options.version`.
+//!
+//! Both versions share one backend type because a mount can be upgraded in place (tune
+//! `options.version=2`), after which the same mount must start speaking v2.
+
+mod upgrade;
+pub(crate) mod v1;
+mod v2;
+
+use async_trait::async_trait;
+
+pub(crate) use upgrade::upgrade_kv_v1_to_v2;
+
+use super::{Backend, Ctx};
+use crate::{CoreError, Request, Response};
+
+/// The KV engine.
+pub(crate) struct Kv;
+
+#[async_trait]
+impl Backend for Kv {
+    async fn exists(&self, ctx: &Ctx<'_>, rest: &str) -> Result<Option<bool>, CoreError> {
+        if ctx.mount.kv_version() == 2 {
+            return v2::exists(&ctx.view, rest).await;
+        }
+        if rest.is_empty() || rest.ends_with('/') {
+            return Ok(None);
+        }
+        Ok(Some(ctx.view.get(rest).await?.is_some()))
+    }
+
+    async fn handle(
+        &self,
+        ctx: &Ctx<'_>,
+        req: &Request,
+        rest: &str,
+    ) -> Result<Response, CoreError> {
+        if ctx.mount.kv_version() == 2 {
+            return v2::handle(ctx, req, rest).await;
+        }
+        let default_ttl = if ctx.mount.config.default_lease_ttl > 0 {
+            ctx.mount.config.default_lease_ttl
+        } else {
+            ctx.core.config.default_ttl().as_secs() as i64
+        };
+        v1::handle(&ctx.view, req, rest, Some(default_ttl)).await
+    }
+}

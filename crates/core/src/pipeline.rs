@@ -1,0 +1,208 @@
+//! The request pipeline: the one path every logical request takes.
+//!
+//! seal gate -> route -> authenticate -> ACL (+ sudo, + wrapping bounds) -> audit request
+//! (fail closed) -> count token use -> handler -> issue token on login -> wrap ->
+//! audit response. Keeping the order in one function makes the security argument readable:
+//! nothing reaches a handler without passing the checks above it.
+
+use std::time::Duration;
+
+use crate::policy::AclDecision;
+use crate::routing::{self, Route};
+use crate::token::{IssueRequest, TokenEntry};
+use crate::{Core, CoreError, Operation, Request, Response};
+
+/// Longest wrapping TTL accepted from a client.
+const MAX_WRAP_TTL: Duration = Duration::from_secs(768 * 3600);
+
+/// Runs one logical request through the pipeline.
+pub(crate) async fn handle(core: &Core, mut req: Request) -> Result<Response, CoreError> {
+    let _gate = core.request_gate.read().await;
+    if core.barrier.sealed() {
+        return Err(CoreError::Sealed);
+    }
+    let route = routing::resolve(core, &req.path).await;
+    let checked = check(core, &mut req, route.as_ref()).await;
+    let (token, decision) = match &checked {
+        Ok((t, d)) => (t.clone(), Some(d.clone())),
+        Err(_) => (None, None),
+    };
+    let mount = route.as_ref().and_then(Route::mount).cloned();
+
+    // Fail closed: a request that cannot be audited is not served.
+    core.audit_request(&req, token.as_ref(), mount.as_ref(), decision.as_ref())
+        .await?;
+    let result = match checked {
+        Err(e) => Err(e),
+        Ok((token, decision)) => match route {
+            None => Err(CoreError::UnsupportedPath(req.path.clone())),
+            Some(route) => serve(core, &req, route, token.as_ref(), &decision).await,
+        },
+    };
+    core.audit_response(&req, token.as_ref(), mount.as_ref(), &result)
+        .await?;
+    result
+}
+
+/// Authentication and authorization; returns the caller's token (if any) and the ACL verdict.
+async fn check(
+    core: &Core,
+    req: &mut Request,
+    route: Option<&Route>,
+) -> Result<(Option<TokenEntry>, AclDecision), CoreError> {
+    let unauth = route.is_some_and(|r| routing::unauthenticated(r, &req.path, req.operation));
+    let token = match req.token.as_deref() {
+        Some(t) if !t.trim().is_empty() => core.lookup_token(t.trim()).await?,
+        _ => None,
+    };
+    if unauth {
+        return Ok((
+            token,
+            AclDecision {
+                allowed: true,
+                ..AclDecision::default()
+            },
+        ));
+    }
+    // Vault answers 403, not 404, to unauthenticated requests for unknown paths.
+    let token = token.ok_or(CoreError::PermissionDenied)?;
+    if !token.bound_cidrs.is_empty() && !cidr_allows(&token.bound_cidrs, req.client_addr) {
+        return Err(CoreError::PermissionDenied);
+    }
+    let acl = core.acl_for(&token.policies).await?;
+    let op = effective_operation(core, req, route).await?;
+    let decision = acl.check(op, &req.path, &req.data);
+    if !decision.allowed || (routing::requires_sudo(&req.path, req.operation) && !decision.sudo) {
+        return Err(CoreError::PermissionDenied);
+    }
+    // Policies may force wrapping or bound its TTL.
+    match (
+        req.wrap_ttl,
+        decision.min_wrapping_ttl,
+        decision.max_wrapping_ttl,
+    ) {
+        (None, Some(min), _) => req.wrap_ttl = Some(min),
+        (Some(ttl), Some(min), _) if ttl < min => return Err(CoreError::PermissionDenied),
+        (Some(ttl), _, Some(max)) if ttl > max => return Err(CoreError::PermissionDenied),
+        _ => {}
+    }
+    if let Some(raw) = req.token.clone() {
+        core.consume_token_use(raw.trim(), &token).await?;
+    }
+    Ok((Some(token), decision))
+}
+
+/// Create versus update: decided by the backend's existence check where it has one.
+async fn effective_operation(
+    core: &Core,
+    req: &Request,
+    route: Option<&Route>,
+) -> Result<Operation, CoreError> {
+    if req.operation != Operation::Update {
+        return Ok(req.operation);
+    }
+    if let Some(Route::Mount(mount, rest)) = route
+        && let Some(backend) = crate::engines::backend_for(mount)
+    {
+        let ctx = crate::engines::Ctx::new(core, mount, None);
+        if backend.exists(&ctx, rest).await? == Some(false) {
+            return Ok(Operation::Create);
+        }
+    }
+    Ok(Operation::Update)
+}
+
+/// Runs the handler and the post-processing steps.
+async fn serve(
+    core: &Core,
+    req: &Request,
+    route: Route,
+    token: Option<&TokenEntry>,
+    decision: &AclDecision,
+) -> Result<Response, CoreError> {
+    let mut resp = match &route {
+        Route::Sys => crate::sys::route(core, req, token, decision).await?,
+        Route::Token(rest) => crate::token::route(core, req, token, rest).await?,
+        Route::Mount(mount, rest) => {
+            crate::engines::dispatch(core, mount, req, rest, token).await?
+        }
+    };
+    if let Some(login) = resp.login.take() {
+        let mount = route.mount();
+        let mount_default = mount
+            .map(|m| m.config.default_lease_ttl)
+            .filter(|s| *s > 0)
+            .map(|s| Duration::from_secs(s as u64));
+        let mount_max = mount
+            .map(|m| m.config.max_lease_ttl)
+            .filter(|s| *s > 0)
+            .map(|s| Duration::from_secs(s as u64));
+        let max = mount_max
+            .unwrap_or(core.config.max_ttl())
+            .min(core.config.max_ttl());
+        let max = login.max_ttl.map(|m| m.min(max)).unwrap_or(max);
+        let ttl = login
+            .ttl
+            .or(mount_default)
+            .unwrap_or(core.config.default_ttl())
+            .min(max);
+        let token_type =
+            login
+                .token_type
+                .unwrap_or(match mount.map(|m| m.config.token_type.as_str()) {
+                    Some("batch") | Some("default-batch") => crate::token::TokenType::Batch,
+                    _ => crate::token::TokenType::Service,
+                });
+        let issued = core
+            .issue_token(IssueRequest {
+                policies: login.policies,
+                ttl: Some(ttl),
+                max_ttl: Some(max),
+                explicit_max_ttl: login.explicit_max_ttl,
+                period: login.period,
+                num_uses: login.num_uses,
+                renewable: login.renewable,
+                display_name: login.display_name,
+                meta: login.metadata,
+                token_type,
+                parent: None,
+                path: req.path.clone(),
+                no_default_policy: login.no_default_policy,
+                bound_cidrs: login.bound_cidrs,
+                role: None,
+                id: None,
+            })
+            .await?;
+        resp.auth = Some(issued.to_auth());
+    }
+    if resp.mount_type.is_empty() {
+        resp.mount_type = match &route {
+            Route::Sys => "system".into(),
+            Route::Token(_) => "token".into(),
+            Route::Mount(m, _) => m.engine.clone(),
+        };
+    }
+    if let Some(ttl) = req.wrap_ttl
+        && !resp.is_empty()
+        && resp.wrap_info.is_none()
+        && resp.raw_body.is_none()
+    {
+        if ttl.is_zero() || ttl > MAX_WRAP_TTL {
+            return Err(CoreError::InvalidRequest(format!(
+                "wrapping TTL must be between 1s and {}h",
+                MAX_WRAP_TTL.as_secs() / 3600
+            )));
+        }
+        resp = core.wrap_response(req, resp, ttl).await?;
+    }
+    let _ = decision;
+    Ok(resp)
+}
+
+/// Whether the client address falls inside one of the token's bound CIDR blocks.
+fn cidr_allows(cidrs: &[String], addr: Option<std::net::SocketAddr>) -> bool {
+    let Some(addr) = addr else { return false };
+    cidrs
+        .iter()
+        .any(|c| crate::util::cidr_contains(c, addr.ip()))
+}

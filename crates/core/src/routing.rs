@@ -1,0 +1,108 @@
+//! Which handler owns a path, and which paths need no token or need `sudo`.
+//!
+//! Kept in one table-like module so the security-relevant lists (unauthenticated and
+//! root-protected paths) can be reviewed in one place.
+
+use crate::engines::backend_for;
+use crate::mounts::MountEntry;
+use crate::{Core, Operation};
+
+/// The handler of one request.
+#[derive(Debug, Clone)]
+pub(crate) enum Route {
+    /// The system backend (`sys/...`).
+    Sys,
+    /// The token store (`auth/token/...`); the path below `auth/token/`.
+    Token(String),
+    /// A mounted engine or auth method, and the path below its mount.
+    Mount(Box<MountEntry>, String),
+}
+
+impl Route {
+    /// The mount, for audit and response `mount_type`.
+    pub fn mount(&self) -> Option<&MountEntry> {
+        match self {
+            Route::Mount(m, _) => Some(m),
+            _ => None,
+        }
+    }
+}
+
+/// Resolves `path` to its handler; `None` when nothing is mounted there.
+pub(crate) async fn resolve(core: &Core, path: &str) -> Option<Route> {
+    if path == "sys" || path.starts_with("sys/") {
+        return Some(Route::Sys);
+    }
+    if path == "auth/token" {
+        return Some(Route::Token(String::new()));
+    }
+    if let Some(rest) = path.strip_prefix("auth/token/") {
+        return Some(Route::Token(rest.to_owned()));
+    }
+    core.resolve_mount(path)
+        .await
+        .map(|(m, rest)| Route::Mount(Box::new(m), rest))
+}
+
+/// Whether a request may proceed without a token.
+pub(crate) fn unauthenticated(route: &Route, path: &str, op: Operation) -> bool {
+    match route {
+        Route::Sys => {
+            matches!(path, "sys/wrapping/unwrap" | "sys/wrapping/lookup")
+                || (op == Operation::Read
+                    && (path == "sys/internal/ui/mounts"
+                        || path.starts_with("sys/internal/ui/mounts/")
+                        || path.starts_with("sys/mounts-all/")))
+        }
+        Route::Token(_) => false,
+        Route::Mount(m, rest) => backend_for(m).is_some_and(|b| b.unauthenticated(rest, op)),
+    }
+}
+
+/// Root-protected paths: the ACL must grant `sudo` besides the verb capability.
+pub(crate) fn requires_sudo(path: &str, op: Operation) -> bool {
+    const EXACT: &[&str] = &[
+        "sys/audit",
+        "sys/rotate",
+        "sys/remount",
+        "auth/token/revoke-orphan",
+        "auth/token/create-orphan",
+    ];
+    const PREFIX: &[&str] = &[
+        "sys/audit/",
+        "sys/raw/",
+        "sys/leases/revoke-prefix/",
+        "sys/leases/revoke-force/",
+        "sys/storage/raft/snapshot",
+        "sys/storage/raft/remove-peer",
+        "sys/host-info",
+        "sys/config/",
+        "auth/token/accessors",
+        "auth/token/revoke-orphan/",
+    ];
+    if EXACT.contains(&path) || PREFIX.iter().any(|p| path.starts_with(p)) {
+        return true;
+    }
+    // Enabling, tuning and disabling auth methods is root-protected; listing is not.
+    if path.starts_with("sys/auth/") {
+        return true;
+    }
+    // Listing leases by prefix is root-protected.
+    op == Operation::List && (path == "sys/leases/lookup" || path.starts_with("sys/leases/lookup/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_protected_paths_need_sudo_and_ordinary_ones_do_not() {
+        // Why: a policy without sudo must not reach audit or auth-method configuration.
+        assert!(requires_sudo("sys/audit/file", Operation::Update));
+        assert!(requires_sudo("sys/auth/userpass", Operation::Update));
+        assert!(requires_sudo("sys/leases/lookup/auth/", Operation::List));
+        assert!(!requires_sudo("sys/leases/lookup", Operation::Update));
+        assert!(!requires_sudo("sys/mounts/kv", Operation::Update));
+        assert!(!requires_sudo("secret/foo", Operation::Read));
+    }
+}
