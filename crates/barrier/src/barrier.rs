@@ -124,6 +124,29 @@ impl Barrier {
         Ok(())
     }
 
+    /// Opens the stored keyring with an already-known root key, replacing any keyring in
+    /// memory. A DR secondary uses this when it adopts its primary's keyring: the root key
+    /// arrives in the activation bundle, while the stored root key stays sealed under the
+    /// primary's unseal key (so after a restart the secondary unseals with the primary's
+    /// shares). A root key that does not open the stored keyring leaves the barrier unchanged.
+    pub async fn unseal_with_root_key(&self, root_key: &RootKey) -> Result<(), BarrierError> {
+        let _admin = self.admin.lock().await;
+        let stored = self
+            .storage
+            .get(KEYRING_PATH)
+            .await?
+            .ok_or(BarrierError::NotInitialized)?;
+        let keyring = Keyring::from_stored(root_key.clone(), &stored)?;
+        *self.write_guard() = Some(keyring);
+        Ok(())
+    }
+
+    /// A copy of the in-memory root key; sealed barriers have none. Only the replication
+    /// activation bundle needs it (a DR secondary must open the same keyring).
+    pub fn root_key(&self) -> Result<RootKey, BarrierError> {
+        self.with_keyring(|k| Ok(k.root_key().clone()))
+    }
+
     /// Checks `unseal_key` against the stored root key without unsealing (generate-root and
     /// rekey verify the operators' shares this way).
     pub async fn verify_unseal_key(&self, unseal_key: &UnsealKey) -> Result<(), BarrierError> {

@@ -112,6 +112,12 @@ macro_rules! secret_key {
             pub(crate) fn bytes(&self) -> &[u8; KEY_LEN] {
                 &self.0
             }
+
+            /// The key bytes, for the few callers that must move a key between processes
+            /// (the replication activation bundle). Copies must be zeroized by the caller.
+            pub fn expose_secret(&self) -> &[u8; KEY_LEN] {
+                &self.0
+            }
         }
 
         impl fmt::Debug for $name {

@@ -58,6 +58,8 @@ pub enum HealthState {
     Sealed,
     Standby,
     Active,
+    /// Unsealed DR secondary (`drsecondarycode`, 472 by default), whatever its HA role.
+    DrSecondary,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -89,6 +91,8 @@ pub struct Core {
     pub(crate) expiration: crate::expiration::ExpirationState,
     /// Enabled audit devices (see `audit`).
     pub(crate) audit: crate::audit::AuditBroker,
+    /// DR replication mode, runner and registry (see `replication`).
+    pub(crate) replication: crate::replication::ReplicationState,
 }
 
 impl Core {
@@ -98,6 +102,7 @@ impl Core {
         let advertised = (config.api_addr.clone(), config.cluster_addr.clone());
         Arc::new_cyclic(|me| Core {
             expiration: crate::expiration::ExpirationState::new(me.clone()),
+            replication: crate::replication::ReplicationState::new(me.clone(), storage.clone()),
             advertised: Mutex::new(advertised),
             config,
             storage,
@@ -174,7 +179,7 @@ impl Core {
             },
             performance_standby: false,
             performance_standby_last_remote_wal: 0,
-            last_wal: 0,
+            last_wal: self.storage.replication_status().last_wal,
             raft_committed_index: status.committed_index,
             raft_applied_index: status.applied_index,
         })
@@ -189,6 +194,8 @@ impl Core {
             HealthState::NotInitialized
         } else if sealed {
             HealthState::Sealed
+        } else if self.replication.is_dr_secondary() {
+            HealthState::DrSecondary
         } else if !status.is_leader {
             HealthState::Standby
         } else {
@@ -208,7 +215,7 @@ impl Core {
                 standby: state != HealthState::Active,
                 performance_standby: false,
                 replication_performance_mode: "disabled".into(),
-                replication_dr_mode: "disabled".into(),
+                replication_dr_mode: self.replication_dr_mode().into(),
                 server_time_utc: now,
                 version: VAULT_COMPAT_VERSION.into(),
                 cluster_name: cluster.as_ref().map(|c| c.name.clone()),
@@ -226,6 +233,7 @@ impl Core {
         if self.barrier.sealed() {
             return Err(CoreError::Sealed);
         }
+        self.refuse_on_dr_secondary()?;
         if !self.authenticate(token).await?.is_root() {
             return Err(CoreError::PermissionDenied);
         }
@@ -243,6 +251,7 @@ impl Core {
             if self.barrier.sealed() {
                 return Err(CoreError::Sealed);
             }
+            self.refuse_on_dr_secondary()?;
             if !self.authenticate(token).await?.is_root() {
                 return Err(CoreError::PermissionDenied);
             }

@@ -16,6 +16,7 @@ mod mounts;
 mod params;
 mod pipeline;
 mod policy;
+mod replication;
 mod request;
 mod response;
 mod routing;
@@ -31,6 +32,7 @@ pub mod sys;
 
 pub use crate::core::{Core, CoreConfig, HealthState};
 pub use error::CoreError;
+pub use replication::ReplicationMode;
 pub use request::{Operation, Request};
 pub use response::{LeaseInfo, LoginRequest, Response};
 pub use telemetry::{MetricsFormat, Telemetry};

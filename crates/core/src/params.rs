@@ -80,14 +80,15 @@ pub fn duration_param(data: &Map<String, Value>, name: &str) -> Result<Option<u6
     let parsed = match v {
         Value::Number(n) => n
             .as_u64()
-            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64)),
+            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+            .filter(|secs| *secs <= MAX_DURATION_SECS),
         Value::String(s) => parse_duration(s),
         _ => None,
     };
     parsed.map(Some).ok_or_else(|| {
         invalid(
             name,
-            "a non-negative duration (seconds or a string such as \"1h30m\")",
+            "a non-negative duration of at most 100 years (seconds or a string such as \"1h30m\")",
             v,
         )
     })
@@ -98,6 +99,14 @@ pub fn duration_param(data: &Map<String, Value>, name: &str) -> Result<Option<u6
 /// Accepts a bare number of seconds (`"3600"`) or a sequence of `<number><unit>` pairs with
 /// units `ns`, `us`, `µs`, `ms`, `s`, `m`, `h`, `d`. An empty string is zero.
 pub fn parse_duration(s: &str) -> Option<u64> {
+    parse_duration_unbounded(s).filter(|secs| *secs <= MAX_DURATION_SECS)
+}
+
+/// The longest duration any parameter accepts (100 years): keeps every expiry computation far
+/// from overflow and every timestamp printable.
+pub const MAX_DURATION_SECS: u64 = 100 * 365 * 24 * 3600;
+
+fn parse_duration_unbounded(s: &str) -> Option<u64> {
     let s = s.trim();
     if s.is_empty() || s == "0" {
         return Some(0);

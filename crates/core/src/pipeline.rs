@@ -21,6 +21,10 @@ pub(crate) async fn handle(core: &Core, mut req: Request) -> Result<Response, Co
     if core.barrier.sealed() {
         return Err(CoreError::Sealed);
     }
+    // A DR secondary serves only status and DR operation paths.
+    if let Some(resp) = core.dr_gate(&req).await? {
+        return Ok(resp);
+    }
     let route = routing::resolve(core, &req.path).await;
     let checked = check(core, &mut req, route.as_ref()).await;
     let (token, decision) = match &checked {
@@ -128,6 +132,16 @@ async fn serve(
         }
     };
     if let Some(login) = resp.login.take() {
+        // Auth methods never mint root or wrapping tokens, whatever their configuration says.
+        if login
+            .policies
+            .iter()
+            .any(|p| p == "root" || p == "response-wrapping")
+        {
+            return Err(CoreError::InvalidRequest(
+                "auth methods cannot create root tokens".into(),
+            ));
+        }
         let mount = route.mount();
         let mount_default = mount
             .map(|m| m.config.default_lease_ttl)

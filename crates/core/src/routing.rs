@@ -49,6 +49,7 @@ pub(crate) fn unauthenticated(route: &Route, path: &str, op: Operation) -> bool 
     match route {
         Route::Sys => {
             matches!(path, "sys/wrapping/unwrap" | "sys/wrapping/lookup")
+                || replication_unauthenticated(path.trim_end_matches('/'))
                 || (op == Operation::Read
                     && (path == "sys/internal/ui/mounts"
                         || path.starts_with("sys/internal/ui/mounts/")
@@ -59,6 +60,25 @@ pub(crate) fn unauthenticated(route: &Route, path: &str, op: Operation) -> bool 
     }
 }
 
+/// Replication paths that need no token: status (polled by monitoring) and the DR operation
+/// paths, which check their own `dr_operation_token` (a DR secondary has no usable ACL).
+fn replication_unauthenticated(path: &str) -> bool {
+    matches!(
+        path,
+        "sys/replication/status"
+            | "sys/replication/dr/status"
+            | "sys/replication/performance/status"
+            | "sys/replication/dr/secondary/promote"
+            | "sys/replication/dr/secondary/disable"
+            | "sys/replication/dr/secondary/recover"
+            | "sys/replication/dr/secondary/reindex"
+            | "sys/replication/dr/secondary/update-primary"
+            | "sys/replication/dr/secondary/operation-token/delete"
+            | "sys/replication/dr/secondary/generate-operation-token/attempt"
+            | "sys/replication/dr/secondary/generate-operation-token/update"
+    )
+}
+
 /// Root-protected paths: the ACL must grant `sudo` besides the verb capability.
 pub(crate) fn requires_sudo(path: &str, op: Operation) -> bool {
     const EXACT: &[&str] = &[
@@ -67,6 +87,12 @@ pub(crate) fn requires_sudo(path: &str, op: Operation) -> bool {
         "sys/remount",
         "auth/token/revoke-orphan",
         "auth/token/create-orphan",
+        "sys/replication/primary/secondary-token",
+        "sys/replication/dr/primary/secondary-token",
+        "sys/replication/performance/primary/secondary-token",
+        "sys/replication/reindex",
+        "sys/replication/dr/reindex",
+        "sys/replication/performance/reindex",
     ];
     const PREFIX: &[&str] = &[
         "sys/audit/",
@@ -80,7 +106,16 @@ pub(crate) fn requires_sudo(path: &str, op: Operation) -> bool {
         "auth/token/accessors",
         "auth/token/revoke-orphan/",
     ];
-    if EXACT.contains(&path) || PREFIX.iter().any(|p| path.starts_with(p)) {
+    // A prefix `x/` also covers the bare path `x` (no trailing slash, empty argument).
+    if EXACT.contains(&path)
+        || PREFIX
+            .iter()
+            .any(|p| path.starts_with(p) || Some(path) == p.strip_suffix('/'))
+    {
+        return true;
+    }
+    // Tuning an auth method through the mounts path is as privileged as through sys/auth.
+    if path.starts_with("sys/mounts/auth/") {
         return true;
     }
     // Enabling, tuning and disabling auth methods is root-protected; listing is not.
@@ -102,7 +137,36 @@ mod tests {
         assert!(requires_sudo("sys/auth/userpass", Operation::Update));
         assert!(requires_sudo("sys/leases/lookup/auth/", Operation::List));
         assert!(!requires_sudo("sys/leases/lookup", Operation::Update));
+        assert!(requires_sudo("sys/leases/revoke-prefix", Operation::Update));
+        assert!(requires_sudo(
+            "sys/mounts/auth/userpass/tune",
+            Operation::Update
+        ));
         assert!(!requires_sudo("sys/mounts/kv", Operation::Update));
         assert!(!requires_sudo("secret/foo", Operation::Read));
+        assert!(requires_sudo(
+            "sys/replication/dr/primary/secondary-token",
+            Operation::Update
+        ));
+        assert!(!requires_sudo(
+            "sys/replication/dr/primary/enable",
+            Operation::Update
+        ));
+    }
+
+    #[test]
+    fn dr_operation_paths_skip_the_token_check_but_enable_does_not() {
+        // Why: a DR secondary cannot run the normal ACL check, while converting a cluster
+        // into a secondary (which wipes it) must need a token of that cluster.
+        assert!(replication_unauthenticated("sys/replication/dr/status"));
+        assert!(replication_unauthenticated(
+            "sys/replication/dr/secondary/promote"
+        ));
+        assert!(!replication_unauthenticated(
+            "sys/replication/dr/secondary/enable"
+        ));
+        assert!(!replication_unauthenticated(
+            "sys/replication/dr/primary/secondary-token"
+        ));
     }
 }

@@ -218,6 +218,7 @@ impl Core {
         if self.barrier.sealed() {
             return Ok(());
         }
+        self.refuse_on_dr_secondary()?;
         let entry = self.authenticate(token).await?;
         if !entry.is_root() {
             return Err(CoreError::PermissionDenied);
@@ -230,6 +231,7 @@ impl Core {
     /// Drops every piece of unsealed state.
     pub(crate) async fn seal_internal(&self) {
         self.expiration_stop().await;
+        self.clear_replication().await;
         self.barrier.seal().await;
         self.policies.clear();
         *lock(&self.active_since) = None;
@@ -245,6 +247,7 @@ impl Core {
         self.ensure_cluster_info().await?;
         self.load_mounts().await?;
         self.load_audit().await?;
+        self.load_replication().await?;
         self.expiration_start().await?;
         *lock(&self.active_since) = Some(SystemTime::now());
         self.config.telemetry.set_unsealed(true);

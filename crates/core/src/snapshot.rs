@@ -181,6 +181,7 @@ impl Core {
         if self.barrier.sealed() {
             return Err(CoreError::Sealed);
         }
+        self.refuse_on_dr_secondary()?;
         if self.authenticate(token).await?.is_root() {
             Ok(())
         } else {

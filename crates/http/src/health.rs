@@ -50,7 +50,7 @@ pub(crate) fn status_code(
     let _perf_standby_ok = flag("perfstandbyok")?;
     let active = code("activecode", 200)?;
     let standby = code("standbycode", 429)?;
-    let _dr_secondary = code("drsecondarycode", 472)?;
+    let dr_secondary = code("drsecondarycode", 472)?;
     let _perf_standby = code("performancestandbycode", 473)?;
     let sealed = code("sealedcode", 503)?;
     let uninit = code("uninitcode", 501)?;
@@ -60,6 +60,7 @@ pub(crate) fn status_code(
         HealthState::Standby if standby_ok => active,
         HealthState::Standby => standby,
         HealthState::Active => active,
+        HealthState::DrSecondary => dr_secondary,
     })
 }
 

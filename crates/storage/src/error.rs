@@ -24,6 +24,14 @@ pub enum StorageError {
     /// the data directory); the message says which setting to fix.
     #[error("storage configuration is invalid: {0}")]
     Config(String),
+    /// A replicated WAL entry does not continue this cluster's chain (gap, fork, or an entry
+    /// older than the retained log): the secondary must resynchronize with a merkle sync.
+    #[error("replication log diverged: {0}")]
+    Diverged(String),
+    /// The request is not acceptable (a reserved key, a replicated change that fails its own
+    /// checks); nothing was written.
+    #[error("storage rejected the request: {0}")]
+    Rejected(String),
 }
 
 impl StorageError {

@@ -11,11 +11,13 @@ mod inmem;
 pub mod keyspace;
 mod op;
 mod raft;
+pub mod replog;
 
 pub use error::StorageError;
 pub use inmem::InmemStorage;
 pub use op::Op;
 pub use raft::{RaftNode, RaftOptions, RaftStorage, RaftTuning};
+pub use replog::{MerkleTree, ReplCommand, ReplStatus, WalEntry, WalPosition, WalRead};
 
 use async_trait::async_trait;
 
@@ -77,7 +79,8 @@ pub trait Storage: Send + Sync + 'static {
     /// Applies `ops` atomically and durably, in order.
     async fn write(&self, ops: Vec<Op>) -> Result<(), StorageError>;
 
-    /// Every key/value pair, read from one consistent point in time (snapshot save). Fails
+    /// Every key/value pair, read from one consistent point in time (snapshot save), except
+    /// the replication log's own bookkeeping (see [`replog::is_wal_key`]). Fails
     /// with [`StorageError::TooLarge`] when keys and values together exceed `max_bytes`.
     async fn export(&self, max_bytes: usize) -> Result<Vec<(String, Vec<u8>)>, StorageError>;
 
@@ -86,7 +89,9 @@ pub trait Storage: Send + Sync + 'static {
         usize::MAX
     }
 
-    /// Replaces the whole content with `pairs`, atomically (snapshot restore).
+    /// Replaces the whole content with `pairs`, atomically (snapshot restore). The merkle index
+    /// is rebuilt and the WAL jumps to a fresh position (`last_wal + 1`, new hash, nothing
+    /// retained), so secondaries cannot resume across a restore and fall back to merkle sync.
     async fn replace_all(&self, pairs: Vec<(String, Vec<u8>)>) -> Result<(), StorageError>;
 
     /// Identity and progress of this backend.
@@ -96,6 +101,44 @@ pub trait Storage: Send + Sync + 'static {
     async fn shutdown(&self) -> Result<(), StorageError> {
         Ok(())
     }
+
+    /// Applies a replication command atomically (through Raft on Raft storage, so every node
+    /// of the cluster applies it). Chain mismatches of `ApplyRemote` fail with
+    /// [`StorageError::Diverged`].
+    async fn apply_replication(&self, cmd: ReplCommand) -> Result<(), StorageError>;
+
+    /// WAL position, retention and merkle root of this node's state machine.
+    fn replication_status(&self) -> ReplStatus;
+
+    /// Retained WAL entries strictly after `after`, if `after` is still a position of our
+    /// chain (its hash matches); [`WalRead::Gone`] otherwise. At most `max_entries` entries
+    /// and about `max_bytes` encoded bytes (always at least one entry when any is due).
+    async fn wal_read(
+        &self,
+        after: WalPosition,
+        max_entries: usize,
+        max_bytes: usize,
+    ) -> Result<WalRead, StorageError>;
+
+    /// The last WAL index, updated after every apply that moves it.
+    fn wal_watch(&self) -> tokio::sync::watch::Receiver<u64>;
+
+    /// `None`: the 256 page hashes of `tree`; `Some(p)`: the 256 bucket sums of page `p`.
+    fn merkle_hashes(&self, tree: MerkleTree, page: Option<u8>) -> Vec<[u8; 32]>;
+
+    /// Every pair of `tree`'s class whose bucket is listed, from one consistent read, in key
+    /// order.
+    async fn export_buckets(
+        &self,
+        tree: MerkleTree,
+        buckets: Vec<u16>,
+    ) -> Result<Vec<(String, Vec<u8>)>, StorageError>;
+
+    /// How many WAL entries and bytes to retain; trimming happens on the next apply.
+    fn set_wal_retention(&self, max_entries: u64, max_bytes: u64);
+
+    /// Rebuilds the merkle index from a full scan (reindex).
+    async fn rebuild_merkle(&self) -> Result<(), StorageError>;
 
     /// Writes one key.
     async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), StorageError> {

@@ -319,3 +319,33 @@ async fn barrier_is_shareable_and_never_prints_values() {
     assert!(!format!("{op:?} {:?}", f.barrier).contains("hunter2"));
     assert!(format!("{:?}", f.unseal_key).contains("redacted"));
 }
+
+#[tokio::test]
+async fn root_key_from_another_barrier_opens_a_copied_keyring_only_if_it_matches() {
+    // Why: a DR secondary adopts its primary's keyring with the bundled root key; a wrong
+    // root key must leave the barrier as it was.
+    let primary = unsealed().await;
+    primary.barrier.put("logical/x", b"v").await.unwrap();
+    let copy = Arc::new(InmemStorage::new());
+    copy.put(KEYRING_PATH, raw(&primary.storage, KEYRING_PATH).await)
+        .await
+        .unwrap();
+    copy.put("logical/x", raw(&primary.storage, "logical/x").await)
+        .await
+        .unwrap();
+    let secondary = Barrier::new(copy);
+
+    let wrong = secondary
+        .unseal_with_root_key(&RootKey::generate().unwrap())
+        .await;
+    secondary
+        .unseal_with_root_key(&primary.barrier.root_key().unwrap())
+        .await
+        .unwrap();
+
+    assert!(wrong.is_err());
+    assert_eq!(
+        secondary.get("logical/x").await.unwrap().as_deref(),
+        Some(&b"v"[..])
+    );
+}

@@ -69,6 +69,10 @@ impl Core {
     /// Loads pending leases and starts the revocation timer task.
     pub(crate) async fn expiration_start(&self) -> Result<(), CoreError> {
         self.expiration_stop().await;
+        // A DR secondary's leases belong to its primary; it starts revoking at promotion.
+        if self.replication.is_dr_secondary() {
+            return Ok(());
+        }
         self.reload_lease_index().await?;
         let running = timer::spawn(self.expiration.core.clone());
         *lock(&self.expiration.task) = Some(running);

@@ -40,6 +40,11 @@ pub(crate) async fn route(
             core.revoke_lease(&id).await?;
             Ok(Response::no_content())
         }
+        ("revoke-prefix" | "revoke-force", _) if write && arg.trim_matches('/').is_empty() => {
+            Err(CoreError::InvalidRequest(
+                "a non-empty lease prefix is required, e.g. sys/leases/revoke-prefix/auth/userpass/".into(),
+            ))
+        }
         ("revoke-prefix", _) if write => {
             let _sync = bool_param(&req.data, "sync")?;
             core.revoke_leases_under(arg).await?;

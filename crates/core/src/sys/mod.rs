@@ -26,6 +26,9 @@ pub(crate) async fn route(
     if under("sys/leases") || under("sys/renew") || under("sys/revoke") {
         return crate::expiration::route(core, req, token).await;
     }
+    if under("sys/replication") {
+        return crate::replication::route(core, req).await;
+    }
     if under("sys/wrapping") {
         return crate::wrapping::route(core, req, token).await;
     }

@@ -90,15 +90,24 @@ fn choose_policies(
                 )));
             }
         }
-        None if !is_root => {
-            let outside = policies
-                .iter()
-                .any(|p| p != "default" && !caller.policies.contains(p));
-            if outside {
-                return Err(bad("child policies must be subset of parent"));
-            }
-        }
         None => {}
+    }
+    // Without an allow list on the role, a non-root caller may only hand out policies it
+    // holds itself (a role with only a deny list narrows, it never widens).
+    let role_allows = role_limits
+        .is_some_and(|r| !r.allowed_policies.is_empty() || !r.allowed_policies_glob.is_empty());
+    if !is_root && !role_allows {
+        let outside = policies
+            .iter()
+            .any(|p| p != "default" && !caller.policies.contains(p));
+        if outside {
+            return Err(bad("child policies must be subset of parent"));
+        }
+    }
+    if policies.iter().any(|p| p == "response-wrapping") {
+        return Err(bad(
+            "the response-wrapping policy is reserved for wrapping tokens",
+        ));
     }
     Ok(policies)
 }

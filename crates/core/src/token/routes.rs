@@ -18,6 +18,13 @@ fn invalid_accessor() -> CoreError {
 /// A required string parameter, taken from the path form (`lookup/<token>`) when present.
 fn required(req: &Request, name: &str, from_path: &str) -> Result<String, CoreError> {
     if !from_path.is_empty() {
+        // A token in the URL would land in audit logs and proxies in the clear; Vault
+        // deprecated these forms too. Accessors are not secret and stay allowed.
+        if name == "token" {
+            return Err(CoreError::InvalidRequest(
+                "tokens in the request path are not accepted: send {\"token\": \"...\"} in the body".into(),
+            ));
+        }
         return Ok(from_path.to_owned());
     }
     match str_param(&req.data, name)?.map(str::trim) {

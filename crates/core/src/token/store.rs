@@ -405,6 +405,9 @@ impl Core {
 
     /// Deletes one token: entry, accessor, index entry, lease, then its cubbyhole.
     async fn revoke_one(&self, hash: &str, parent_hint: Option<&str>) -> Result<(), CoreError> {
+        // Serialized with use counting and renewal, which read-modify-write the entry: a
+        // revocation can never be undone by a concurrent write-back.
+        let _guard = self.expiration.token_update.lock().await;
         let entry = self.token_entry_by_hash(hash).await?;
         let mut ops = vec![BarrierOp::Delete { key: id_key(hash) }];
         let mut lease_id = None;

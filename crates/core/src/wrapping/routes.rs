@@ -64,7 +64,7 @@ async fn wrap(core: &Core, req: &Request) -> Result<Response, CoreError> {
 
 /// `sys/wrapping/unwrap`: returns the stored envelope verbatim and burns the token.
 async fn unwrap(core: &Core, req: &Request) -> Result<Response, CoreError> {
-    let token = presented_token(req)?;
+    let token = resolve_activation(core, presented_token(req)?)?;
     let _claim = Claim::take(token_hash(&token))?;
     let opened = core.open_wrapped(&token).await?;
     let mut envelope: Value = serde_json::from_str(&opened.envelope)
@@ -82,7 +82,7 @@ async fn unwrap(core: &Core, req: &Request) -> Result<Response, CoreError> {
 
 /// `sys/wrapping/lookup`: creation facts, without consuming the token.
 async fn lookup(core: &Core, req: &Request) -> Result<Response, CoreError> {
-    let token = presented_token(req)?;
+    let token = resolve_activation(core, presented_token(req)?)?;
     let opened = core.open_wrapped(&token).await?;
     let mut data = Map::new();
     data.insert("creation_path".into(), json!(opened.record.creation_path));
@@ -109,6 +109,18 @@ async fn rewrap(core: &Core, req: &Request) -> Result<Response, CoreError> {
     Ok(Response {
         wrap_info: Some(info),
         ..Response::default()
+    })
+}
+
+/// A DR activation token (an ES512 JWT signed by this primary) stands for the wrapping token
+/// in its `wt` claim; a forged or expired one is refused like any invalid wrapping token.
+fn resolve_activation(
+    core: &Core,
+    token: Zeroizing<String>,
+) -> Result<Zeroizing<String>, CoreError> {
+    Ok(match core.resolve_activation_token(&token)? {
+        Some(inner) => Zeroizing::new(inner),
+        None => token,
     })
 }
 

@@ -25,7 +25,9 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Red
             .map_err(|e| OpenraftStorageError::read(TypeConfig::err_from_error(&e)))?;
         let db = db::open(dir.path())
             .map_err(|e| OpenraftStorageError::read(TypeConfig::err_from_error(&e)))?;
-        Ok((dir, LogStore::new(Arc::clone(&db)), StateMachine::new(db)))
+        let sm = StateMachine::open(Arc::clone(&db))
+            .map_err(|e| OpenraftStorageError::read(TypeConfig::err_from_error(&e)))?;
+        Ok((dir, LogStore::new(db), sm))
     }
 }
 

@@ -31,7 +31,9 @@ use self::log_store::LogStore;
 use self::network::NetworkFactory;
 use self::state_machine::StateMachine;
 pub use self::types::RaftNode;
-use self::types::{Command, TypeConfig, WirePair, raft_id_for};
+use self::types::{ApplyOutcome, Command, TypeConfig, WireOp, WirePair, raft_id_for};
+use crate::replog::engine::{self, BucketSet, ReplShared};
+use crate::replog::{MerkleTree, ReplCommand, ReplStatus, WalPosition, WalRead};
 use crate::{Op, Storage, StorageError, StorageStatus};
 
 /// How long `shutdown` waits for Raft's background tasks to release the database.
@@ -79,6 +81,7 @@ impl Default for RaftTuning {
 pub struct RaftStorage {
     raft: Raft<TypeConfig, StateMachine>,
     db: Arc<Database>,
+    repl: Arc<ReplShared>,
     node_id: String,
     raft_id: u64,
     tuning: RaftTuning,
@@ -106,10 +109,11 @@ impl RaftStorage {
         }
         let path = opts.path.clone();
         let node_id = opts.node_id.clone();
-        let db = tokio::task::spawn_blocking(move || {
+        let (db, repl) = tokio::task::spawn_blocking(move || {
             let db = db::open(&path)?;
             identity::check(&db, &node_id)?;
-            Ok::<_, StorageError>(db)
+            let repl = state_machine::load_repl(&db).map_err(|e| read_error("open", e))?;
+            Ok::<_, StorageError>((db, Arc::new(repl)))
         })
         .await
         .map_err(|e| StorageError::io("opening raft storage", e))??;
@@ -134,7 +138,7 @@ impl RaftStorage {
             Arc::new(config),
             NetworkFactory,
             LogStore::new(db.clone()),
-            StateMachine::new(db.clone()),
+            StateMachine::new(db.clone(), repl.clone()),
         )
         .await
         .map_err(|e| StorageError::io("starting raft", e))?;
@@ -142,6 +146,7 @@ impl RaftStorage {
         let storage = RaftStorage {
             raft,
             db,
+            repl,
             node_id: opts.node_id.clone(),
             raft_id,
             tuning,
@@ -240,9 +245,52 @@ impl RaftStorage {
     /// Proposes one entry and waits until it is committed and applied.
     async fn propose(&self, cmd: Command) -> Result<(), StorageError> {
         let started = Instant::now();
-        self.raft.client_write(cmd).await.map_err(write_error)?;
+        let resp = self.raft.client_write(cmd).await.map_err(write_error)?;
         metrics::histogram!("vault_raft_apply_seconds").record(started.elapsed().as_secs_f64());
+        match resp.data {
+            ApplyOutcome::Applied => Ok(()),
+            ApplyOutcome::Diverged(m) => Err(StorageError::Diverged(m)),
+            ApplyOutcome::Rejected(m) => Err(StorageError::Rejected(m)),
+        }
+    }
+
+    /// Refuses a command over the per-entry size limit.
+    fn check_size(&self, cmd: &Command, what: &str) -> Result<(), StorageError> {
+        let size = cmd.payload_bytes();
+        if size > self.tuning.max_batch_bytes {
+            return Err(StorageError::TooLarge(format!(
+                "{what} of {size} bytes exceeds the raft entry limit of {} bytes",
+                self.tuning.max_batch_bytes
+            )));
+        }
         Ok(())
+    }
+
+    /// Proposes merkle-sync ops in entries under the size limit; each op is an absolute put
+    /// or delete, so splitting keeps the result identical.
+    async fn propose_sync_ops(&self, ops: Vec<Op>) -> Result<(), StorageError> {
+        engine::check_replicated_ops(&ops)?;
+        let mut chunk: Vec<WireOp> = Vec::new();
+        let mut size = 0usize;
+        for op in ops {
+            let op_size = match &op {
+                Op::Put { key, value } => key.len() + value.len(),
+                Op::Delete { key } => key.len(),
+            };
+            if !chunk.is_empty() && size + op_size > self.tuning.max_batch_bytes {
+                self.propose(Command::SyncOps(std::mem::take(&mut chunk)))
+                    .await?;
+                size = 0;
+            }
+            size += op_size;
+            chunk.push(op.into());
+        }
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        let cmd = Command::SyncOps(chunk);
+        self.check_size(&cmd, "a merkle-sync op")?;
+        self.propose(cmd).await
     }
 
     /// Runs a read against the state machine off the async workers.
@@ -328,14 +376,12 @@ impl Storage for RaftStorage {
         if ops.is_empty() {
             return Ok(());
         }
-        let cmd = Command::Batch(ops.into_iter().map(Into::into).collect());
-        let size = cmd.payload_bytes();
-        if size > self.tuning.max_batch_bytes {
-            return Err(StorageError::TooLarge(format!(
-                "write batch of {size} bytes exceeds the raft entry limit of {} bytes",
-                self.tuning.max_batch_bytes
-            )));
-        }
+        engine::check_user_ops(&ops)?;
+        let cmd = Command::BatchAt {
+            unix_ms: engine::unix_ms(),
+            ops: ops.into_iter().map(Into::into).collect(),
+        };
+        self.check_size(&cmd, "write batch")?;
         self.propose(cmd).await
     }
 
@@ -359,6 +405,84 @@ impl Storage for RaftStorage {
 
     fn status(&self) -> StorageStatus {
         status::from_metrics(&self.raft.metrics().borrow_watched(), &self.node_id)
+    }
+
+    async fn apply_replication(&self, cmd: ReplCommand) -> Result<(), StorageError> {
+        metrics::counter!("vault_raft_storage_ops_total", "op" => "replication").increment(1);
+        let cmd = match cmd {
+            ReplCommand::ApplyRemote(entry) => {
+                if entry.payload_bytes() > self.tuning.max_batch_bytes {
+                    return Err(StorageError::TooLarge(format!(
+                        "WAL entry {} carries {} bytes, over the raft entry limit of {} bytes",
+                        entry.index,
+                        entry.payload_bytes(),
+                        self.tuning.max_batch_bytes
+                    )));
+                }
+                Command::ApplyRemote(entry.encode())
+            }
+            ReplCommand::SyncOps(ops) => return self.propose_sync_ops(ops).await,
+            ReplCommand::SetPosition(pos) => Command::SetPosition {
+                index: pos.index,
+                epoch: pos.epoch,
+                hash: hex::encode(pos.hash),
+            },
+            ReplCommand::WipeReplicated => Command::WipeReplicated,
+            ReplCommand::BumpEpoch => Command::BumpEpoch,
+        };
+        self.propose(cmd).await
+    }
+
+    fn replication_status(&self) -> ReplStatus {
+        self.repl.status()
+    }
+
+    async fn wal_read(
+        &self,
+        after: WalPosition,
+        max_entries: usize,
+        max_bytes: usize,
+    ) -> Result<WalRead, StorageError> {
+        self.read("wal_read", move |db| {
+            reads::wal_read(db, after, max_entries, max_bytes)
+        })
+        .await
+    }
+
+    fn wal_watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.repl.watch()
+    }
+
+    fn merkle_hashes(&self, tree: MerkleTree, page: Option<u8>) -> Vec<[u8; 32]> {
+        self.repl.hashes(tree, page)
+    }
+
+    async fn export_buckets(
+        &self,
+        tree: MerkleTree,
+        buckets: Vec<u16>,
+    ) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        let set = BucketSet::new(&buckets);
+        self.read("export_buckets", move |db| {
+            reads::filtered(db, |k| set.wants(tree, k))
+        })
+        .await
+    }
+
+    fn set_wal_retention(&self, max_entries: u64, max_bytes: u64) {
+        self.repl.set_retention(max_entries, max_bytes);
+    }
+
+    async fn rebuild_merkle(&self) -> Result<(), StorageError> {
+        let repl = self.repl.clone();
+        self.read("reindex", move |db| {
+            // Held across the scan so that no apply commits between the read and the swap.
+            let guard = repl.commit_lock();
+            let merkle = reads::index(db)?;
+            repl.rebuild(guard, merkle);
+            Ok(())
+        })
+        .await
     }
 
     /// Stops Raft and waits until its tasks have let go of the database, so that dropping this

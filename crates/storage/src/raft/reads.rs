@@ -3,7 +3,7 @@
 //! On a single-node cluster the leader's state machine is the truth, and `write` returns only
 //! after its entry is applied, so a plain redb read transaction already gives read-your-writes
 //! without a Raft round trip. Each read sees one committed redb state, never a half-applied
-//! batch.
+//! batch. The replication log's own keys are hidden here; `wal_read` serves them.
 
 use std::io;
 use std::ops::Bound;
@@ -12,6 +12,8 @@ use redb::{Database, ReadableDatabase};
 
 use super::db::{SM_DATA, io_err};
 use crate::immediate_children;
+use crate::replog::engine;
+use crate::replog::{WalPosition, WalRead, is_wal_key};
 
 fn data_table(db: &Database) -> io::Result<redb::ReadOnlyTable<&'static str, &'static [u8]>> {
     let txn = db.begin_read().map_err(|e| io_err("opening a read", e))?;
@@ -20,6 +22,9 @@ fn data_table(db: &Database) -> io::Result<redb::ReadOnlyTable<&'static str, &'s
 }
 
 pub fn get(db: &Database, key: &str) -> io::Result<Option<Vec<u8>>> {
+    if is_wal_key(key) {
+        return Ok(None);
+    }
     let table = data_table(db)?;
     Ok(table
         .get(key)
@@ -39,7 +44,9 @@ pub fn list(db: &Database, prefix: &str) -> io::Result<Vec<String>> {
         if !key.starts_with(prefix) {
             break;
         }
-        keys.push(key.to_owned());
+        if !is_wal_key(key) {
+            keys.push(key.to_owned());
+        }
     }
     Ok(immediate_children(prefix, keys.iter().map(String::as_str)))
 }
@@ -68,6 +75,9 @@ pub fn scan(
         if !key.starts_with(prefix) {
             break;
         }
+        if is_wal_key(key) {
+            continue;
+        }
         out.push((key.to_owned(), v.value().to_vec()));
         if out.len() >= limit {
             break;
@@ -79,7 +89,53 @@ pub fn scan(
 /// All pairs of the keyspace, or the byte total reached when it went over the limit.
 pub type Export = Result<Vec<(String, Vec<u8>)>, usize>;
 
-/// Every pair from one read transaction, so the result is one point in time.
+/// Every pair whose key passes `wanted`, from one read transaction, in key order.
+pub fn filtered(
+    db: &Database,
+    wanted: impl Fn(&str) -> bool,
+) -> io::Result<Vec<(String, Vec<u8>)>> {
+    let table = data_table(db)?;
+    let mut out = Vec::new();
+    for item in table
+        .range::<&str>(..)
+        .map_err(|e| io_err("scanning keys", e))?
+    {
+        let (k, v) = item.map_err(|e| io_err("scanning keys", e))?;
+        if wanted(k.value()) {
+            out.push((k.value().to_owned(), v.value().to_vec()));
+        }
+    }
+    Ok(out)
+}
+
+/// The merkle index of the whole state machine, from one read transaction.
+pub fn index(db: &Database) -> io::Result<engine::MerkleIndex> {
+    super::state_machine::index_table(&data_table(db)?)
+}
+
+/// WAL entries after `after`, with the meta read in the same transaction as the entries.
+pub fn wal_read(
+    db: &Database,
+    after: WalPosition,
+    max_entries: usize,
+    max_bytes: usize,
+) -> io::Result<WalRead> {
+    let table = data_table(db)?;
+    engine::wal_read(
+        |k| {
+            Ok(table
+                .get(k)
+                .map_err(|e| io_err("reading the WAL", e))?
+                .map(|v| v.value().to_vec()))
+        },
+        after,
+        max_entries,
+        max_bytes,
+    )
+}
+
+/// Every pair (except the replication log's own bookkeeping) from one read transaction, so
+/// the result is one point in time.
 pub fn export(db: &Database, max_bytes: usize) -> io::Result<Export> {
     let table = data_table(db)?;
     let mut out = Vec::new();
@@ -89,6 +145,9 @@ pub fn export(db: &Database, max_bytes: usize) -> io::Result<Export> {
         .map_err(|e| io_err("exporting keys", e))?
     {
         let (k, v) = item.map_err(|e| io_err("exporting keys", e))?;
+        if is_wal_key(k.value()) {
+            continue;
+        }
         total += k.value().len() + v.value().len();
         if total > max_bytes {
             return Ok(Err(total));

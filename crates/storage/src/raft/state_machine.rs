@@ -2,7 +2,9 @@
 //!
 //! Applying a batch of committed entries is one redb transaction that writes the data, the last
 //! applied log id and the latest membership together, so after a crash the state machine is
-//! exactly at some applied index, never in between, and openraft replays from there.
+//! exactly at some applied index, never in between, and openraft replays from there. The
+//! replication WAL entries and meta are written in that same transaction, and the in-memory
+//! merkle index is updated only once it committed.
 
 use std::io;
 use std::sync::Arc;
@@ -18,19 +20,56 @@ use super::db::{
 };
 use super::snapshot_codec::{self, SnapshotEncoder};
 use super::types::{
-    Command, Entry, LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig, WireOp,
+    ApplyOutcome, Command, Entry, LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig,
 };
+use crate::keyspace::{KeyClass, classify};
+use crate::replog::engine::{self, ApplyError, KvTxn, MerkleIndex, ReplShared, Stage};
+use crate::replog::{ReplCommand, WAL_META_KEY, WalEntry, WalPosition};
+use crate::{Op, StorageError};
 
 /// The state-machine half of the Raft storage. Cheap to clone.
 #[derive(Clone)]
 pub struct StateMachine {
     db: Arc<Database>,
+    repl: Arc<ReplShared>,
 }
 
 impl StateMachine {
-    pub fn new(db: Arc<Database>) -> Self {
-        Self { db }
+    pub fn new(db: Arc<Database>, repl: Arc<ReplShared>) -> Self {
+        Self { db, repl }
     }
+
+    /// Opens the state machine, recovering replication state from the data (blocking).
+    #[cfg(test)]
+    pub fn open(db: Arc<Database>) -> io::Result<Self> {
+        let repl = Arc::new(load_repl(&db)?);
+        Ok(Self { db, repl })
+    }
+}
+
+/// Recovers the WAL meta and rebuilds the merkle index from a full scan (blocking).
+pub fn load_repl(db: &Database) -> io::Result<ReplShared> {
+    let txn = db.begin_read().map_err(|e| io_err("opening a read", e))?;
+    let table = txn
+        .open_table(SM_DATA)
+        .map_err(|e| io_err("opening the state machine", e))?;
+    let meta = redb::ReadableTable::get(&table, WAL_META_KEY)
+        .map_err(|e| io_err("reading the WAL meta", e))?
+        .map(|v| v.value().to_vec());
+    ReplShared::load(meta.as_deref(), index_table(&table)?)
+}
+
+/// The merkle index of every pair in `table`, built while streaming through it.
+pub fn index_table<T>(table: &T) -> io::Result<MerkleIndex>
+where
+    T: redb::ReadableTable<&'static str, &'static [u8]>,
+{
+    let mut merkle = engine::empty_merkle();
+    for item in table.iter().map_err(|e| io_err("indexing storage", e))? {
+        let (k, v) = item.map_err(|e| io_err("indexing storage", e))?;
+        merkle.insert(k.value(), v.value());
+    }
+    Ok(merkle)
 }
 
 /// Builds snapshots from a consistent read of the state machine.
@@ -56,46 +95,134 @@ fn put(data: &mut DataTable<'_>, key: &str, value: &[u8]) -> io::Result<()> {
         .map_err(|e| io_err("writing to the state machine", e))
 }
 
-fn apply_command(data: &mut DataTable<'_>, cmd: Command) -> io::Result<()> {
-    match cmd {
-        Command::Batch(ops) => {
-            for op in ops {
-                match op {
-                    WireOp::Put { key, value } => put(data, &key, &value)?,
-                    WireOp::Delete { key } => {
-                        data.remove(key.as_str())
-                            .map_err(|e| io_err("deleting from the state machine", e))?;
-                    }
-                }
-            }
-        }
-        Command::ReplaceAll(pairs) => {
-            clear(data)?;
-            for pair in pairs {
-                put(data, &pair.key, &pair.value)?;
-            }
-        }
+/// The state-machine table as the replication engine's transaction.
+struct TableTxn<'a, 't>(&'a mut DataTable<'t>);
+
+impl KvTxn for TableTxn<'_, '_> {
+    fn get(&self, key: &str) -> io::Result<Option<Vec<u8>>> {
+        Ok(redb::ReadableTable::get(self.0, key)
+            .map_err(|e| io_err("reading from the state machine", e))?
+            .map(|v| v.value().to_vec()))
     }
-    Ok(())
+
+    fn put(&mut self, key: &str, value: &[u8]) -> io::Result<()> {
+        put(self.0, key, value)
+    }
+
+    fn delete(&mut self, key: &str) -> io::Result<()> {
+        self.0
+            .remove(key)
+            .map(drop)
+            .map_err(|e| io_err("deleting from the state machine", e))
+    }
+
+    fn replicated_keys(&self) -> io::Result<Vec<String>> {
+        let mut keys = Vec::new();
+        for item in redb::ReadableTable::iter(self.0)
+            .map_err(|e| io_err("scanning the state machine", e))?
+        {
+            let (k, _) = item.map_err(|e| io_err("scanning the state machine", e))?;
+            if classify(k.value()) != KeyClass::ClusterLocal {
+                keys.push(k.value().to_owned());
+            }
+        }
+        Ok(keys)
+    }
+
+    fn clear(&mut self) -> io::Result<()> {
+        clear(self.0)
+    }
 }
 
-/// Applies entries in one transaction (one fsync) with last-applied and membership.
-fn apply_batch(db: &Database, entries: Vec<Entry>) -> io::Result<()> {
+/// The typed outcome of a refused replication command.
+fn refused(e: StorageError) -> ApplyOutcome {
+    match e {
+        StorageError::Diverged(m) => ApplyOutcome::Diverged(m),
+        other => ApplyOutcome::Rejected(other.to_string()),
+    }
+}
+
+fn apply_command(
+    data: &mut DataTable<'_>,
+    stage: &mut Stage,
+    cmd: Command,
+    log_id: &LogId,
+) -> io::Result<ApplyOutcome> {
+    let mut txn = TableTxn(data);
+    let wire = |ops: Vec<super::types::WireOp>| ops.into_iter().map(Op::from).collect::<Vec<_>>();
+    let repl = match cmd {
+        Command::Batch(ops) => {
+            // Entries written before WAL support carry no clock; 0 marks "unknown".
+            stage.local_batch(&mut txn, wire(ops), 0)?;
+            return Ok(ApplyOutcome::Applied);
+        }
+        Command::BatchAt { unix_ms, ops } => {
+            stage.local_batch(&mut txn, wire(ops), unix_ms)?;
+            return Ok(ApplyOutcome::Applied);
+        }
+        Command::ReplaceAll(pairs) => {
+            let pairs: Vec<(String, Vec<u8>)> =
+                pairs.into_iter().map(|p| (p.key, p.value)).collect();
+            // The log id is the same on every node, so every node jumps to the same position.
+            stage.replace_all(&mut txn, &pairs, log_id.to_string().as_bytes())?;
+            return Ok(ApplyOutcome::Applied);
+        }
+        Command::ApplyRemote(bytes) => match WalEntry::decode(&bytes) {
+            Ok(entry) => ReplCommand::ApplyRemote(entry),
+            Err(e) => return Ok(ApplyOutcome::Rejected(e.to_string())),
+        },
+        Command::SyncOps(ops) => ReplCommand::SyncOps(wire(ops)),
+        Command::SetPosition { index, epoch, hash } => {
+            let mut h = [0u8; 32];
+            if hex::decode_to_slice(hash.as_bytes(), &mut h).is_err() {
+                return Ok(ApplyOutcome::Rejected(
+                    "WAL position hash is not 64 hex characters".into(),
+                ));
+            }
+            ReplCommand::SetPosition(WalPosition {
+                index,
+                epoch,
+                hash: h,
+            })
+        }
+        Command::WipeReplicated => ReplCommand::WipeReplicated,
+        Command::BumpEpoch => ReplCommand::BumpEpoch,
+    };
+    match stage.repl(&mut txn, repl) {
+        Ok(()) => Ok(ApplyOutcome::Applied),
+        Err(ApplyError::Rejected(e)) => Ok(refused(e)),
+        Err(ApplyError::Io(e)) => Err(e),
+    }
+}
+
+/// Applies entries in one transaction (one fsync) with last-applied and membership; returns
+/// one outcome per entry.
+fn apply_batch(
+    db: &Database,
+    repl: &ReplShared,
+    entries: Vec<Entry>,
+) -> io::Result<Vec<ApplyOutcome>> {
     let Some(last) = entries.last().map(|e| e.log_id) else {
-        return Ok(());
+        return Ok(Vec::new());
     };
     let txn = db.begin_write().map_err(|e| io_err("starting apply", e))?;
+    let mut stage = repl.begin();
+    let mut outcomes = Vec::with_capacity(entries.len());
     let mut membership: Option<StoredMembership> = None;
     {
         let mut data = open_data(&txn)?;
         for entry in entries {
-            match entry.payload {
-                EntryPayload::Blank => {}
-                EntryPayload::Normal(cmd) => apply_command(&mut data, cmd)?,
+            let outcome = match entry.payload {
+                EntryPayload::Blank => ApplyOutcome::Applied,
+                EntryPayload::Normal(cmd) => {
+                    apply_command(&mut data, &mut stage, cmd, &entry.log_id)?
+                }
                 EntryPayload::Membership(m) => {
                     membership = Some(StoredMembership::new(Some(entry.log_id), m));
+                    ApplyOutcome::Applied
                 }
-            }
+            };
+            outcomes.push(outcome);
         }
         let mut meta = txn
             .open_table(SM_META)
@@ -105,8 +232,11 @@ fn apply_batch(db: &Database, entries: Vec<Entry>) -> io::Result<()> {
             db::write_json(&mut meta, KEY_MEMBERSHIP, m)?;
         }
     }
+    let guard = repl.commit_lock();
     txn.commit()
-        .map_err(|e| io_err("committing applied entries", e))
+        .map_err(|e| io_err("committing applied entries", e))?;
+    repl.finish(guard, stage);
+    Ok(outcomes)
 }
 
 /// Reads last-applied and membership from any readable transaction's metadata table.
@@ -199,15 +329,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         while let Some(item) = entries.next().await {
             let (entry, responder) = item?;
             batch.push(entry);
-            if let Some(r) = responder {
-                responders.push(r);
-            }
+            responders.push(responder);
         }
         let db = self.db.clone();
-        blocking(move || apply_batch(&db, batch)).await?;
+        let repl = self.repl.clone();
+        let outcomes = blocking(move || apply_batch(&db, &repl, batch)).await?;
         // Only now is the batch durable: release the waiting clients.
-        for r in responders {
-            r.send(());
+        for (r, outcome) in responders.into_iter().zip(outcomes) {
+            if let Some(r) = r {
+                r.send(outcome);
+            }
         }
         Ok(())
     }
@@ -232,10 +363,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let pairs = snapshot_codec::decode(&snapshot)?;
         let meta = meta.clone();
         let db = self.db.clone();
+        let repl = self.repl.clone();
         blocking(move || {
             let txn = db
                 .begin_write()
                 .map_err(|e| io_err("starting a write", e))?;
+            let mut stage = repl.begin();
+            stage.adopt_snapshot(&pairs)?;
             {
                 let mut data = open_data(&txn)?;
                 clear(&mut data)?;
@@ -249,8 +383,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 db::write_json(&mut sm_meta, KEY_MEMBERSHIP, &meta.last_membership)?;
             }
             store_snapshot(&txn, &meta, &snapshot)?;
+            let guard = repl.commit_lock();
             txn.commit()
-                .map_err(|e| io_err("committing the installed snapshot", e))
+                .map_err(|e| io_err("committing the installed snapshot", e))?;
+            repl.finish(guard, stage);
+            Ok(())
         })
         .await
     }

@@ -55,7 +55,7 @@ async fn snapshots_purge_the_log_and_recovery_uses_them() {
         .unwrap();
     let recovered = s.scan("k/", None, 100).await.unwrap();
     let snapshot = {
-        let mut sm = StateMachine::new(s.db.clone());
+        let mut sm = StateMachine::new(s.db.clone(), s.repl.clone());
         openraft::storage::RaftStateMachine::get_current_snapshot(&mut sm)
             .await
             .unwrap()

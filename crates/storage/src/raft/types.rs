@@ -16,7 +16,7 @@ openraft::declare_raft_types!(
     /// The openraft type configuration of Strongroom's integrated storage.
     pub TypeConfig:
         D = Command,
-        R = (),
+        R = ApplyOutcome,
         NodeId = u64,
         Node = RaftNode,
 );
@@ -63,20 +63,50 @@ pub enum Command {
     Batch(Vec<WireOp>),
     /// The whole keyspace, replacing everything (snapshot restore).
     ReplaceAll(Vec<WirePair>),
+    /// An atomic batch stamped with the proposer's clock, so that the WAL entry it creates is
+    /// byte-identical on every node.
+    BatchAt { unix_ms: u64, ops: Vec<WireOp> },
+    /// A primary's WAL entry to apply verbatim ([`crate::WalEntry::encode`] bytes).
+    ApplyRemote(#[serde(with = "b64")] Vec<u8>),
+    /// Merkle-sync ops: applied without creating a WAL entry.
+    SyncOps(Vec<WireOp>),
+    /// Adopt a primary's WAL position (hash hex-encoded).
+    SetPosition {
+        index: u64,
+        epoch: u64,
+        hash: String,
+    },
+    /// Delete every replicated key and reset WAL and merkle state.
+    WipeReplicated,
+    /// Continue the chain under the next epoch.
+    BumpEpoch,
+}
+
+/// What applying one entry did, returned to the proposer.
+///
+/// Replication commands can be refused by the state machine (a WAL entry that does not
+/// continue the chain); the refusal must reach the caller as a typed error without failing the
+/// state machine, and every node refuses identically because the check is deterministic.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ApplyOutcome {
+    #[default]
+    Applied,
+    /// See [`crate::StorageError::Diverged`].
+    Diverged(String),
+    /// See [`crate::StorageError::Rejected`].
+    Rejected(String),
 }
 
 impl Command {
     /// Payload bytes (keys plus values) carried by this command, for size limits.
     pub fn payload_bytes(&self) -> usize {
         match self {
-            Command::Batch(ops) => ops
-                .iter()
-                .map(|op| match op {
-                    WireOp::Put { key, value } => key.len() + value.len(),
-                    WireOp::Delete { key } => key.len(),
-                })
-                .sum(),
+            Command::Batch(ops) | Command::BatchAt { ops, .. } | Command::SyncOps(ops) => {
+                ops.iter().map(WireOp::payload_bytes).sum()
+            }
             Command::ReplaceAll(pairs) => pairs.iter().map(|p| p.key.len() + p.value.len()).sum(),
+            Command::ApplyRemote(bytes) => bytes.len(),
+            Command::SetPosition { .. } | Command::WipeReplicated | Command::BumpEpoch => 0,
         }
     }
 }
@@ -87,6 +117,12 @@ impl fmt::Display for Command {
         match self {
             Command::Batch(ops) => write!(f, "batch({} ops)", ops.len()),
             Command::ReplaceAll(pairs) => write!(f, "replace_all({} pairs)", pairs.len()),
+            Command::BatchAt { ops, .. } => write!(f, "batch({} ops)", ops.len()),
+            Command::ApplyRemote(bytes) => write!(f, "apply_remote({} bytes)", bytes.len()),
+            Command::SyncOps(ops) => write!(f, "sync_ops({} ops)", ops.len()),
+            Command::SetPosition { index, .. } => write!(f, "set_position({index})"),
+            Command::WipeReplicated => f.write_str("wipe_replicated"),
+            Command::BumpEpoch => f.write_str("bump_epoch"),
         }
     }
 }
@@ -110,6 +146,24 @@ impl From<Op> for WireOp {
         match op {
             Op::Put { key, value } => WireOp::Put { key, value },
             Op::Delete { key } => WireOp::Delete { key },
+        }
+    }
+}
+
+impl From<WireOp> for Op {
+    fn from(op: WireOp) -> Self {
+        match op {
+            WireOp::Put { key, value } => Op::Put { key, value },
+            WireOp::Delete { key } => Op::Delete { key },
+        }
+    }
+}
+
+impl WireOp {
+    fn payload_bytes(&self) -> usize {
+        match self {
+            WireOp::Put { key, value } => key.len() + value.len(),
+            WireOp::Delete { key } => key.len(),
         }
     }
 }
@@ -167,6 +221,35 @@ mod tests {
         let back: Command = serde_json::from_str(&text).unwrap();
         assert_eq!(back, cmd);
         assert!(text.contains("AP8BgA=="));
+    }
+
+    #[test]
+    fn replication_commands_round_trip_through_json() {
+        // Why: new log variants must decode on every node exactly as proposed.
+        let cmds = [
+            Command::BatchAt {
+                unix_ms: 5,
+                ops: vec![WireOp::Delete { key: "k".into() }],
+            },
+            Command::ApplyRemote(vec![1, 0, 255]),
+            Command::SyncOps(vec![]),
+            Command::SetPosition {
+                index: 3,
+                epoch: 1,
+                hash: "ab".repeat(32),
+            },
+            Command::WipeReplicated,
+            Command::BumpEpoch,
+        ];
+        for cmd in cmds {
+            let text = serde_json::to_string(&cmd).unwrap();
+            assert_eq!(serde_json::from_str::<Command>(&text).unwrap(), cmd);
+        }
+        let legacy = r#"{"Batch":[{"op":"put","key":"a","value":"AQ=="}]}"#;
+        assert!(matches!(
+            serde_json::from_str::<Command>(legacy).unwrap(),
+            Command::Batch(_)
+        ));
     }
 
     #[test]

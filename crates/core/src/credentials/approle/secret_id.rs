@@ -304,18 +304,25 @@ pub(super) async fn generate(
     let (num_uses, ttl) = limits(&req.data, &role)?;
     let key = hmac_key(ctx).await?;
     let now = SystemTime::now();
-    let entry = SecretIdEntry {
-        secret_id_hmac: mac(&key, &secret_id)?,
-        accessor: uuid::Uuid::new_v4().to_string(),
-        num_uses,
-        ttl,
-        creation_time: now,
-        expiration_time: (ttl > 0).then(|| now + Duration::from_secs(ttl)),
-        last_updated_time: now,
-        metadata,
-        cidr_list,
-        token_bound_cidrs,
-    };
+    let entry =
+        SecretIdEntry {
+            secret_id_hmac: mac(&key, &secret_id)?,
+            accessor: uuid::Uuid::new_v4().to_string(),
+            num_uses,
+            ttl,
+            creation_time: now,
+            expiration_time: if ttl > 0 {
+                Some(now.checked_add(Duration::from_secs(ttl)).ok_or_else(|| {
+                    CoreError::InvalidRequest("secret_id ttl is too large".into())
+                })?)
+            } else {
+                None
+            },
+            last_updated_time: now,
+            metadata,
+            cidr_list,
+            token_bound_cidrs,
+        };
     let ids = SecretIds::new(ctx, &role);
     {
         let _guard = STATE_LOCK.lock().await;

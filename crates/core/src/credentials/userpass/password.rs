@@ -17,8 +17,30 @@ fn hasher() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::DEFAULT)
 }
 
+/// At most this many argon2 computations run at once (each holds ~19 MiB); a login flood
+/// queues here instead of exhausting memory.
+const MAX_CONCURRENT_HASHES: usize = 4;
+
+/// How long a login waits for a hashing slot before it is refused as overloaded.
+const HASH_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn hash_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    SLOTS.get_or_init(|| tokio::sync::Semaphore::new(MAX_CONCURRENT_HASHES))
+}
+
+async fn hash_slot() -> Result<tokio::sync::SemaphorePermit<'static>, CoreError> {
+    match tokio::time::timeout(HASH_QUEUE_WAIT, hash_slots().acquire()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        _ => Err(CoreError::Unavailable(
+            "too many password checks in progress; retry shortly".into(),
+        )),
+    }
+}
+
 /// Hashes a password on the blocking pool (argon2 is deliberately slow).
 pub(super) async fn hash_password(password: Zeroizing<String>) -> Result<String, CoreError> {
+    let _slot = hash_slot().await?;
     tokio::task::spawn_blocking(move || {
         hasher()
             .hash_password(password.as_bytes())
@@ -51,6 +73,7 @@ pub(super) async fn verify_password(
     password: Zeroizing<String>,
     stored: Option<String>,
 ) -> Result<bool, CoreError> {
+    let _slot = hash_slot().await?;
     tokio::task::spawn_blocking(move || {
         let exists = stored.is_some();
         let hash = stored.unwrap_or_else(|| dummy_hash().to_owned());

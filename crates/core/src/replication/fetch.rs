@@ -1,0 +1,170 @@
+//! Fetching the activation bundle from the primary's API (`sys/wrapping/unwrap`).
+//!
+//! The secondary has no trust relationship with the primary yet: the only link is the
+//! activation token and the TLS roots the operator names (`ca_file`, `ca_path`, else the
+//! system bundle). The call uses our own rustls configuration (ring provider) so it needs no
+//! platform TLS library.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::RootCertStore;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::Value;
+
+use super::bundle::ActivationBundle;
+use crate::CoreError;
+
+/// How long the unwrap call may take.
+const UNWRAP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest answer accepted (a bundle is a few KiB).
+const MAX_BODY: usize = 1024 * 1024;
+/// Where distributions keep the system CA bundle.
+const SYSTEM_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// TLS material for the unwrap call, from the request parameters.
+#[derive(Default)]
+pub(crate) struct UnwrapTls {
+    pub ca_file: Option<String>,
+    pub ca_path: Option<String>,
+    pub client_cert_file: Option<String>,
+    pub client_key_file: Option<String>,
+}
+
+fn bad(msg: String) -> CoreError {
+    CoreError::InvalidRequest(msg)
+}
+
+fn certs_in(path: &Path) -> Result<Vec<CertificateDer<'static>>, CoreError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| {
+            bad(format!(
+                "reading CA certificates from {}: {e}",
+                path.display()
+            ))
+        })?;
+    Ok(certs)
+}
+
+fn roots(tls: &UnwrapTls) -> Result<RootCertStore, CoreError> {
+    let mut roots = RootCertStore::empty();
+    if let Some(file) = &tls.ca_file {
+        for cert in certs_in(Path::new(file))? {
+            roots
+                .add(cert)
+                .map_err(|e| bad(format!("invalid CA certificate in {file}: {e}")))?;
+        }
+    } else if let Some(dir) = &tls.ca_path {
+        let entries =
+            std::fs::read_dir(dir).map_err(|e| bad(format!("reading ca_path {dir}: {e}")))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_file()
+                && let Ok(certs) = certs_in(&path)
+            {
+                roots.add_parsable_certificates(certs);
+            }
+        }
+    } else if let Some(bundle) = SYSTEM_BUNDLES.iter().map(Path::new).find(|p| p.is_file())
+        && let Ok(certs) = certs_in(bundle)
+    {
+        roots.add_parsable_certificates(certs);
+    }
+    Ok(roots)
+}
+
+fn client(tls: &UnwrapTls, https: bool) -> Result<reqwest::Client, CoreError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let roots = roots(tls)?;
+    if https && roots.is_empty() {
+        return Err(bad(
+            "no CA certificates found to verify the primary's API: set ca_file or ca_path".into(),
+        ));
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| CoreError::Internal(format!("TLS setup failed: {e}")))?
+        .with_root_certificates(roots);
+    let config = match (&tls.client_cert_file, &tls.client_key_file) {
+        (Some(cert), Some(key)) => {
+            let chain = certs_in(Path::new(cert))?;
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| bad(format!("reading client_key_file {key}: {e}")))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| bad(format!("using the client certificate: {e}")))?
+        }
+        (None, None) => builder.with_no_client_auth(),
+        _ => {
+            return Err(bad(
+                "client_cert_file and client_key_file must be given together".into(),
+            ));
+        }
+    };
+    reqwest::Client::builder()
+        .timeout(UNWRAP_TIMEOUT)
+        .tls_backend_preconfigured(config)
+        .build()
+        .map_err(|e| CoreError::Internal(format!("building the HTTP client: {e}")))
+}
+
+/// Unwraps `token` at `api_addr` and parses the bundle.
+pub(crate) async fn fetch_bundle(
+    api_addr: &str,
+    token: &str,
+    tls: &UnwrapTls,
+) -> Result<ActivationBundle, CoreError> {
+    let base = api_addr.trim_end_matches('/');
+    if !(base.starts_with("https://") || base.starts_with("http://")) {
+        return Err(bad(format!(
+            "primary API address {base:?} must start with https:// or http://; set primary_api_addr"
+        )));
+    }
+    let client = client(tls, base.starts_with("https://"))?;
+    let url = format!("{base}/v1/sys/wrapping/unwrap");
+    let resp = client
+        .put(&url)
+        .header("X-Vault-Token", token)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .map_err(|e| {
+            bad(format!(
+                "error unwrapping the activation token at {url}: {e}; check primary_api_addr and ca_file"
+            ))
+        })?;
+    let status = resp.status();
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| bad(format!("error reading the unwrap answer from {url}: {e}")))?;
+    if body.len() > MAX_BODY {
+        return Err(bad(format!("the unwrap answer from {url} is too large")));
+    }
+    if !status.is_success() {
+        let detail = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v.get("errors").cloned())
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        return Err(bad(format!(
+            "error response unwrapping secondary token; status code is {} {detail}",
+            status.as_u16()
+        )));
+    }
+    let envelope: Value = serde_json::from_slice(&body)
+        .map_err(|e| bad(format!("the unwrap answer from {url} is not JSON: {e}")))?;
+    let data = envelope
+        .get("data")
+        .cloned()
+        .ok_or_else(|| bad("the unwrap answer carries no data".into()))?;
+    ActivationBundle::from_data(data)
+}

@@ -1,0 +1,79 @@
+//! DR replication as core sees it: modes, the `sys/replication/*` endpoints, activation
+//! tokens, the DR secondary gate and DR operation tokens.
+//!
+//! Storage records and ships the changes (WAL and merkle index) and the replication crate
+//! moves them between clusters; this module decides *what a cluster is* in a replication
+//! set and enforces what follows from it: a primary mints activation tokens and serves its
+//! secondaries, a secondary serves nothing but status and DR operations, and mode changes
+//! (enable, promote, demote, update-primary, disable) reconfigure storage, barrier, caches
+//! and the network side together.
+
+mod bundle;
+mod config;
+mod fetch;
+mod gate;
+mod hooks;
+mod jwt;
+mod op_token;
+mod primary;
+mod registry;
+mod routes;
+mod secondary;
+mod state;
+mod status;
+
+use std::time::SystemTime;
+
+use serde_json::{Map, Value};
+
+pub use config::ReplicationMode;
+pub(crate) use routes::route;
+pub(crate) use state::ReplicationState;
+
+use crate::{Core, CoreError, Response};
+
+/// Unix milliseconds now.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Unix seconds now.
+pub(crate) fn now_secs() -> i64 {
+    (now_ms() / 1000) as i64
+}
+
+/// A string parameter, owned.
+fn string_param(data: &Map<String, Value>, name: &str) -> Result<Option<String>, CoreError> {
+    Ok(crate::util::str_param(data, name)?.map(str::to_owned))
+}
+
+/// A warnings-only 200 (Vault's answer to mode changes).
+fn warning(text: &str) -> Response {
+    Response {
+        warnings: vec![text.to_owned()],
+        ..Response::default()
+    }
+}
+
+impl Core {
+    /// Resolves an activation JWT presented to `sys/wrapping/unwrap` to the wrapping token it
+    /// carries, after checking our signature and its expiry. Any other token passes through.
+    pub(crate) fn resolve_activation_token(
+        &self,
+        token: &str,
+    ) -> Result<Option<String>, CoreError> {
+        if !jwt::looks_like_jwt(token) {
+            return Ok(None);
+        }
+        let invalid = || CoreError::InvalidRequest(crate::wrapping::INVALID_TOKEN.into());
+        let key = self.activation_signing_key().ok_or_else(invalid)?;
+        let claims = jwt::verify(&key, token, now_secs()).map_err(|e| {
+            tracing::info!(reason = %e, "activation token refused");
+            invalid()
+        })?;
+        Ok(Some(claims.wt))
+    }
+}

@@ -1,0 +1,260 @@
+//! The DR primary side: enable, demote, disable, activation tokens, revocation.
+//!
+//! Enabling (or promoting) creates the replication set's private CA, the cluster-port
+//! identity and the activation-token signing key; everything a secondary ever trusts comes
+//! from those, so they are generated here and stored only in the cluster-local record.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use strongroom_replication::ReplicationCa;
+use strongroom_replication::pki::is_valid_secondary_id;
+
+use super::bundle::{ActivationBundle, BOOTSTRAP_KEYS};
+use super::config::{DrConfig, PrimaryMaterial, ReplicationMode, SecondaryRecord};
+use super::jwt::{self, ActivationClaims};
+use super::{now_secs, string_param as str_param_opt, warning};
+use crate::core::lock;
+use crate::params::duration_param;
+use crate::{Core, CoreError, Request, Response};
+
+/// Default lifetime of an activation token (Vault: 30 minutes).
+const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(30 * 60);
+
+const ENABLE_WARNING: &str = "This cluster is being enabled as a primary for replication. Vault will be unavailable for a brief period and will resume service shortly.";
+const DEMOTE_WARNING: &str = "This cluster is being demoted to a replication secondary. Vault will be unavailable for a brief period and will resume service shortly.";
+pub(super) const DISABLE_WARNING: &str = "This cluster is having replication disabled. Vault will be unavailable for a brief period and will resume service shortly.";
+
+fn pki_error(e: strongroom_replication::ReplicationError) -> CoreError {
+    CoreError::Internal(e.to_string())
+}
+
+impl Core {
+    /// Fresh CA, server identity and signing key for the replication set `cluster_id`.
+    /// `cluster_addr` (the `primary_cluster_addr` parameter) overrides the advertised one.
+    pub(super) fn new_primary_material(
+        &self,
+        cluster_id: &str,
+        cluster_addr: &str,
+    ) -> Result<PrimaryMaterial, CoreError> {
+        let addr = if cluster_addr.is_empty() {
+            lock(&self.advertised).1.clone()
+        } else {
+            cluster_addr.to_owned()
+        };
+        let ca = ReplicationCa::generate(cluster_id).map_err(pki_error)?;
+        let hosts = if addr.is_empty() {
+            vec!["localhost".to_owned()]
+        } else {
+            vec![addr.clone()]
+        };
+        let (server_cert_pem, server_key_pem) = ca.issue_server_cert(&hosts).map_err(pki_error)?;
+        let signing_key = jwt::generate_key()
+            .map_err(|e| CoreError::Internal(format!("generating the signing key: {e}")))?;
+        Ok(PrimaryMaterial {
+            ca_cert_pem: ca.ca_cert_pem.clone(),
+            ca_key_pem: ca.ca_key_pem.to_string(),
+            server_cert_pem,
+            server_key_pem: server_key_pem.to_string(),
+            signing_key_b64: STANDARD.encode(signing_key.as_slice()),
+            cluster_addrs: if addr.is_empty() {
+                Vec::new()
+            } else {
+                vec![addr]
+            },
+        })
+    }
+
+    /// Persists `config`, then makes it the configuration in force.
+    pub(super) async fn commit_dr_config(&self, config: DrConfig) -> Result<(), CoreError> {
+        self.write_dr_config(&config).await?;
+        self.apply_dr_config(Some(config)).await;
+        Ok(())
+    }
+
+    /// `sys/replication/dr/primary/enable`.
+    pub(super) async fn dr_primary_enable(&self, req: &Request) -> Result<Response, CoreError> {
+        let _ops = self.replication.ops.lock().await;
+        match self.replication.mode() {
+            ReplicationMode::Secondary => {
+                return Err(CoreError::InvalidRequest(
+                    "cannot enable as primary while a DR secondary; promote instead".into(),
+                ));
+            }
+            ReplicationMode::Primary => {
+                return Err(CoreError::InvalidRequest(
+                    "DR replication is already enabled as primary on this cluster".into(),
+                ));
+            }
+            ReplicationMode::Disabled => {}
+        }
+        let addr = str_param_opt(&req.data, "primary_cluster_addr")?.unwrap_or_default();
+        let cluster_id = uuid::Uuid::new_v4().to_string();
+        let material = self.new_primary_material(&cluster_id, &addr)?;
+        self.commit_dr_config(DrConfig {
+            mode: ReplicationMode::Primary,
+            cluster_id,
+            primary_cluster_addr: addr,
+            primary: Some(material),
+            ..DrConfig::default()
+        })
+        .await?;
+        tracing::info!("DR replication enabled as primary");
+        Ok(warning(ENABLE_WARNING))
+    }
+
+    fn require_primary(&self) -> Result<DrConfig, CoreError> {
+        self.replication
+            .config()
+            .filter(|c| c.mode == ReplicationMode::Primary)
+            .ok_or_else(|| CoreError::InvalidRequest("this cluster is not a DR primary".into()))
+    }
+
+    /// `sys/replication/dr/primary/demote`: becomes an idle secondary of the same set.
+    pub(super) async fn dr_primary_demote(&self) -> Result<Response, CoreError> {
+        let _ops = self.replication.ops.lock().await;
+        let config = self.require_primary()?;
+        self.commit_dr_config(DrConfig {
+            mode: ReplicationMode::Secondary,
+            cluster_id: config.cluster_id.clone(),
+            last_reindex_epoch: config.last_reindex_epoch,
+            ..DrConfig::default()
+        })
+        .await?;
+        self.expiration_stop().await;
+        tracing::info!("DR primary demoted to an idle secondary");
+        Ok(warning(DEMOTE_WARNING))
+    }
+
+    /// `sys/replication/dr/primary/disable`: forgets the set; every secondary is cut off.
+    pub(super) async fn dr_primary_disable(&self) -> Result<Response, CoreError> {
+        let _ops = self.replication.ops.lock().await;
+        self.require_primary()?;
+        self.commit_dr_config(DrConfig::default()).await?;
+        tracing::info!("DR replication disabled on the primary");
+        Ok(warning(DISABLE_WARNING))
+    }
+
+    /// `sys/replication/dr/primary/revoke-secondary`.
+    pub(super) async fn dr_primary_revoke(&self, req: &Request) -> Result<Response, CoreError> {
+        let _ops = self.replication.ops.lock().await;
+        let mut config = self.require_primary()?;
+        let id = str_param_opt(&req.data, "id")?
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| CoreError::InvalidRequest("missing secondary id".into()))?;
+        let Some(record) = config.secondaries.get_mut(&id) else {
+            return Err(CoreError::InvalidRequest(format!(
+                "no secondary with id {id:?} was ever activated by this primary"
+            )));
+        };
+        record.revoked = true;
+        self.write_dr_config(&config).await?;
+        self.replication.registry.refresh(Some(&config));
+        *lock(&self.replication.config) = Some(config);
+        tracing::info!(secondary_id = %id, "DR secondary revoked");
+        Ok(Response::no_content())
+    }
+
+    /// `sys/replication/dr/primary/secondary-token` (sudo): a wrapped activation bundle whose
+    /// wrapping token is replaced by an ES512 JWT naming this primary.
+    pub(super) async fn dr_primary_secondary_token(
+        &self,
+        req: &Request,
+    ) -> Result<Response, CoreError> {
+        if str_param_opt(&req.data, "secondary_public_key")?.is_some_and(|k| !k.is_empty()) {
+            return Err(CoreError::InvalidRequest(
+                "secondary_public_key mode is not supported yet; omit it to get a wrapped activation token".into(),
+            ));
+        }
+        let id = match str_param_opt(&req.data, "id")?.filter(|s| !s.is_empty()) {
+            Some(id) => id,
+            None => uuid::Uuid::new_v4().to_string(),
+        };
+        if !is_valid_secondary_id(&id) {
+            return Err(CoreError::InvalidRequest(format!(
+                "invalid secondary id {id:?}: use 1-64 letters, digits, '-', '_' or '.'"
+            )));
+        }
+        let ttl = duration_param(&req.data, "ttl")?
+            .filter(|s| *s > 0)
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_TOKEN_TTL);
+        if ttl > crate::wrapping::MAX_WRAP_TTL {
+            return Err(CoreError::InvalidRequest(
+                "ttl is longer than the maximum wrapping TTL (768h)".into(),
+            ));
+        }
+
+        let _ops = self.replication.ops.lock().await;
+        let mut config = self.require_primary()?;
+        if config.secondaries.get(&id).is_some_and(|r| !r.revoked) {
+            return Err(CoreError::InvalidRequest(format!(
+                "a secondary with id {id:?} already exists; revoke it first or choose another id"
+            )));
+        }
+        let Some(primary) = config.primary.clone() else {
+            return Err(CoreError::Internal(
+                "the primary's replication material is missing; disable and re-enable replication"
+                    .into(),
+            ));
+        };
+        let ca = ReplicationCa::from_pem(&primary.ca_cert_pem, &primary.ca_key_pem)
+            .map_err(pki_error)?;
+        let (client_cert_pem, client_key_pem) = ca.issue_client_cert(&id).map_err(pki_error)?;
+        let mut stored = std::collections::BTreeMap::new();
+        for key in BOOTSTRAP_KEYS {
+            let raw = self.storage.get(key).await?.ok_or_else(|| {
+                CoreError::Internal(format!("the {key} record is missing from storage"))
+            })?;
+            stored.insert(key.to_owned(), STANDARD.encode(raw));
+        }
+        let root_key = self.barrier.root_key()?;
+        let api_addr = lock(&self.advertised).0.clone();
+        let bundle = ActivationBundle {
+            cluster_id: config.cluster_id.clone(),
+            secondary_id: id.clone(),
+            primary_api_addr: api_addr.clone(),
+            primary_cluster_addrs: primary.cluster_addrs.clone(),
+            ca_pem: primary.ca_cert_pem.clone(),
+            client_cert_pem,
+            client_key_pem: client_key_pem.to_string(),
+            root_key_b64: STANDARD.encode(root_key.expose_secret()),
+            stored,
+        };
+
+        config.secondaries.insert(
+            id.clone(),
+            SecondaryRecord {
+                revoked: false,
+                issued_at: now_secs(),
+            },
+        );
+        self.write_dr_config(&config).await?;
+        self.replication.registry.refresh(Some(&config));
+        *lock(&self.replication.config) = Some(config);
+
+        let mut resp = self
+            .wrap_response(req, Response::with_data(bundle.to_data()?), ttl)
+            .await?;
+        let Some(info) = resp.wrap_info.as_mut() else {
+            return Err(CoreError::Internal("wrapping produced no wrap_info".into()));
+        };
+        let key = self.activation_signing_key().ok_or_else(|| {
+            CoreError::Internal("the activation signing key is unavailable".into())
+        })?;
+        let now = now_secs();
+        let claims = ActivationClaims {
+            addr: api_addr,
+            exp: now + info.ttl,
+            iat: now,
+            jti: uuid::Uuid::new_v4().to_string(),
+            kind: "wrapping".into(),
+            wt: std::mem::take(&mut info.token),
+        };
+        info.token = jwt::sign(&key, &claims)
+            .map_err(|e| CoreError::Internal(format!("signing the activation token: {e}")))?;
+        tracing::info!(secondary_id = %id, "DR activation token issued");
+        Ok(resp)
+    }
+}

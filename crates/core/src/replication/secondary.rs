@@ -1,0 +1,284 @@
+//! The DR secondary side: enable, promote, update-primary, disable, recover, reindex.
+//!
+//! Enabling is the one destructive step: after the bundle is fetched and checked, the
+//! secondary's replicated data is wiped and replaced by the primary's keyring, root key and
+//! seal configuration, so it can decrypt what it receives and later unseal with the primary's
+//! shares. Every check that can fail runs before the wipe.
+
+use strongroom_barrier::{BarrierError, BarrierOp};
+use strongroom_storage::{Op, ReplCommand};
+
+use super::bundle::ActivationBundle;
+use super::config::{DrConfig, ReplicationMode, SecondaryMaterial};
+use super::fetch::{UnwrapTls, fetch_bundle};
+use super::jwt;
+use super::primary::DISABLE_WARNING;
+use super::{now_secs, string_param, warning};
+use crate::core::{CLUSTER_INFO_KEY, lock};
+use crate::params::bool_param;
+use crate::{Core, CoreError, Request, Response};
+
+const ENABLE_WARNING: &str = "Vault has successfully found secondary information; it may take a while to perform setup tasks. Vault will be unavailable until these tasks and initial sync complete.";
+const PROMOTE_WARNING: &str = "This cluster is being promoted to a replication primary. Vault will be unavailable for a brief period and will resume service shortly.";
+/// A heartbeat older than this means the link may have lost entries.
+const CAUGHT_UP_HEARTBEAT_AGE: std::time::Duration = std::time::Duration::from_secs(3);
+/// The 503 of a promotion that would lose writes not yet received.
+pub(super) const CATCHING_UP: &str =
+    "replication is still catching up, try again later or provide the force argument";
+
+fn secondary_material(b: &ActivationBundle) -> SecondaryMaterial {
+    SecondaryMaterial {
+        secondary_id: b.secondary_id.clone(),
+        primary_api_addr: b.primary_api_addr.clone(),
+        primary_cluster_addrs: b.primary_cluster_addrs.clone(),
+        known_primary_cluster_addrs: Vec::new(),
+        ca_pem: b.ca_pem.clone(),
+        client_cert_pem: b.client_cert_pem.clone(),
+        client_key_pem: b.client_key_pem.clone(),
+    }
+}
+
+impl Core {
+    /// Unwraps the activation token given in `req` (`token`, `primary_api_addr`, TLS files).
+    async fn fetch_activation(
+        &self,
+        req: &Request,
+        token: &str,
+    ) -> Result<ActivationBundle, CoreError> {
+        let claims = jwt::decode_unverified(token).map_err(|e| {
+            CoreError::InvalidRequest(format!(
+                "the activation token is not valid ({e}); pass the wrap_info.token of sys/replication/dr/primary/secondary-token"
+            ))
+        })?;
+        let api_addr = string_param(&req.data, "primary_api_addr")?
+            .filter(|s| !s.is_empty())
+            .unwrap_or(claims.addr);
+        let tls = UnwrapTls {
+            ca_file: string_param(&req.data, "ca_file")?.filter(|s| !s.is_empty()),
+            ca_path: string_param(&req.data, "ca_path")?.filter(|s| !s.is_empty()),
+            client_cert_file: string_param(&req.data, "client_cert_file")?
+                .filter(|s| !s.is_empty()),
+            client_key_file: string_param(&req.data, "client_key_file")?.filter(|s| !s.is_empty()),
+        };
+        fetch_bundle(&api_addr, token, &tls).await
+    }
+
+    fn require_secondary(&self) -> Result<DrConfig, CoreError> {
+        self.replication
+            .config()
+            .filter(|c| c.mode == ReplicationMode::Secondary)
+            .ok_or_else(|| CoreError::InvalidRequest("Not a DR secondary.".into()))
+    }
+
+    /// Reloads what an unsealed, serving core keeps in memory (after promote or disable: the
+    /// replicated mount table, policies and audit devices are now ours to serve).
+    async fn resume_service(&self) -> Result<(), CoreError> {
+        self.barrier.reload_keyring().await?;
+        self.policies.clear();
+        self.load_mounts().await?;
+        self.load_audit().await?;
+        self.expiration_start().await?;
+        Ok(())
+    }
+
+    /// `sys/replication/dr/secondary/enable`.
+    pub(super) async fn dr_secondary_enable(&self, req: &Request) -> Result<Response, CoreError> {
+        let token = string_param(&req.data, "token")?
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| CoreError::InvalidRequest("missing activation token".into()))?;
+        let _ops = self.replication.ops.lock().await;
+        match self.replication.mode() {
+            ReplicationMode::Primary => {
+                return Err(CoreError::InvalidRequest(
+                    "this cluster is a DR primary; disable or demote it before enabling it as a secondary".into(),
+                ));
+            }
+            ReplicationMode::Secondary => {
+                return Err(CoreError::InvalidRequest(
+                    "this cluster is already a DR secondary; use update-primary to follow another primary".into(),
+                ));
+            }
+            ReplicationMode::Disabled => {}
+        }
+        let bundle = self.fetch_activation(req, &token).await?;
+        let root_key = bundle.root_key()?;
+        let records = bundle.stored_records()?;
+        let cluster_info = lock(&self.cluster).clone();
+
+        // Point of no return: the replicated keyspace becomes the primary's.
+        self.expiration_stop().await;
+        self.storage
+            .apply_replication(ReplCommand::WipeReplicated)
+            .await?;
+        let ops = records
+            .into_iter()
+            .map(|(key, value)| Op::Put { key, value })
+            .collect();
+        self.storage
+            .apply_replication(ReplCommand::SyncOps(ops))
+            .await?;
+        match self.barrier.unseal_with_root_key(&root_key).await {
+            Ok(()) => {}
+            Err(BarrierError::InvalidKey) => {
+                return Err(CoreError::InvalidRequest(
+                    "the activation bundle's root key does not open its keyring".into(),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        // Our own cluster-local records were sealed under the old keyring: re-seal them.
+        if let Some(info) = cluster_info {
+            let raw = serde_json::to_vec(&info)
+                .map_err(|e| CoreError::Internal(format!("encoding cluster info: {e}")))?;
+            self.barrier
+                .write(vec![BarrierOp::Put {
+                    key: CLUSTER_INFO_KEY.to_owned(),
+                    value: raw,
+                }])
+                .await?;
+        }
+        self.policies.clear();
+        self.mounts.write().await.clear();
+        self.clear_audit();
+
+        let first_addr = bundle
+            .primary_cluster_addrs
+            .first()
+            .cloned()
+            .unwrap_or_default();
+        self.commit_dr_config(DrConfig {
+            mode: ReplicationMode::Secondary,
+            cluster_id: bundle.cluster_id.clone(),
+            primary_cluster_addr: first_addr,
+            secondary: Some(secondary_material(&bundle)),
+            ..DrConfig::default()
+        })
+        .await?;
+        tracing::info!(secondary_id = %bundle.secondary_id, "DR replication enabled as secondary; data wiped");
+        Ok(warning(ENABLE_WARNING))
+    }
+
+    /// Whether the runner has applied everything the primary reported having.
+    fn caught_up(&self) -> bool {
+        let runner = lock(&self.replication.runner);
+        match runner.as_ref() {
+            // No primary configured (demoted or forgotten): nothing to wait for.
+            None => true,
+            // Streaming with a fresh heartbeat: the primary pushes every entry as it commits,
+            // so nothing older than one heartbeat can be missing.
+            Some(handle) => {
+                let s = handle.status();
+                s.state == "stream-wals"
+                    && s.last_heartbeat
+                        .is_some_and(|t| t.elapsed().is_ok_and(|age| age < CAUGHT_UP_HEARTBEAT_AGE))
+            }
+        }
+    }
+
+    /// `sys/replication/dr/secondary/promote` (DR-op).
+    pub(super) async fn dr_secondary_promote(&self, req: &Request) -> Result<Response, CoreError> {
+        self.authorize_dr_op(req).await?;
+        let force = bool_param(&req.data, "force")?.unwrap_or(false);
+        let addr = string_param(&req.data, "primary_cluster_addr")?.unwrap_or_default();
+        let _ops = self.replication.ops.lock().await;
+        let config = self.require_secondary()?;
+        if !force && !self.caught_up() {
+            return Err(CoreError::Unavailable(CATCHING_UP.into()));
+        }
+        self.stop_runner().await;
+        self.storage
+            .apply_replication(ReplCommand::BumpEpoch)
+            .await?;
+        let material = self.new_primary_material(&config.cluster_id, &addr)?;
+        self.commit_dr_config(DrConfig {
+            mode: ReplicationMode::Primary,
+            cluster_id: config.cluster_id.clone(),
+            primary_cluster_addr: addr,
+            primary: Some(material),
+            last_reindex_epoch: config.last_reindex_epoch,
+            ..DrConfig::default()
+        })
+        .await?;
+        self.resume_service().await?;
+        tracing::info!("DR secondary promoted to primary");
+        Ok(warning(PROMOTE_WARNING))
+    }
+
+    /// `sys/replication/dr/secondary/disable` (DR-op): stops replicating and serves the data
+    /// it has as a standalone cluster.
+    pub(super) async fn dr_secondary_disable(&self, req: &Request) -> Result<Response, CoreError> {
+        self.authorize_dr_op(req).await?;
+        let _ops = self.replication.ops.lock().await;
+        self.require_secondary()?;
+        self.commit_dr_config(DrConfig::default()).await?;
+        self.resume_service().await?;
+        tracing::info!("DR replication disabled on the secondary");
+        Ok(warning(DISABLE_WARNING))
+    }
+
+    /// `sys/replication/dr/secondary/update-primary` (DR-op): follow another primary of the
+    /// same set (no wipe), or forget the primary with `token=""`.
+    pub(super) async fn dr_secondary_update_primary(
+        &self,
+        req: &Request,
+    ) -> Result<Response, CoreError> {
+        self.authorize_dr_op(req).await?;
+        if req.data.contains_key("update_primary_addrs") {
+            return Err(CoreError::InvalidRequest(
+                "update_primary_addrs is not supported for DR secondaries; pass an activation token".into(),
+            ));
+        }
+        let Some(token) = string_param(&req.data, "token")? else {
+            return Err(CoreError::InvalidRequest(
+                "token is required (an activation token from the new primary, or \"\" to forget the primary)".into(),
+            ));
+        };
+        let token = token.trim().to_owned();
+        let _ops = self.replication.ops.lock().await;
+        let mut config = self.require_secondary()?;
+        if token.is_empty() {
+            config.secondary = None;
+            self.commit_dr_config(config).await?;
+            tracing::info!("DR secondary forgot its primary; replication idle");
+            return Ok(Response::no_content());
+        }
+        let bundle = self.fetch_activation(req, &token).await?;
+        if bundle.cluster_id != config.cluster_id {
+            return Err(CoreError::InvalidRequest(format!(
+                "the activation token belongs to replication set {} but this cluster is in {}; use secondary/enable (which wipes) to join another set",
+                bundle.cluster_id, config.cluster_id
+            )));
+        }
+        config.primary = None;
+        config.primary_cluster_addr = bundle
+            .primary_cluster_addrs
+            .first()
+            .cloned()
+            .unwrap_or_default();
+        config.secondary = Some(secondary_material(&bundle));
+        self.commit_dr_config(config).await?;
+        tracing::info!(secondary_id = %bundle.secondary_id, "DR secondary follows a new primary");
+        Ok(Response::no_content())
+    }
+
+    /// `recover`: restarts replication from the stored position.
+    pub(super) async fn dr_recover(&self) -> Result<Response, CoreError> {
+        let _ops = self.replication.ops.lock().await;
+        let config = self.replication.config();
+        self.apply_dr_config(config).await;
+        Ok(warning("replication recovery started"))
+    }
+
+    /// `reindex`: rebuilds the merkle index from storage.
+    pub(super) async fn dr_reindex(&self) -> Result<Response, CoreError> {
+        let _ops = self.replication.ops.lock().await;
+        self.storage.rebuild_merkle().await?;
+        if let Some(mut config) = self.replication.config() {
+            config.last_reindex_epoch = now_secs();
+            self.write_dr_config(&config).await?;
+            *lock(&self.replication.config) = Some(config);
+        }
+        Ok(warning("reindex complete"))
+    }
+}

@@ -1,0 +1,165 @@
+//! `sys/replication/status`, `.../dr/status` and `.../performance/status`.
+//!
+//! Monitoring tools and the official Go client decode these with fixed types (strings for the
+//! `*_ms` and epoch fields, integers for WAL indexes), so every field is built here with its
+//! exact JSON type rather than derived from internal structs.
+
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+use serde_json::{Map, Value, json};
+use strongroom_replication::PeerInfo;
+
+use super::config::ReplicationMode;
+use crate::{Core, Response};
+
+/// Go's zero time as unix seconds: "never checked".
+const NEVER_CHECKED: &str = "-62135596800";
+
+fn peer_json(p: &PeerInfo, with_node_id: bool, canary_age_ms: u64) -> Value {
+    let mut m = Map::new();
+    m.insert("api_address".into(), json!(p.api_address));
+    m.insert("cluster_address".into(), json!(p.cluster_address));
+    m.insert("clock_skew_ms".into(), json!(p.clock_skew_ms.to_string()));
+    m.insert("connection_status".into(), json!(p.connection_status));
+    m.insert("last_heartbeat".into(), json!(rfc3339(p.last_heartbeat)));
+    m.insert(
+        "last_heartbeat_duration_ms".into(),
+        json!(p.last_heartbeat_duration_ms.to_string()),
+    );
+    if with_node_id {
+        m.insert("node_id".into(), json!(p.node_id));
+    }
+    m.insert(
+        "replication_primary_canary_age_ms".into(),
+        json!(canary_age_ms.to_string()),
+    );
+    Value::Object(m)
+}
+
+fn rfc3339(t: Option<SystemTime>) -> String {
+    match t {
+        Some(t) => humantime::format_rfc3339_seconds(t).to_string(),
+        None => crate::util::rfc3339(SystemTime::UNIX_EPOCH, true),
+    }
+}
+
+impl Core {
+    /// The `dr` object.
+    pub(crate) fn dr_status(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        let Some(config) = self.replication.config() else {
+            m.insert("mode".into(), json!("disabled"));
+            return m;
+        };
+        if config.mode == ReplicationMode::Disabled {
+            m.insert("mode".into(), json!("disabled"));
+            return m;
+        }
+        let repl = self.storage.replication_status();
+        m.insert("cluster_id".into(), json!(config.cluster_id));
+        m.insert("corrupted_merkle_tree".into(), json!(false));
+        m.insert("last_corruption_check_epoch".into(), json!(NEVER_CHECKED));
+        m.insert(
+            "last_reindex_epoch".into(),
+            json!(config.last_reindex_epoch.to_string()),
+        );
+        m.insert("merkle_root".into(), json!(repl.merkle_root));
+        m.insert("mode".into(), json!(config.mode.as_str()));
+        m.insert(
+            "primary_cluster_addr".into(),
+            json!(config.primary_cluster_addr),
+        );
+        m.insert("ssct_generation_counter".into(), json!(0u64));
+        match config.mode {
+            ReplicationMode::Primary => {
+                m.insert(
+                    "known_secondaries".into(),
+                    json!(config.known_secondaries()),
+                );
+                m.insert("last_wal".into(), json!(repl.last_wal));
+                m.insert("last_dr_wal".into(), json!(repl.last_wal));
+                let secondaries: Vec<Value> = self
+                    .replication
+                    .registry
+                    .peers()
+                    .iter()
+                    .map(|p| peer_json(p, true, p.canary_age_ms))
+                    .collect();
+                m.insert("secondaries".into(), Value::Array(secondaries));
+                m.insert("state".into(), json!("running"));
+            }
+            _ => {
+                let canary = self.replication.canary_age_ms.load(Ordering::Relaxed);
+                let secondary = config.secondary.as_ref();
+                m.insert(
+                    "secondary_id".into(),
+                    json!(
+                        secondary
+                            .map(|s| s.secondary_id.clone())
+                            .unwrap_or_default()
+                    ),
+                );
+                let runner = crate::core::lock(&self.replication.runner)
+                    .as_ref()
+                    .map(|h| h.status());
+                let mut known: Vec<String> = secondary
+                    .map(|s| s.known_primary_cluster_addrs.clone())
+                    .unwrap_or_default();
+                if known.is_empty() {
+                    known = secondary
+                        .map(|s| s.primary_cluster_addrs.clone())
+                        .unwrap_or_default();
+                }
+                match runner {
+                    Some(s) => {
+                        m.insert("state".into(), json!(s.state));
+                        m.insert("connection_state".into(), json!(s.connection_state));
+                        if !s.known_primary_cluster_addrs.is_empty() {
+                            known = s.known_primary_cluster_addrs.clone();
+                        }
+                        m.insert("last_start".into(), json!(rfc3339(s.last_start)));
+                        let primaries: Vec<Value> = s
+                            .primaries
+                            .iter()
+                            .map(|p| peer_json(p, false, canary))
+                            .collect();
+                        m.insert("primaries".into(), Value::Array(primaries));
+                        if s.state == "merkle-sync"
+                            && let Some(p) = &s.sync_progress
+                        {
+                            m.insert(
+                                "merkle_sync_progress".into(),
+                                json!({"sync_progress": p.sync_progress, "sync_total_keys": p.sync_total_keys}),
+                            );
+                        }
+                    }
+                    None => {
+                        m.insert("state".into(), json!("idle"));
+                        m.insert("connection_state".into(), json!("idle"));
+                        m.insert("last_start".into(), json!(rfc3339(None)));
+                        m.insert("primaries".into(), json!([]));
+                    }
+                }
+                m.insert("known_primary_cluster_addrs".into(), json!(known));
+                m.insert("last_remote_wal".into(), json!(repl.last_remote_wal));
+            }
+        }
+        m
+    }
+
+    /// `sys/replication/status`.
+    pub(super) fn replication_status_response(&self) -> Response {
+        let mut data = Map::new();
+        data.insert("dr".into(), Value::Object(self.dr_status()));
+        data.insert("performance".into(), json!({"mode": "disabled"}));
+        Response::with_data(data)
+    }
+
+    /// `sys/replication/performance/status`.
+    pub(super) fn performance_status_response() -> Response {
+        let mut data = Map::new();
+        data.insert("mode".into(), json!("disabled"));
+        Response::with_data(data)
+    }
+}

@@ -1,0 +1,787 @@
+//! The secondary's replication logic as a sans-IO state machine.
+//!
+//! Reconnects, duplicated or reordered messages and crashes between steps are where
+//! replication bugs hide, and they are nearly impossible to provoke reliably over real
+//! sockets. So every decision lives here, driven only by [`Event`]s and a caller-supplied
+//! clock, and answered with [`Output`]s the driver executes in order. Seeded tests replay
+//! exact schedules; the async [`crate::SecondaryRunner`] is a thin loop around it.
+//!
+//! States are Vault's: `idle`, `connecting`, `merkle-diff`, `merkle-sync`, `stream-wals`.
+
+mod backoff;
+
+use std::collections::{BTreeSet, VecDeque};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use strongroom_storage::replog::bucket_of;
+use strongroom_storage::{MerkleTree, Op, ReplCommand, Storage, WalEntry, WalPosition};
+
+use crate::metrics as m;
+use crate::wire::{PROTOCOL_VERSION, PrimaryMsg, SecondaryMsg};
+
+pub use backoff::Backoff;
+
+/// Interval of secondary heartbeats.
+pub const HEARTBEAT_INTERVAL_MS: u64 = 1_000;
+/// A primary silent for this long is considered gone.
+pub const IDLE_TIMEOUT_MS: u64 = 15_000;
+/// Buckets per `FetchBuckets` request (one page's worth).
+const BUCKETS_PER_FETCH: usize = 256;
+
+/// The secondary FSM states, named as Vault names them in `state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Idle,
+    Connecting,
+    MerkleDiff,
+    MerkleSync,
+    StreamWals,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Idle => "idle",
+            State::Connecting => "connecting",
+            State::MerkleDiff => "merkle-diff",
+            State::MerkleSync => "merkle-sync",
+            State::StreamWals => "stream-wals",
+        }
+    }
+}
+
+/// The secondary's own storage, as far as the FSM reads it (synchronous, in-memory reads).
+pub trait LocalView {
+    /// Our WAL chain position (what we ask the primary to resume from).
+    fn position(&self) -> WalPosition;
+    /// See [`Storage::merkle_hashes`].
+    fn merkle_hashes(&self, tree: MerkleTree, page: Option<u8>) -> Vec<[u8; 32]>;
+}
+
+/// A [`LocalView`] over real storage.
+pub struct StorageView<'a>(pub &'a dyn Storage);
+
+impl LocalView for StorageView<'_> {
+    fn position(&self) -> WalPosition {
+        self.0.replication_status().position()
+    }
+
+    fn merkle_hashes(&self, tree: MerkleTree, page: Option<u8>) -> Vec<[u8; 32]> {
+        self.0.merkle_hashes(tree, page)
+    }
+}
+
+/// Something that happened: a primary message, a transport change, or time passing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Begin replicating (from `idle`).
+    Start,
+    /// The transport to the address of the last [`Output::Connect`] is up.
+    Connected,
+    HelloAck {
+        resume: bool,
+        primary_position: WalPosition,
+        known_primary_cluster_addrs: Vec<String>,
+    },
+    PageHashes(Vec<[u8; 32]>),
+    Pairs {
+        pairs: Vec<(String, Vec<u8>)>,
+        last: bool,
+    },
+    SyncPoint {
+        position: WalPosition,
+    },
+    Wal(Vec<WalEntry>),
+    Heartbeat {
+        unix_ms: u64,
+        last_wal: u64,
+        known_primary_cluster_addrs: Vec<String>,
+    },
+    /// The primary sent an error and will close.
+    Refused {
+        code: String,
+        message: String,
+    },
+    /// Applying an [`Output::ApplyStorage`] failed; our storage position is authoritative.
+    ApplyFailed(String),
+    /// The connection failed or closed.
+    Disconnected(String),
+    /// Time passed (drive heartbeats and liveness checks).
+    Tick,
+    /// Stop replicating and go `idle`.
+    Stop,
+}
+
+impl From<PrimaryMsg> for Event {
+    fn from(msg: PrimaryMsg) -> Self {
+        match msg {
+            PrimaryMsg::HelloAck {
+                resume,
+                primary_position,
+                known_primary_cluster_addrs,
+            } => Event::HelloAck {
+                resume,
+                primary_position,
+                known_primary_cluster_addrs,
+            },
+            PrimaryMsg::PageHashes(h) => Event::PageHashes(h),
+            PrimaryMsg::Pairs { pairs, last } => Event::Pairs { pairs, last },
+            PrimaryMsg::SyncPoint { position } => Event::SyncPoint { position },
+            PrimaryMsg::Wal(entries) => Event::Wal(entries),
+            PrimaryMsg::Heartbeat {
+                unix_ms,
+                last_wal,
+                known_primary_cluster_addrs,
+            } => Event::Heartbeat {
+                unix_ms,
+                last_wal,
+                known_primary_cluster_addrs,
+            },
+            PrimaryMsg::Error { code, message } => Event::Refused { code, message },
+        }
+    }
+}
+
+/// What the driver must do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Dial this primary cluster address; answer with `Connected` or `Disconnected`.
+    Connect(String),
+    /// Send a message on the current connection.
+    Send(SecondaryMsg),
+    /// Apply to our storage; on failure feed `ApplyFailed` and skip the remaining outputs.
+    ApplyStorage(ReplCommand),
+    /// Delete our keys of `tree` in `buckets` that are not in `keep` (the primary's keys):
+    /// the "discarded" keys of a merkle sync.
+    PruneBuckets {
+        tree: MerkleTree,
+        buckets: Vec<u16>,
+        keep: BTreeSet<String>,
+    },
+    /// WAL entries were applied: let the core refresh its caches.
+    AfterApply,
+    /// Close the current connection.
+    Disconnect,
+    /// Wait this long before the next output.
+    Sleep(Duration),
+    /// The primary's node addresses changed; persist them.
+    KnownAddrs(Vec<String>),
+}
+
+/// Identity of this secondary.
+#[derive(Debug, Clone)]
+pub struct FsmConfig {
+    pub secondary_id: String,
+    pub cluster_id: String,
+    pub primary_cluster_addrs: Vec<String>,
+}
+
+/// What the FSM knows, for status endpoints. Times are unix milliseconds from the clock fed
+/// to [`SecondaryFsm::handle`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FsmStatus {
+    /// `idle`, `connecting`, `ready`, `transient_failure` or `shutdown` (gRPC vocabulary).
+    pub connection_state: &'static str,
+    pub current_addr: Option<String>,
+    pub known_primary_cluster_addrs: Vec<String>,
+    pub last_start_ms: Option<u64>,
+    pub last_heartbeat_ms: Option<u64>,
+    pub clock_skew_ms: i64,
+    pub primary_last_wal: u64,
+    /// `unix_ms` of the newest primary entry applied (end-to-end lag).
+    pub newest_entry_ms: Option<u64>,
+    /// During `merkle-sync`: keys received and the estimated total.
+    pub sync_keys_received: u64,
+    pub sync_keys_estimated_total: u64,
+    /// Merkle syncs completed since start.
+    pub syncs_completed: u64,
+    pub last_error: Option<String>,
+}
+
+/// Which answer the FSM waits for during the diff.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ask {
+    Top(MerkleTree),
+    Page(MerkleTree, u8),
+}
+
+#[derive(Debug)]
+enum Phase {
+    /// Dialing; no connection yet.
+    Dialing,
+    /// Hello sent with this position.
+    Hello(WalPosition),
+    Diff {
+        asks: VecDeque<Ask>,
+        top: Vec<[u8; 32]>,
+        differing: Vec<(MerkleTree, u16)>,
+        started_ms: u64,
+    },
+    Sync {
+        queue: VecDeque<(MerkleTree, Vec<u16>)>,
+        current: Option<(MerkleTree, Vec<u16>, BTreeSet<String>)>,
+        sync_point: Option<WalPosition>,
+        buckets_total: usize,
+        buckets_done: usize,
+        started_ms: u64,
+    },
+    Stream {
+        applied: WalPosition,
+    },
+}
+
+/// The secondary state machine. Feed events with [`SecondaryFsm::handle`].
+#[derive(Debug)]
+pub struct SecondaryFsm {
+    cfg: FsmConfig,
+    state: State,
+    phase: Option<Phase>,
+    backoff: Backoff,
+    dial_count: u64,
+    now_ms: u64,
+    last_heard_ms: u64,
+    last_sent_hb_ms: u64,
+    status: FsmStatus,
+}
+
+/// A protocol violation: reconnect (our storage position decides what happens next).
+struct Violation(String);
+
+impl SecondaryFsm {
+    /// A stopped FSM; `seed` makes the backoff jitter reproducible.
+    pub fn new(cfg: FsmConfig, seed: u64) -> Self {
+        SecondaryFsm {
+            cfg,
+            state: State::Idle,
+            phase: None,
+            backoff: Backoff::new(seed),
+            dial_count: 0,
+            now_ms: 0,
+            last_heard_ms: 0,
+            last_sent_hb_ms: 0,
+            status: FsmStatus {
+                connection_state: "idle",
+                ..FsmStatus::default()
+            },
+        }
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    pub fn status(&self) -> &FsmStatus {
+        &self.status
+    }
+
+    /// Every address worth dialing: the primary's advertised nodes first, then the configured.
+    pub fn addresses(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for a in self
+            .status
+            .known_primary_cluster_addrs
+            .iter()
+            .chain(self.cfg.primary_cluster_addrs.iter())
+        {
+            if !a.is_empty() && !out.contains(a) {
+                out.push(a.clone());
+            }
+        }
+        out
+    }
+
+    /// Processes one event at time `now_ms` (unix milliseconds), reading `local` as needed.
+    pub fn handle(&mut self, event: Event, now_ms: u64, local: &dyn LocalView) -> Vec<Output> {
+        self.now_ms = now_ms;
+        let mut out = Vec::new();
+        if self.state == State::Idle && event != Event::Start {
+            return out;
+        }
+        match self.step(event, local, &mut out) {
+            Ok(()) => {}
+            Err(Violation(reason)) => {
+                tracing::warn!(%reason, "DR replication stream broken; reconnecting");
+                self.reconnect(reason, true, &mut out);
+            }
+        }
+        out
+    }
+
+    fn connected(&self) -> bool {
+        !matches!(self.phase, None | Some(Phase::Dialing))
+    }
+
+    fn step(
+        &mut self,
+        event: Event,
+        local: &dyn LocalView,
+        out: &mut Vec<Output>,
+    ) -> Result<(), Violation> {
+        match event {
+            Event::Start => {
+                if self.state == State::Idle {
+                    self.status.last_start_ms = Some(self.now_ms);
+                    self.status.last_error = None;
+                    self.backoff.reset();
+                    self.dial(out);
+                }
+                Ok(())
+            }
+            Event::Stop => {
+                if self.connected() {
+                    out.push(Output::Disconnect);
+                }
+                self.phase = None;
+                self.state = State::Idle;
+                self.status.connection_state = "shutdown";
+                self.status.current_addr = None;
+                Ok(())
+            }
+            Event::Connected => {
+                if !matches!(self.phase, Some(Phase::Dialing)) {
+                    return Err(Violation("unexpected connection".into()));
+                }
+                let position = local.position();
+                self.last_heard_ms = self.now_ms;
+                self.last_sent_hb_ms = self.now_ms;
+                self.status.connection_state = "ready";
+                self.phase = Some(Phase::Hello(position));
+                out.push(Output::Send(SecondaryMsg::Hello {
+                    secondary_id: self.cfg.secondary_id.clone(),
+                    cluster_id: self.cfg.cluster_id.clone(),
+                    position,
+                    protocol: PROTOCOL_VERSION,
+                }));
+                Ok(())
+            }
+            Event::Disconnected(reason) => {
+                if self.phase.is_some() {
+                    self.reconnect(reason, false, out);
+                }
+                Ok(())
+            }
+            Event::Refused { code, message } => {
+                if self.connected() {
+                    self.reconnect(format!("primary refused ({code}): {message}"), true, out);
+                }
+                Ok(())
+            }
+            Event::ApplyFailed(reason) => {
+                if self.connected() {
+                    self.reconnect(
+                        format!("applying replicated data failed: {reason}"),
+                        true,
+                        out,
+                    );
+                }
+                Ok(())
+            }
+            Event::Tick => {
+                self.tick(out);
+                Ok(())
+            }
+            other => {
+                if !self.connected() {
+                    // Left over from a connection we already dropped.
+                    return Ok(());
+                }
+                self.last_heard_ms = self.now_ms;
+                self.on_message(other, local, out)
+            }
+        }
+    }
+
+    fn tick(&mut self, out: &mut Vec<Output>) {
+        if !self.connected() {
+            return;
+        }
+        let silent = self.now_ms.saturating_sub(self.last_heard_ms);
+        if silent > IDLE_TIMEOUT_MS {
+            self.reconnect(
+                format!("the primary was silent for {} ms", silent),
+                true,
+                out,
+            );
+            return;
+        }
+        if self.now_ms.saturating_sub(self.last_sent_hb_ms) >= HEARTBEAT_INTERVAL_MS {
+            self.last_sent_hb_ms = self.now_ms;
+            let last_applied = match &self.phase {
+                Some(Phase::Stream { applied }) => applied.index,
+                _ => 0,
+            };
+            out.push(Output::Send(SecondaryMsg::Heartbeat {
+                unix_ms: self.now_ms,
+                last_applied,
+            }));
+        }
+    }
+
+    fn on_message(
+        &mut self,
+        event: Event,
+        local: &dyn LocalView,
+        out: &mut Vec<Output>,
+    ) -> Result<(), Violation> {
+        match event {
+            Event::Heartbeat {
+                unix_ms,
+                last_wal,
+                known_primary_cluster_addrs,
+            } => {
+                self.status.last_heartbeat_ms = Some(self.now_ms);
+                self.status.clock_skew_ms = i64::try_from(unix_ms)
+                    .unwrap_or(i64::MAX)
+                    .saturating_sub(i64::try_from(self.now_ms).unwrap_or(i64::MAX));
+                self.status.primary_last_wal = last_wal;
+                self.learn_addrs(known_primary_cluster_addrs, out);
+                Ok(())
+            }
+            Event::HelloAck {
+                resume,
+                primary_position,
+                known_primary_cluster_addrs,
+            } => {
+                let Some(Phase::Hello(position)) = self.phase else {
+                    return Err(Violation("HelloAck outside the handshake".into()));
+                };
+                self.backoff.reset();
+                self.status.primary_last_wal = primary_position.index;
+                self.learn_addrs(known_primary_cluster_addrs, out);
+                if resume {
+                    self.enter_stream(position, out);
+                } else {
+                    tracing::info!(
+                        local_wal = position.index,
+                        primary_wal = primary_position.index,
+                        "DR primary no longer holds our position; starting merkle diff"
+                    );
+                    self.state = State::MerkleDiff;
+                    self.phase = Some(Phase::Diff {
+                        asks: VecDeque::from([Ask::Top(MerkleTree::Shared)]),
+                        top: Vec::new(),
+                        differing: Vec::new(),
+                        started_ms: self.now_ms,
+                    });
+                    out.push(Output::Send(SecondaryMsg::PageHashesReq {
+                        tree: MerkleTree::Shared,
+                        page: None,
+                    }));
+                }
+                Ok(())
+            }
+            Event::PageHashes(remote) => self.on_page_hashes(remote, local, out),
+            Event::SyncPoint { position } => {
+                let Some(Phase::Sync { sync_point, .. }) = &mut self.phase else {
+                    return Err(Violation("SyncPoint outside merkle sync".into()));
+                };
+                match sync_point {
+                    None => *sync_point = Some(position),
+                    Some(known) if *known == position => {}
+                    Some(_) => return Err(Violation("two different sync points".into())),
+                }
+                Ok(())
+            }
+            Event::Pairs { pairs, last } => self.on_pairs(pairs, last, out),
+            Event::Wal(entries) => self.on_wal(entries, out),
+            _ => Ok(()),
+        }
+    }
+
+    fn on_page_hashes(
+        &mut self,
+        remote: Vec<[u8; 32]>,
+        local: &dyn LocalView,
+        out: &mut Vec<Output>,
+    ) -> Result<(), Violation> {
+        let Some(Phase::Diff {
+            asks,
+            top,
+            differing,
+            started_ms,
+        }) = &mut self.phase
+        else {
+            return Err(Violation("PageHashes outside merkle diff".into()));
+        };
+        if remote.len() != 256 {
+            return Err(Violation(format!(
+                "{} page hashes instead of 256",
+                remote.len()
+            )));
+        }
+        let Some(ask) = asks.pop_front() else {
+            return Err(Violation("PageHashes nobody asked for".into()));
+        };
+        match ask {
+            Ask::Top(tree) => {
+                let ours = local.merkle_hashes(tree, None);
+                for page in 0..=255u8 {
+                    if ours.get(usize::from(page)) != Some(&remote[usize::from(page)]) {
+                        asks.push_back(Ask::Page(tree, page));
+                        out.push(Output::Send(SecondaryMsg::PageHashesReq {
+                            tree,
+                            page: Some(page),
+                        }));
+                    }
+                }
+                *top = remote;
+            }
+            Ask::Page(tree, page) => {
+                // The bucket sums must hash to the page hash we were given: catches a stale or
+                // misattributed answer before it hides a difference.
+                let mut h = Sha256::new();
+                for sum in &remote {
+                    h.update(sum);
+                }
+                let digest: [u8; 32] = h.finalize().into();
+                if top.get(usize::from(page)) != Some(&digest) {
+                    return Err(Violation(format!(
+                        "bucket sums of page {page} do not match its hash"
+                    )));
+                }
+                let ours = local.merkle_hashes(tree, Some(page));
+                for (i, sum) in remote.iter().enumerate() {
+                    if ours.get(i) != Some(sum) {
+                        differing.push((tree, (u16::from(page) << 8) | i as u16));
+                    }
+                }
+            }
+        }
+        if !asks.is_empty() {
+            return Ok(());
+        }
+        // This tree is done: diff the next one, or start the sync.
+        if let Ask::Top(MerkleTree::Shared) | Ask::Page(MerkleTree::Shared, _) = ask {
+            asks.push_back(Ask::Top(MerkleTree::Local));
+            out.push(Output::Send(SecondaryMsg::PageHashesReq {
+                tree: MerkleTree::Local,
+                page: None,
+            }));
+            return Ok(());
+        }
+        let diff_ms = self.now_ms.saturating_sub(*started_ms);
+        metrics::histogram!(m::MERKLE_DIFF_SECONDS).record(diff_ms as f64 / 1000.0);
+        let mut queue: VecDeque<(MerkleTree, Vec<u16>)> = VecDeque::new();
+        for tree in [MerkleTree::Shared, MerkleTree::Local] {
+            let buckets: Vec<u16> = differing
+                .iter()
+                .filter(|(t, _)| *t == tree)
+                .map(|(_, b)| *b)
+                .collect();
+            for chunk in buckets.chunks(BUCKETS_PER_FETCH) {
+                queue.push_back((tree, chunk.to_vec()));
+            }
+        }
+        let buckets_total = differing.len();
+        tracing::info!(
+            conflicting_buckets = buckets_total,
+            diff_ms,
+            "merkle diff complete; starting merkle sync"
+        );
+        if queue.is_empty() {
+            // Nothing differs; one empty fetch still yields the sync point to stream from.
+            queue.push_back((MerkleTree::Shared, Vec::new()));
+        }
+        self.state = State::MerkleSync;
+        self.status.sync_keys_received = 0;
+        self.status.sync_keys_estimated_total = 0;
+        let mut phase = Phase::Sync {
+            queue,
+            current: None,
+            sync_point: None,
+            buckets_total,
+            buckets_done: 0,
+            started_ms: self.now_ms,
+        };
+        next_fetch(&mut phase, out);
+        self.phase = Some(phase);
+        Ok(())
+    }
+
+    fn on_pairs(
+        &mut self,
+        pairs: Vec<(String, Vec<u8>)>,
+        last: bool,
+        out: &mut Vec<Output>,
+    ) -> Result<(), Violation> {
+        let Some(Phase::Sync {
+            current,
+            sync_point,
+            buckets_total,
+            buckets_done,
+            started_ms,
+            ..
+        }) = &mut self.phase
+        else {
+            return Err(Violation("Pairs outside merkle sync".into()));
+        };
+        let Some(point) = *sync_point else {
+            return Err(Violation("Pairs before the sync point".into()));
+        };
+        let Some((tree, buckets, keep)) = current else {
+            return Err(Violation("Pairs nobody asked for".into()));
+        };
+        let mut puts = Vec::with_capacity(pairs.len());
+        for (key, value) in pairs {
+            // Only keys of the requested tree and buckets: never a cluster-local key.
+            if MerkleTree::of_key(&key) != Some(*tree)
+                || buckets.binary_search(&bucket_of(&key)).is_err()
+            {
+                return Err(Violation(
+                    "the primary sent a key outside the requested buckets".into(),
+                ));
+            }
+            keep.insert(key.clone());
+            puts.push(Op::Put { key, value });
+        }
+        let received = puts.len() as u64;
+        self.status.sync_keys_received += received;
+        metrics::counter!(m::MERKLE_SYNC_KEYS_TOTAL).increment(received);
+        if !puts.is_empty() {
+            out.push(Output::ApplyStorage(ReplCommand::SyncOps(puts)));
+        }
+        if !last {
+            return Ok(());
+        }
+        let (tree, buckets, keep) = (*tree, std::mem::take(buckets), std::mem::take(keep));
+        *current = None;
+        *buckets_done += buckets.len();
+        if *buckets_done > 0 {
+            let est = self
+                .status
+                .sync_keys_received
+                .saturating_mul(*buckets_total as u64)
+                / *buckets_done as u64;
+            self.status.sync_keys_estimated_total = est.max(self.status.sync_keys_received);
+        }
+        if !buckets.is_empty() {
+            out.push(Output::PruneBuckets {
+                tree,
+                buckets,
+                keep,
+            });
+        }
+        let started = *started_ms;
+        let Some(phase) = self.phase.as_mut() else {
+            return Ok(());
+        };
+        if next_fetch(phase, out) {
+            return Ok(());
+        }
+        // Every differing bucket now holds the primary's data as of at least the sync point.
+        let sync_ms = self.now_ms.saturating_sub(started);
+        metrics::histogram!(m::MERKLE_SYNC_SECONDS).record(sync_ms as f64 / 1000.0);
+        self.status.sync_keys_estimated_total = self.status.sync_keys_received;
+        self.status.syncs_completed += 1;
+        tracing::info!(
+            keys_received = self.status.sync_keys_received,
+            sync_ms,
+            sync_wal = point.index,
+            "merkle sync complete; streaming from the sync point"
+        );
+        out.push(Output::ApplyStorage(ReplCommand::SetPosition(point)));
+        self.enter_stream(point, out);
+        Ok(())
+    }
+
+    fn on_wal(&mut self, entries: Vec<WalEntry>, out: &mut Vec<Output>) -> Result<(), Violation> {
+        let Some(Phase::Stream { applied }) = &mut self.phase else {
+            return Err(Violation("WAL entries before streaming".into()));
+        };
+        let mut any = false;
+        for entry in entries {
+            if entry.index <= applied.index {
+                if entry.index == applied.index && entry.hash != applied.hash {
+                    return Err(Violation(format!(
+                        "WAL entry {} forks from our chain",
+                        entry.index
+                    )));
+                }
+                continue; // a duplicate we already applied
+            }
+            if entry.index != applied.index + 1 {
+                return Err(Violation(format!(
+                    "WAL gap: expected entry {}, got {}",
+                    applied.index + 1,
+                    entry.index
+                )));
+            }
+            if entry.prev_hash != applied.hash || !entry.hash_is_valid() {
+                return Err(Violation(format!(
+                    "WAL entry {} does not chain to ours",
+                    entry.index
+                )));
+            }
+            *applied = entry.position();
+            self.status.newest_entry_ms = Some(entry.unix_ms);
+            out.push(Output::ApplyStorage(ReplCommand::ApplyRemote(entry)));
+            any = true;
+        }
+        if any {
+            out.push(Output::AfterApply);
+        }
+        Ok(())
+    }
+
+    fn enter_stream(&mut self, from: WalPosition, out: &mut Vec<Output>) {
+        self.state = State::StreamWals;
+        self.phase = Some(Phase::Stream { applied: from });
+        out.push(Output::Send(SecondaryMsg::StreamFrom { position: from }));
+    }
+
+    fn learn_addrs(&mut self, addrs: Vec<String>, out: &mut Vec<Output>) {
+        if !addrs.is_empty() && addrs != self.status.known_primary_cluster_addrs {
+            self.status.known_primary_cluster_addrs = addrs.clone();
+            out.push(Output::KnownAddrs(addrs));
+        }
+    }
+
+    fn dial(&mut self, out: &mut Vec<Output>) {
+        let addrs = self.addresses();
+        self.state = State::Connecting;
+        if addrs.is_empty() {
+            self.phase = None;
+            self.state = State::Idle;
+            self.status.connection_state = "idle";
+            self.status.last_error = Some("no primary cluster address is known".into());
+            return;
+        }
+        let addr = addrs[(self.dial_count % addrs.len() as u64) as usize].clone();
+        self.dial_count += 1;
+        self.phase = Some(Phase::Dialing);
+        self.status.connection_state = "connecting";
+        self.status.current_addr = Some(addr.clone());
+        out.push(Output::Connect(addr));
+    }
+
+    fn reconnect(&mut self, reason: String, close: bool, out: &mut Vec<Output>) {
+        if close {
+            out.push(Output::Disconnect);
+        }
+        self.status.last_error = Some(reason);
+        self.status.connection_state = "transient_failure";
+        self.phase = None;
+        out.push(Output::Sleep(self.backoff.next_delay()));
+        self.dial(out);
+    }
+}
+
+/// Sends the next `FetchBuckets` of a sync; false when none is left.
+fn next_fetch(phase: &mut Phase, out: &mut Vec<Output>) -> bool {
+    let Phase::Sync { queue, current, .. } = phase else {
+        return false;
+    };
+    let Some((tree, buckets)) = queue.pop_front() else {
+        return false;
+    };
+    out.push(Output::Send(SecondaryMsg::FetchBuckets {
+        tree,
+        buckets: buckets.clone(),
+    }));
+    *current = Some((tree, buckets, BTreeSet::new()));
+    true
+}
+
+#[cfg(test)]
+mod tests;

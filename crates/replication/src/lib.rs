@@ -1,0 +1,32 @@
+//! DR replication between clusters: the protocol layer on top of the storage WAL and merkle index.
+//!
+//! Storage (Layer 1) already records every replicated change as a hash-chained WAL entry and
+//! keeps a merkle index of the replicated keys. This crate moves that state between clusters:
+//! the primary serves its WAL and merkle pages over the mutually authenticated cluster port,
+//! and a secondary decides — in a sans-IO state machine that can be tested deterministically —
+//! whether it can resume streaming or must first repair itself with a merkle diff and sync.
+//! Values travel exactly as storage holds them: barrier ciphertext, never plaintext.
+
+mod client;
+mod error;
+pub mod fsm;
+mod listener;
+pub mod metrics;
+mod peer;
+pub mod pki;
+mod primary;
+mod runner;
+mod tls;
+pub mod wire;
+
+pub use client::{ClientTls, connect};
+pub use error::ReplicationError;
+pub use fsm::{Event, LocalView, Output, SecondaryFsm, State};
+pub use listener::ClusterListener;
+pub use peer::PeerInfo;
+pub use pki::ReplicationCa;
+pub use primary::{PrimaryServer, SecondaryRegistry};
+pub use runner::{
+    SecondaryConfig, SecondaryHandle, SecondaryHooks, SecondaryRunner, SecondaryStatus,
+    SyncProgress,
+};

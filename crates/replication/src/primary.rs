@@ -1,0 +1,450 @@
+//! The primary side of one DR replication connection.
+//!
+//! A secondary connects with its chain position. If our retained WAL still holds that exact
+//! position (same index and hash) we stream from it; otherwise we serve merkle pages and
+//! buckets from a sync point taken before any of them was read, then stream from that point.
+//! Every heartbeat re-checks the registry, so revoking a secondary or demoting this cluster
+//! cuts live streams within about a second.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use strongroom_storage::{Storage, WalPosition, WalRead};
+use tokio::io::{AsyncRead, AsyncWrite, WriteHalf};
+use tokio::sync::{mpsc, watch};
+
+use crate::error::ReplicationError;
+use crate::metrics as m;
+use crate::peer::PeerInfo;
+use crate::wire::{
+    MAX_FRAME, PROTOCOL_VERSION, PrimaryMsg, SecondaryMsg, chunk_pairs, codes, read_frame,
+    write_frame,
+};
+
+/// Interval of primary heartbeats and registry checks.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+/// A secondary silent for this long is considered gone.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long the secondary may take to say Hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one frame may take to leave before the secondary is considered stuck.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// WAL entries per `Wal` message, and their byte budget.
+const WAL_BATCH_ENTRIES: usize = 512;
+const WAL_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
+/// What the primary needs to know about its replication role and secondaries (implemented by
+/// the core, backed by its replicated state).
+pub trait SecondaryRegistry: Send + Sync {
+    /// The DR replication set this cluster is primary of; `None` when it is not a DR primary.
+    fn cluster_id(&self) -> Option<String>;
+    /// Whether `secondary_id` may replicate now (issued, not revoked, still primary).
+    fn is_allowed(&self, secondary_id: &str) -> bool;
+    /// Cluster addresses of the primary's nodes, handed to secondaries to fail over with.
+    fn known_primary_cluster_addrs(&self) -> Vec<String>;
+    /// The latest heartbeat from (or disconnection of) a secondary.
+    fn record_heartbeat(&self, secondary_id: &str, info: PeerInfo);
+}
+
+/// Serves DR replication connections from one storage.
+pub struct PrimaryServer {
+    storage: Arc<dyn Storage>,
+    registry: Arc<dyn SecondaryRegistry>,
+}
+
+impl std::fmt::Debug for PrimaryServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PrimaryServer")
+    }
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// How a connection ended, for the log.
+enum End {
+    Closed,
+    Shutdown,
+    Refused(&'static str, String),
+    Failed(ReplicationError),
+}
+
+struct Session<S> {
+    wr: WriteHalf<S>,
+    peer_id: String,
+    cluster_id: String,
+    sync_point: WalPosition,
+    sync_point_sent: bool,
+    /// Set once the secondary asked to stream: the position after which to send.
+    cursor: Option<WalPosition>,
+    last_heard: Instant,
+}
+
+impl PrimaryServer {
+    pub fn new(storage: Arc<dyn Storage>, registry: Arc<dyn SecondaryRegistry>) -> Self {
+        PrimaryServer { storage, registry }
+    }
+
+    /// Serves one authenticated connection whose client certificate names `peer_id`, until
+    /// the secondary leaves, is refused, or `shutdown` turns true.
+    pub async fn serve_connection<S>(
+        &self,
+        stream: S,
+        peer_id: String,
+        shutdown: watch::Receiver<bool>,
+    ) where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let (mut rd, wr) = tokio::io::split(stream);
+        let hello =
+            tokio::time::timeout(HELLO_TIMEOUT, read_frame::<_, SecondaryMsg>(&mut rd)).await;
+        let hello = match hello {
+            Ok(Ok(Some(msg))) => msg,
+            Ok(Ok(None)) => return,
+            Ok(Err(e)) => {
+                tracing::debug!(secondary_id = %peer_id, error = %e, "replication hello failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(secondary_id = %peer_id, "replication hello timed out");
+                return;
+            }
+        };
+        let mut session = Session {
+            wr,
+            peer_id: peer_id.clone(),
+            cluster_id: String::new(),
+            sync_point: WalPosition::default(),
+            sync_point_sent: false,
+            cursor: None,
+            last_heard: Instant::now(),
+        };
+        let end = match self.hello(&mut session, hello).await {
+            Ok(()) => {
+                metrics::gauge!(m::SECONDARY_CONNECTED, "secondary_id" => peer_id.clone()).set(1.0);
+                self.record(&peer_id, "connected", None);
+                tracing::info!(secondary_id = %peer_id, "DR secondary connected");
+                let end = self.run(&mut session, rd, shutdown).await;
+                metrics::gauge!(m::SECONDARY_CONNECTED, "secondary_id" => peer_id.clone()).set(0.0);
+                self.record(&peer_id, "disconnected", None);
+                end
+            }
+            Err(end) => end,
+        };
+        if let End::Refused(code, message) = &end {
+            let _ = send(
+                &mut session.wr,
+                &PrimaryMsg::Error {
+                    code: (*code).to_owned(),
+                    message: message.clone(),
+                },
+            )
+            .await;
+        }
+        match end {
+            End::Closed => tracing::info!(secondary_id = %peer_id, "DR secondary disconnected"),
+            End::Shutdown => {
+                tracing::debug!(secondary_id = %peer_id, "DR stream closed for shutdown")
+            }
+            End::Refused(code, message) => {
+                tracing::warn!(secondary_id = %peer_id, code, %message, "DR secondary refused")
+            }
+            End::Failed(e) => {
+                tracing::warn!(secondary_id = %peer_id, error = %e, "DR replication stream failed")
+            }
+        }
+    }
+
+    fn record(&self, peer_id: &str, status: &'static str, skew: Option<i64>) {
+        let now = SystemTime::now();
+        self.registry.record_heartbeat(
+            peer_id,
+            PeerInfo {
+                connection_status: status,
+                last_heartbeat: Some(now),
+                clock_skew_ms: skew.unwrap_or(0),
+                node_id: peer_id.to_owned(),
+                ..PeerInfo::default()
+            },
+        );
+    }
+
+    /// Checks the Hello and answers it; on refusal returns why.
+    async fn hello<S: AsyncWrite>(
+        &self,
+        s: &mut Session<S>,
+        hello: SecondaryMsg,
+    ) -> Result<(), End> {
+        let SecondaryMsg::Hello {
+            secondary_id,
+            cluster_id,
+            position,
+            protocol,
+        } = hello
+        else {
+            return Err(End::Refused(
+                codes::PROTOCOL,
+                "the first message must be Hello".into(),
+            ));
+        };
+        if protocol != PROTOCOL_VERSION {
+            return Err(End::Refused(
+                codes::UNSUPPORTED_PROTOCOL,
+                format!(
+                    "protocol {protocol} is not supported; this primary speaks {PROTOCOL_VERSION}"
+                ),
+            ));
+        }
+        if secondary_id != s.peer_id {
+            return Err(End::Refused(
+                codes::IDENTITY_MISMATCH,
+                "the Hello names a different secondary id than the client certificate".into(),
+            ));
+        }
+        if self.registry.cluster_id().as_deref() != Some(cluster_id.as_str()) {
+            return Err(End::Refused(
+                codes::UNKNOWN_CLUSTER,
+                "this cluster is not the DR primary of that replication set".into(),
+            ));
+        }
+        if !self.registry.is_allowed(&s.peer_id) {
+            return Err(End::Refused(
+                codes::REVOKED,
+                "this secondary id is revoked or was never issued; generate a new secondary token"
+                    .into(),
+            ));
+        }
+        s.cluster_id = cluster_id;
+        // The sync point is taken before any page or bucket is read on this connection.
+        let current = self.storage.replication_status().position();
+        let resume = match self.storage.wal_read(position, 1, MAX_FRAME).await {
+            Ok(WalRead::Entries(_)) => true,
+            Ok(WalRead::Gone) => false,
+            Err(e) => return Err(End::Failed(e.into())),
+        };
+        s.sync_point = current;
+        tracing::info!(
+            secondary_id = %s.peer_id,
+            resume,
+            secondary_wal = position.index,
+            primary_wal = current.index,
+            "DR secondary hello"
+        );
+        send(
+            &mut s.wr,
+            &PrimaryMsg::HelloAck {
+                resume,
+                primary_position: current,
+                known_primary_cluster_addrs: self.registry.known_primary_cluster_addrs(),
+            },
+        )
+        .await
+        .map_err(End::Failed)
+    }
+
+    async fn run<S>(
+        &self,
+        s: &mut Session<S>,
+        rd: tokio::io::ReadHalf<S>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> End
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let (tx, mut incoming) = mpsc::channel::<Result<SecondaryMsg, ReplicationError>>(16);
+        let reader = tokio::spawn(read_loop(rd, tx));
+        let mut ticker = tokio::time::interval(HEARTBEAT_INTERVAL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut wal_watch = self.storage.wal_watch();
+        let mut watch_alive = true;
+        let end = loop {
+            if *shutdown.borrow() {
+                break End::Shutdown;
+            }
+            tokio::select! {
+                changed = shutdown.changed() => {
+                    if changed.is_err() { break End::Shutdown; }
+                }
+                msg = incoming.recv() => {
+                    let msg = match msg {
+                        None => break End::Closed,
+                        Some(Err(e)) => break End::Failed(e),
+                        Some(Ok(msg)) => msg,
+                    };
+                    s.last_heard = Instant::now();
+                    if let Err(end) = self.handle(s, msg, &mut wal_watch).await {
+                        break end;
+                    }
+                }
+                _ = ticker.tick() => {
+                    if let Err(end) = self.heartbeat(s).await {
+                        break end;
+                    }
+                }
+                changed = wal_watch.changed(), if watch_alive && s.cursor.is_some() => {
+                    if changed.is_err() {
+                        watch_alive = false;
+                        continue;
+                    }
+                    wal_watch.borrow_and_update();
+                    if let Err(end) = self.pump(s).await {
+                        break end;
+                    }
+                }
+            }
+        };
+        reader.abort();
+        end
+    }
+
+    async fn heartbeat<S: AsyncWrite>(&self, s: &mut Session<S>) -> Result<(), End> {
+        if self.registry.cluster_id().as_deref() != Some(s.cluster_id.as_str())
+            || !self.registry.is_allowed(&s.peer_id)
+        {
+            return Err(End::Refused(
+                codes::REVOKED,
+                "this secondary was revoked or this cluster is no longer its DR primary".into(),
+            ));
+        }
+        let silent = s.last_heard.elapsed();
+        metrics::gauge!(m::SECONDARY_LAST_HEARTBEAT_AGE_SECONDS, "secondary_id" => s.peer_id.clone())
+            .set(silent.as_secs_f64());
+        if silent > IDLE_TIMEOUT {
+            return Err(End::Failed(ReplicationError::Timeout(format!(
+                "waiting for secondary {} (silent for {}s)",
+                s.peer_id,
+                silent.as_secs()
+            ))));
+        }
+        let msg = PrimaryMsg::Heartbeat {
+            unix_ms: unix_ms(SystemTime::now()),
+            last_wal: self.storage.replication_status().last_wal,
+            known_primary_cluster_addrs: self.registry.known_primary_cluster_addrs(),
+        };
+        send(&mut s.wr, &msg).await.map_err(End::Failed)
+    }
+
+    async fn handle<S: AsyncWrite>(
+        &self,
+        s: &mut Session<S>,
+        msg: SecondaryMsg,
+        wal_watch: &mut watch::Receiver<u64>,
+    ) -> Result<(), End> {
+        match msg {
+            SecondaryMsg::Heartbeat {
+                unix_ms: theirs, ..
+            } => {
+                let ours = unix_ms(SystemTime::now());
+                let skew = i64::try_from(theirs)
+                    .unwrap_or(i64::MAX)
+                    .saturating_sub(i64::try_from(ours).unwrap_or(i64::MAX));
+                self.record(&s.peer_id, "connected", Some(skew));
+                Ok(())
+            }
+            SecondaryMsg::PageHashesReq { tree, page } if s.cursor.is_none() => {
+                let hashes = self.storage.merkle_hashes(tree, page);
+                send(&mut s.wr, &PrimaryMsg::PageHashes(hashes))
+                    .await
+                    .map_err(End::Failed)
+            }
+            SecondaryMsg::FetchBuckets { tree, buckets } if s.cursor.is_none() => {
+                if !s.sync_point_sent {
+                    let msg = PrimaryMsg::SyncPoint {
+                        position: s.sync_point,
+                    };
+                    send(&mut s.wr, &msg).await.map_err(End::Failed)?;
+                    s.sync_point_sent = true;
+                }
+                let pairs = self
+                    .storage
+                    .export_buckets(tree, buckets)
+                    .await
+                    .map_err(|e| End::Failed(e.into()))?;
+                for chunk in chunk_pairs(pairs) {
+                    send(&mut s.wr, &chunk).await.map_err(End::Failed)?;
+                }
+                Ok(())
+            }
+            SecondaryMsg::StreamFrom { position } if s.cursor.is_none() => {
+                s.cursor = Some(position);
+                wal_watch.borrow_and_update();
+                self.pump(s).await
+            }
+            SecondaryMsg::Hello { .. } => {
+                Err(End::Refused(codes::PROTOCOL, "Hello sent twice".into()))
+            }
+            SecondaryMsg::PageHashesReq { .. }
+            | SecondaryMsg::FetchBuckets { .. }
+            | SecondaryMsg::StreamFrom { .. } => Err(End::Refused(
+                codes::PROTOCOL,
+                "merkle requests are not accepted once streaming started".into(),
+            )),
+        }
+    }
+
+    /// Sends every entry after the cursor.
+    async fn pump<S: AsyncWrite>(&self, s: &mut Session<S>) -> Result<(), End> {
+        let Some(mut cursor) = s.cursor else {
+            return Ok(());
+        };
+        loop {
+            let read = self
+                .storage
+                .wal_read(cursor, WAL_BATCH_ENTRIES, WAL_BATCH_BYTES)
+                .await
+                .map_err(|e| End::Failed(e.into()))?;
+            let entries = match read {
+                WalRead::Gone => {
+                    return Err(End::Refused(
+                        codes::WAL_GONE,
+                        format!(
+                            "WAL position {} is no longer retained; reconnect to run a merkle sync",
+                            cursor.index
+                        ),
+                    ));
+                }
+                WalRead::Entries(entries) => entries,
+            };
+            let Some(last) = entries.last() else {
+                break;
+            };
+            cursor = last.position();
+            let n = entries.len() as u64;
+            send(&mut s.wr, &PrimaryMsg::Wal(entries))
+                .await
+                .map_err(End::Failed)?;
+            s.cursor = Some(cursor);
+            metrics::counter!(m::RPC_SERVER_STREAM_WALS_TOTAL).increment(n);
+        }
+        Ok(())
+    }
+}
+
+async fn send<W: AsyncWrite + Unpin>(wr: &mut W, msg: &PrimaryMsg) -> Result<(), ReplicationError> {
+    tokio::time::timeout(WRITE_TIMEOUT, write_frame(wr, msg))
+        .await
+        .map_err(|_| ReplicationError::Timeout("sending to the secondary".into()))?
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(
+    mut rd: R,
+    tx: mpsc::Sender<Result<SecondaryMsg, ReplicationError>>,
+) {
+    loop {
+        match read_frame::<_, SecondaryMsg>(&mut rd).await {
+            Ok(Some(msg)) => {
+                if tx.send(Ok(msg)).await.is_err() {
+                    return;
+                }
+            }
+            Ok(None) => return,
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+        }
+    }
+}
