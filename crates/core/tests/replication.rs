@@ -203,6 +203,16 @@ async fn dr_bootstrap_gate_failover_and_failback() {
     assert_eq!(b_status["secondary_id"], json!("dr-east"));
     assert_eq!(b_status["cluster_id"], a_status["cluster_id"]);
     assert_eq!(b.core.health().await.unwrap().0, HealthState::DrSecondary);
+    assert_eq!(
+        b.core.health().await.unwrap().1.replication_dr_mode,
+        "secondary"
+    );
+    assert!(b_status["last_remote_wal"].is_u64());
+    assert_eq!(b_status["connection_state"], json!("ready"));
+    let primary_peer = &b_status["primaries"][0];
+    assert!(primary_peer["replication_primary_canary_age_ms"].is_string());
+    assert!(primary_peer["last_heartbeat_duration_ms"].is_string());
+    assert!(primary_peer["clock_skew_ms"].is_string());
 
     // Gate: client paths are refused on the secondary, even with a valid replicated token.
     let gated = call(

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 pub struct ServerFlags {
     pub config: Vec<PathBuf>,
     pub dev: bool,
+    /// `-dev-dr`: a DR primary and its DR secondary in one process.
+    pub dev_dr: bool,
     pub dev_root_token_id: Option<String>,
     pub dev_listen_address: Option<String>,
     pub dev_no_store_token: bool,
@@ -19,6 +21,8 @@ const USAGE: &str = "Usage: strongroom server [options]
 
   -config=<path>             Path to a configuration file or directory (repeatable).
   -dev                       In-memory, auto-initialized and unsealed development server.
+  -dev-dr                    Like -dev, but a DR primary and its DR secondary over TLS
+                             (API on the -dev-listen-address port and that port + 10).
   -dev-root-token-id=<id>    Root token id for -dev (env VAULT_DEV_ROOT_TOKEN_ID).
   -dev-listen-address=<addr> Listen address for -dev (default 127.0.0.1:8200,
                              env VAULT_DEV_LISTEN_ADDRESS).
@@ -57,6 +61,7 @@ impl ServerFlags {
             match name {
                 "config" => f.config.push(PathBuf::from(value(&mut i)?)),
                 "dev" => f.dev = parse_bool(name, inline.as_deref())?,
+                "dev-dr" => f.dev_dr = parse_bool(name, inline.as_deref())?,
                 "dev-root-token-id" => f.dev_root_token_id = Some(value(&mut i)?),
                 "dev-listen-address" => f.dev_listen_address = Some(value(&mut i)?),
                 "dev-no-store-token" => f.dev_no_store_token = parse_bool(name, inline.as_deref())?,
@@ -66,7 +71,15 @@ impl ServerFlags {
             }
             i += 1;
         }
-        if f.dev {
+        if f.dev_dr {
+            f.dev = false;
+            f.dev_root_token_id = f
+                .dev_root_token_id
+                .or_else(|| env("VAULT_DEV_ROOT_TOKEN_ID"));
+            f.dev_listen_address = f
+                .dev_listen_address
+                .or_else(|| env("VAULT_DEV_LISTEN_ADDRESS"));
+        } else if f.dev {
             f.dev_root_token_id = f
                 .dev_root_token_id
                 .or_else(|| env("VAULT_DEV_ROOT_TOKEN_ID"));

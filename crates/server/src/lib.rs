@@ -4,8 +4,8 @@
 //! core, starts the API and cluster listeners, and owns the process lifecycle (signals,
 //! memory locking, dev-mode bootstrap). No request logic lives here.
 
-mod cluster_port;
 pub mod config;
+mod dev_dr;
 mod flags;
 mod logging;
 mod run;

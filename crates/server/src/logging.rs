@@ -33,7 +33,10 @@ impl LogControl {
     pub fn init(level: &str, json: bool) -> Result<LogControl, String> {
         let (layer, handle) = reload::Layer::new(filter(level)?);
         let registry = tracing_subscriber::registry().with(layer);
-        let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+        use std::io::IsTerminal as _;
+        let fmt = tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal());
         let res = if json {
             registry.with(fmt.json()).try_init()
         } else {

@@ -54,7 +54,12 @@ pub fn run(args: &[String]) -> i32 {
             return 1;
         }
     };
-    match runtime.block_on(serve(flags, config, logs)) {
+    let result = if flags.dev_dr {
+        runtime.block_on(crate::dev_dr::run(&flags))
+    } else {
+        runtime.block_on(serve(flags, config, logs))
+    };
+    match result {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("Error: {e:#}");
@@ -65,7 +70,7 @@ pub fn run(args: &[String]) -> i32 {
 
 /// Reads the configuration files, or builds dev mode's.
 fn load_config(flags: &ServerFlags) -> Result<ServerConfig, String> {
-    if flags.dev {
+    if flags.dev || flags.dev_dr {
         return Ok(dev_config(flags));
     }
     let mut config = config::load(&flags.config).map_err(|e| e.to_string())?;
@@ -108,31 +113,21 @@ async fn serve(flags: ServerFlags, config: ServerConfig, logs: LogControl) -> an
     if !config.disable_mlock {
         lock_memory()?;
     }
-    let first = config
+    let cluster_bind = config
         .listeners
         .first()
         .context("the configuration has no listener \"tcp\" stanza")?
-        .clone();
-    let scheme = if first.tls_disable { "http" } else { "https" };
-    let cluster_bind = first
         .cluster_address_or_default()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
 
     let storage = open_storage(&config, &cluster_bind).await?;
-    let telemetry = Telemetry::install(config.telemetry.prometheus_retention_time);
-
-    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let core = Core::new(
-        CoreConfig {
-            cluster_name: config.cluster_name.clone(),
-            api_addr: String::new(),
-            cluster_addr: String::new(),
-            telemetry,
-            default_lease_ttl: config.default_lease_ttl,
-            max_lease_ttl: config.max_lease_ttl,
-        },
-        storage,
+    storage.set_wal_retention(
+        config.replication.wal_retention_entries,
+        config.replication.wal_retention_bytes,
     );
+    let telemetry = Telemetry::install(config.telemetry.prometheus_retention_time);
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let core = new_core(&config, storage, telemetry);
 
     // Dev mode initializes before any listener exists, so no client can race the bootstrap.
     let dev = if flags.dev {
@@ -140,37 +135,9 @@ async fn serve(flags: ServerFlags, config: ServerConfig, logs: LogControl) -> an
     } else {
         None
     };
-
-    let mut listeners = Vec::new();
-    for l in &config.listeners {
-        let opts = listener_options(l)?;
-        let mut rx = shutdown_rx.clone();
-        let stop = async move {
-            let _ = rx.changed().await;
-        };
-        let handle = strongroom_http::serve(opts, core.clone(), stop)
-            .await
-            .with_context(|| format!("starting the listener on {}", l.address))?;
-        listeners.push(handle);
-    }
-    let bound: Vec<SocketAddr> = listeners.iter().map(|h| h.bound_addr()).collect();
-    let api_addr = config
-        .api_addr
-        .clone()
-        .unwrap_or_else(|| format!("{scheme}://{}", advertise(bound[0])));
-    let node_name = match &config.storage {
-        StorageConfig::Raft {
-            node_id: Some(id), ..
-        } => id.clone(),
-        _ => "strongroom-node".into(),
-    };
-    let (cluster_local, cluster_task) =
-        crate::cluster_port::start(&cluster_bind, &node_name, shutdown_rx.clone()).await?;
-    let cluster_addr = config
-        .cluster_addr
-        .clone()
-        .unwrap_or_else(|| format!("https://{}", advertise(cluster_local)));
-    core.set_advertised_addrs(api_addr.clone(), cluster_addr.clone());
+    let node = start_node(&config, core, &shutdown_rx).await?;
+    let (core, listeners, cluster_task) = (node.core, node.listeners, node.cluster_task);
+    let (bound, api_addr, cluster_addr) = (node.bound, node.api_addr, node.cluster_addr);
 
     print_banner(&config, &bound, &api_addr, &cluster_addr);
     if flags.dev {
@@ -192,6 +159,110 @@ async fn serve(flags: ServerFlags, config: ServerConfig, logs: LogControl) -> an
     cluster_task.abort();
     core.shutdown().await;
     Ok(())
+}
+
+/// A server node whose listeners are up.
+pub(crate) struct RunningNode {
+    pub core: Arc<Core>,
+    pub listeners: Vec<strongroom_http::ServerHandle>,
+    pub cluster_task: tokio::task::JoinHandle<()>,
+    pub bound: Vec<SocketAddr>,
+    pub api_addr: String,
+    pub cluster_addr: String,
+}
+
+/// A core configured from `config`.
+pub(crate) fn new_core(
+    config: &ServerConfig,
+    storage: Arc<dyn Storage>,
+    telemetry: Telemetry,
+) -> Arc<Core> {
+    Core::new(
+        CoreConfig {
+            cluster_name: config.cluster_name.clone(),
+            api_addr: String::new(),
+            cluster_addr: String::new(),
+            telemetry,
+            default_lease_ttl: config.default_lease_ttl,
+            max_lease_ttl: config.max_lease_ttl,
+        },
+        storage,
+    )
+}
+
+/// Starts the API listeners and the cluster port of `core`; learns the bound addresses.
+pub(crate) async fn start_node(
+    config: &ServerConfig,
+    core: Arc<Core>,
+    shutdown_rx: &tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<RunningNode> {
+    let first = config
+        .listeners
+        .first()
+        .context("the configuration has no listener \"tcp\" stanza")?
+        .clone();
+    let scheme = if first.tls_disable { "http" } else { "https" };
+    let cluster_bind = first
+        .cluster_address_or_default()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut listeners = Vec::new();
+    for l in &config.listeners {
+        let opts = listener_options(l)?;
+        let mut rx = shutdown_rx.clone();
+        let stop = async move {
+            let _ = rx.changed().await;
+        };
+        let handle = strongroom_http::serve(opts, core.clone(), stop)
+            .await
+            .with_context(|| format!("starting the listener on {}", l.address))?;
+        listeners.push(handle);
+    }
+    let bound: Vec<SocketAddr> = listeners.iter().map(|h| h.bound_addr()).collect();
+    let api_addr = config
+        .api_addr
+        .clone()
+        .unwrap_or_else(|| format!("{scheme}://{}", advertise(bound[0])));
+    // The cluster port: mutual TLS against the replication CA once this cluster is a DR
+    // primary; before that every client is refused. Raft transport joins it later.
+    let cluster_listener = Arc::new(
+        strongroom_replication::ClusterListener::new()
+            .map_err(|e| anyhow::anyhow!("preparing the cluster port: {e}"))?,
+    );
+    core.set_cluster_listener(cluster_listener.clone());
+    let (cluster_local, cluster_task) = cluster_listener
+        .serve(&cluster_bind, core.replication_primary_server(), shutdown_rx.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot serve the cluster port {cluster_bind}: {e} (set cluster_address in the listener stanza)"))?;
+    let cluster_addr = config
+        .cluster_addr
+        .clone()
+        .unwrap_or_else(|| format!("https://{}", advertise(cluster_local)));
+    core.set_advertised_addrs(api_addr.clone(), cluster_addr.clone());
+    Ok(RunningNode {
+        core,
+        listeners,
+        cluster_task,
+        bound,
+        api_addr,
+        cluster_addr,
+    })
+}
+
+/// Waits for SIGTERM or SIGINT (dev-dr mode has nothing to reload).
+pub(crate) async fn wait_for_shutdown() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending::<()>().await,
+    }
 }
 
 /// Waits for SIGTERM or SIGINT; on SIGHUP reloads TLS certificates and the log level.
@@ -435,7 +506,7 @@ Development mode should NOT be used in production installations!
     );
 }
 
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()

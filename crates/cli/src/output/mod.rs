@@ -136,7 +136,7 @@ pub fn render_secret(resp: &Value, opts: &OutputOpts) -> Result<Rendered, CliErr
     if !warnings.is_empty() {
         rendered
             .stderr
-            .push_str("WARNING! The following warnings were returned from the server:\n\n");
+            .push_str("WARNING! The following warnings were returned from Vault:\n\n");
         for warning in warnings {
             rendered.stderr.push_str(&format!("  * {warning}\n\n"));
         }

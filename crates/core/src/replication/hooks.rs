@@ -47,9 +47,11 @@ impl SecondaryHooks for Hooks {
             .and_then(|raw| String::from_utf8(raw).ok())
             .and_then(|s| s.parse::<u64>().ok());
         if let Some(written) = canary {
-            let age = super::now_ms().saturating_sub(written);
-            core.replication.canary_age_ms.store(age, Ordering::Relaxed);
-            metrics::gauge!("vault_replication_lag_ms").set(age as f64);
+            core.replication
+                .canary_written_ms
+                .store(written, Ordering::Relaxed);
+            let lag = super::now_ms().saturating_sub(written);
+            metrics::gauge!("vault_replication_lag_ms").set(lag as f64);
         }
     }
 

@@ -115,10 +115,15 @@ impl Core {
     pub(super) async fn dr_primary_demote(&self) -> Result<Response, CoreError> {
         let _ops = self.replication.ops.lock().await;
         let config = self.require_primary()?;
+        // The demoted cluster takes no more writes, but it keeps its replication identity and
+        // its secondaries' grants until it follows a new primary: connected secondaries drain
+        // the final WAL entries, so a planned failover loses nothing that was acknowledged.
         self.commit_dr_config(DrConfig {
             mode: ReplicationMode::Secondary,
             cluster_id: config.cluster_id.clone(),
             last_reindex_epoch: config.last_reindex_epoch,
+            primary: config.primary.clone(),
+            secondaries: config.secondaries.clone(),
             ..DrConfig::default()
         })
         .await?;

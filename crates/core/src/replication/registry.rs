@@ -34,7 +34,14 @@ impl Registry {
     pub(crate) fn refresh(&self, config: Option<&DrConfig>) {
         let mut v = lock(&self.view);
         match config {
-            Some(c) if c.mode == ReplicationMode::Primary => {
+            // A primary, or a demoted primary that follows nobody yet (draining its final
+            // WAL entries to the secondaries that were streaming from it).
+            Some(c)
+                if c.mode == ReplicationMode::Primary
+                    || (c.mode == ReplicationMode::Secondary
+                        && c.secondary.is_none()
+                        && c.primary.is_some()) =>
+            {
                 v.primary = true;
                 v.cluster_id = Some(c.cluster_id.clone());
                 v.allowed = c.known_secondaries().into_iter().collect();

@@ -41,8 +41,9 @@ pub(crate) struct ReplicationState {
     pub(super) runner: Mutex<Option<SecondaryHandle>>,
     canary: Mutex<Option<tokio::task::JoinHandle<()>>>,
     pub(super) op_attempt: Mutex<Option<OpTokenAttempt>>,
-    /// Primary canary age seen after the last apply (secondary), milliseconds.
-    pub(super) canary_age_ms: AtomicU64,
+    /// Unix ms written in the newest primary canary applied here (secondary; 0 = none):
+    /// its age is the end-to-end replication lag, and keeps growing while the stream stalls.
+    pub(super) canary_written_ms: AtomicU64,
 }
 
 impl ReplicationState {
@@ -60,7 +61,7 @@ impl ReplicationState {
             runner: Mutex::new(None),
             canary: Mutex::new(None),
             op_attempt: Mutex::new(None),
-            canary_age_ms: AtomicU64::new(0),
+            canary_written_ms: AtomicU64::new(0),
         }
     }
 
@@ -72,6 +73,14 @@ impl ReplicationState {
     /// Whether this cluster is a DR secondary (including a demoted, idle one).
     pub(crate) fn is_dr_secondary(&self) -> bool {
         self.mode() == ReplicationMode::Secondary
+    }
+
+    /// Age of the newest primary canary applied here, in milliseconds (0 when none yet).
+    pub(super) fn canary_age_ms(&self) -> u64 {
+        match self.canary_written_ms.load(Ordering::Relaxed) {
+            0 => 0,
+            written => super::now_ms().saturating_sub(written),
+        }
     }
 
     /// A copy of the configuration in force.
@@ -112,6 +121,9 @@ impl Core {
         self.stop_canary();
         *lock(&self.replication.config) = None;
         *lock(&self.replication.op_attempt) = None;
+        self.replication
+            .canary_written_ms
+            .store(0, Ordering::Relaxed);
         self.replication
             .mode
             .store(ReplicationMode::Disabled.as_u8(), Ordering::Release);
@@ -155,7 +167,10 @@ impl Core {
             return;
         };
         let identity = config
-            .filter(|c| c.mode == ReplicationMode::Primary)
+            .filter(|c| {
+                c.mode == ReplicationMode::Primary
+                    || (c.mode == ReplicationMode::Secondary && c.secondary.is_none())
+            })
             .and_then(|c| c.primary.as_ref());
         let result = match identity {
             Some(p) => listener.set_identity(&p.server_cert_pem, &p.server_key_pem, &p.ca_cert_pem),

@@ -4,7 +4,6 @@
 //! `*_ms` and epoch fields, integers for WAL indexes), so every field is built here with its
 //! exact JSON type rather than derived from internal structs.
 
-use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use serde_json::{Map, Value, json};
@@ -90,7 +89,7 @@ impl Core {
                 m.insert("state".into(), json!("running"));
             }
             _ => {
-                let canary = self.replication.canary_age_ms.load(Ordering::Relaxed);
+                let canary = self.replication.canary_age_ms();
                 let secondary = config.secondary.as_ref();
                 m.insert(
                     "secondary_id".into(),

@@ -78,19 +78,16 @@ fn choose_policies(
             "root tokens can only be created by a root token: drop \"root\" from policies",
         ));
     }
-    match role_limits {
-        Some(r) => {
-            // `default` is silently dropped when disallowed, as Vault does.
-            policies.retain(|p| p != "default" || r.allows("default"));
-            let refused: Vec<&String> = policies.iter().filter(|p| !r.allows(p)).collect();
-            if !refused.is_empty() {
-                return Err(bad(format!(
-                    "token policies ({refused:?}) must be subset of the role's allowed policies ({:?}) and not in its disallowed policies",
-                    r.allowed_policies
-                )));
-            }
+    if let Some(r) = role_limits {
+        // `default` is silently dropped when disallowed, as Vault does.
+        policies.retain(|p| p != "default" || r.allows("default"));
+        let refused: Vec<&String> = policies.iter().filter(|p| !r.allows(p)).collect();
+        if !refused.is_empty() {
+            return Err(bad(format!(
+                "token policies ({refused:?}) must be subset of the role's allowed policies ({:?}) and not in its disallowed policies",
+                r.allowed_policies
+            )));
         }
-        None => {}
     }
     // Without an allow list on the role, a non-root caller may only hand out policies it
     // holds itself (a role with only a deny list narrows, it never widens).

@@ -127,6 +127,7 @@ impl Decoder<'_> {
             "storage" | "backend" => self.storage(entry)?,
             "listener" => self.listeners(entry)?,
             "telemetry" => self.telemetry(entry)?,
+            "replication" => self.replication(entry)?,
             "seal" => {
                 return Err(self.error(
                     entry.line,
@@ -324,6 +325,39 @@ impl Decoder<'_> {
             }
         }
         Ok(listener)
+    }
+
+    /// `replication { wal_retention_entries, wal_retention_bytes }` (Vault's
+    /// `logshipper_buffer_length` / `logshipper_buffer_size` are accepted as aliases).
+    fn replication(&mut self, entry: &Entry) -> Result<(), ConfigError> {
+        for body in self.objects("replication", &entry.value)? {
+            for item in body {
+                let setting = format!("replication.{}", item.key);
+                let positive = |this: &Self, v| -> Result<u64, ConfigError> {
+                    let n = this.signed(&setting, v)?;
+                    u64::try_from(n).ok().filter(|n| *n > 0).ok_or_else(|| {
+                        ConfigError::new(
+                            this.file,
+                            item.line,
+                            Some(setting.clone()),
+                            "must be a positive integer".to_string(),
+                        )
+                    })
+                };
+                match item.key.as_str() {
+                    "wal_retention_entries" | "logshipper_buffer_length" => {
+                        self.out.replication.wal_retention_entries =
+                            Some(positive(self, &item.value)?);
+                    }
+                    "wal_retention_bytes" | "logshipper_buffer_size" => {
+                        self.out.replication.wal_retention_bytes =
+                            Some(positive(self, &item.value)?);
+                    }
+                    _ => return Err(self.unknown(item, &setting)),
+                }
+            }
+        }
+        Ok(())
     }
 
     fn telemetry(&mut self, entry: &Entry) -> Result<(), ConfigError> {

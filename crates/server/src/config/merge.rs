@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::error::ConfigError;
-use super::model::{ListenerConfig, ServerConfig, SourceLocation, StorageConfig, TelemetryConfig};
+use super::model::{
+    ListenerConfig, ReplicationConfig, ServerConfig, SourceLocation, StorageConfig, TelemetryConfig,
+};
 
 /// Settings read from one file (or several already merged), before defaults are applied.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -27,6 +29,7 @@ pub struct PartialConfig {
     pub default_lease_ttl: Option<Duration>,
     pub max_lease_ttl: Option<Duration>,
     pub telemetry: PartialTelemetry,
+    pub replication: PartialReplication,
     pub pid_file: Option<PathBuf>,
     pub ignored: Vec<String>,
     pub warnings: Vec<String>,
@@ -37,6 +40,13 @@ pub struct PartialConfig {
 pub struct PartialTelemetry {
     pub prometheus_retention_time: Option<Duration>,
     pub disable_hostname: Option<bool>,
+}
+
+/// The `replication` stanza, each setting optional so files can merge field by field.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartialReplication {
+    pub wal_retention_entries: Option<u64>,
+    pub wal_retention_bytes: Option<u64>,
 }
 
 impl PartialConfig {
@@ -70,6 +80,16 @@ impl PartialConfig {
                     .telemetry
                     .disable_hostname
                     .or(self.telemetry.disable_hostname),
+            },
+            replication: PartialReplication {
+                wal_retention_entries: later
+                    .replication
+                    .wal_retention_entries
+                    .or(self.replication.wal_retention_entries),
+                wal_retention_bytes: later
+                    .replication
+                    .wal_retention_bytes
+                    .or(self.replication.wal_retention_bytes),
             },
             pid_file: later.pid_file.or(self.pid_file),
             ignored,
@@ -109,6 +129,16 @@ impl PartialConfig {
                     .prometheus_retention_time
                     .unwrap_or(Duration::ZERO),
                 disable_hostname: self.telemetry.disable_hostname.unwrap_or(false),
+            },
+            replication: ReplicationConfig {
+                wal_retention_entries: self
+                    .replication
+                    .wal_retention_entries
+                    .unwrap_or(ReplicationConfig::default().wal_retention_entries),
+                wal_retention_bytes: self
+                    .replication
+                    .wal_retention_bytes
+                    .unwrap_or(ReplicationConfig::default().wal_retention_bytes),
             },
             pid_file: self.pid_file,
             ignored: self.ignored,

@@ -35,8 +35,8 @@ pub use self::duration::parse_duration;
 pub use self::error::ConfigError;
 pub use self::merge::{PartialConfig, PartialTelemetry};
 pub use self::model::{
-    DEFAULT_LISTENER_ADDRESS, DEFAULT_MAX_REQUEST_SIZE, ListenerConfig, ServerConfig,
-    SourceLocation, StorageConfig, TelemetryConfig, TlsVersion,
+    DEFAULT_LISTENER_ADDRESS, DEFAULT_MAX_REQUEST_SIZE, ListenerConfig, ReplicationConfig,
+    ServerConfig, SourceLocation, StorageConfig, TelemetryConfig, TlsVersion,
 };
 
 /// Largest configuration file read; anything bigger is certainly not a configuration file.

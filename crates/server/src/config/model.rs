@@ -41,6 +41,7 @@ pub struct ServerConfig {
     pub default_lease_ttl: Option<Duration>,
     pub max_lease_ttl: Option<Duration>,
     pub telemetry: TelemetryConfig,
+    pub replication: ReplicationConfig,
     pub pid_file: Option<PathBuf>,
     /// Vault settings that were accepted but have no effect here, each as
     /// `setting (file:line)`. The server should log a warning for each.
@@ -67,6 +68,7 @@ impl Default for ServerConfig {
             default_lease_ttl: None,
             max_lease_ttl: None,
             telemetry: TelemetryConfig::default(),
+            replication: ReplicationConfig::default(),
             pid_file: None,
             ignored: Vec::new(),
             warnings: Vec::new(),
@@ -86,6 +88,23 @@ pub enum StorageConfig {
         snapshot_threshold: Option<u64>,
     },
     Inmem,
+}
+
+/// WAL retention on a replication primary (the `replication` stanza): how many entries and
+/// bytes a primary keeps so that a disconnected secondary can resume without a merkle sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicationConfig {
+    pub wal_retention_entries: u64,
+    pub wal_retention_bytes: u64,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        Self {
+            wal_retention_entries: 100_000,
+            wal_retention_bytes: 256 * 1024 * 1024,
+        }
+    }
 }
 
 /// Process-wide metrics settings (the top-level `telemetry` stanza).

@@ -756,3 +756,23 @@ fn hcl_attribute_objects_equal_blocks() {
     assert!(config.listeners[0].tls_disable);
     assert!(config.telemetry.disable_hostname);
 }
+
+#[test]
+fn replication_stanza_sets_wal_retention_and_rejects_nonsense() {
+    // Why: retention bounds how long a secondary may be away and still resume streaming.
+    let cfg = parse_str(
+        "storage \"inmem\" {}\nlistener \"tcp\" { tls_disable = true }\nreplication {\n  wal_retention_entries = 500\n  logshipper_buffer_size = 1048576\n}\n",
+        "r.hcl",
+    )
+    .unwrap()
+    .into_config()
+    .unwrap();
+    assert_eq!(cfg.replication.wal_retention_entries, 500);
+    assert_eq!(cfg.replication.wal_retention_bytes, 1_048_576);
+    let err = parse_str(
+        "storage \"inmem\" {}\nreplication {\n  wal_retention_entries = -1\n}\n",
+        "r.hcl",
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("r.hcl:3"), "{err}");
+}
