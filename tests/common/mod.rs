@@ -59,6 +59,17 @@ pub struct Node {
 impl Node {
     /// A raft-backed TLS node, not started.
     pub fn new() -> Node {
+        Node::with_config("", "")
+    }
+
+    /// A node whose config.hcl also holds top-level `extra` HCL.
+    pub fn with_extra_config(extra: &str) -> Node {
+        Node::with_config("", extra)
+    }
+
+    /// A node whose config.hcl also holds `extra` (top-level HCL, e.g. a `replication { }`
+    /// stanza) and `listener_extra` (inside the TLS listener stanza, e.g. its `telemetry { }`).
+    pub fn with_config(listener_extra: &str, extra: &str) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let certs = make_certs(dir.path());
         let config = dir.path().join("config.hcl");
@@ -77,11 +88,13 @@ listener "tcp" {{
   cluster_address = "127.0.0.1:0"
   tls_cert_file   = "{}"
   tls_key_file    = "{}"
+{listener_extra}
 }}
 telemetry {{
   prometheus_retention_time = "1h"
   disable_hostname = true
 }}
+{extra}
 "#,
                 raft.display(),
                 certs.cert.display(),

@@ -159,6 +159,12 @@ pub struct HealthResponse {
     pub enterprise: bool,
     pub echo_duration_ms: i64,
     pub clock_skew_ms: i64,
+    /// The node's last WAL index (present while unsealed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_wal: Option<u64>,
+    /// On a DR secondary: age of the newest primary canary applied (replication lag).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_primary_canary_age_ms: Option<i64>,
 }
 
 /// `GET|PUT sys/generate-root/attempt` and `PUT sys/generate-root/update` answers.

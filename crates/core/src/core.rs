@@ -83,6 +83,9 @@ pub struct Core {
     /// Held shared by every logical request and exclusively by snapshot restore, so no
     /// request reads or writes while the whole keyspace is being replaced.
     pub(crate) request_gate: tokio::sync::RwLock<()>,
+    /// Held shared by client (non-replication) requests; a DR demote takes it exclusively to
+    /// wait out the writes it admitted before the mode changed.
+    pub(crate) client_gate: tokio::sync::RwLock<()>,
     /// Serializes seal-state transitions (unseal, seal, restore) against each other.
     pub(crate) transition: tokio::sync::Mutex<()>,
     /// ACL policies and their parsed/compiled cache.
@@ -115,6 +118,7 @@ impl Core {
             transition: tokio::sync::Mutex::new(()),
             policies: crate::policy::PolicyStore::default(),
             request_gate: tokio::sync::RwLock::new(()),
+            client_gate: tokio::sync::RwLock::new(()),
             audit: crate::audit::AuditBroker::default(),
         })
     }
@@ -223,6 +227,13 @@ impl Core {
                 enterprise: false,
                 echo_duration_ms: 0,
                 clock_skew_ms: 0,
+                last_wal: (!sealed && initialized)
+                    .then(|| self.storage.replication_status().last_wal),
+                replication_primary_canary_age_ms: if sealed {
+                    None
+                } else {
+                    self.replication_canary_age_ms()
+                },
             },
         ))
     }

@@ -71,6 +71,8 @@ impl Core {
         if self.barrier.sealed() {
             return Err(CoreError::Sealed);
         }
+        // A DR secondary mints no local tokens: the write would fork its replicated WAL.
+        self.refuse_on_dr_secondary()?;
         if !req.pgp_key.is_empty() {
             return Err(CoreError::InvalidRequest(
                 "PGP-encrypted root tokens are not supported; omit pgp_key".into(),
@@ -121,6 +123,7 @@ impl Core {
         if self.barrier.sealed() {
             return Err(CoreError::Sealed);
         }
+        self.refuse_on_dr_secondary()?;
         if req.key.is_empty() {
             return Err(CoreError::InvalidRequest("missing key".into()));
         }

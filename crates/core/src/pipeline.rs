@@ -21,6 +21,14 @@ pub(crate) async fn handle(core: &Core, mut req: Request) -> Result<Response, Co
     if core.barrier.sealed() {
         return Err(CoreError::Sealed);
     }
+    // Client requests hold the client gate across the DR check and their whole handling, so
+    // a demote that closes the gate waits for every write already admitted: nothing is
+    // acknowledged after the demote returns. Replication paths (demote itself) skip it.
+    let _client = if req.path.starts_with("sys/replication/") {
+        None
+    } else {
+        Some(core.client_gate.read().await)
+    };
     // A DR secondary serves only status and DR operation paths.
     if let Some(resp) = core.dr_gate(&req).await? {
         return Ok(resp);

@@ -245,9 +245,14 @@ impl Core {
     /// Loads what an unsealed core keeps in memory.
     pub(crate) async fn post_unseal(&self) -> Result<(), CoreError> {
         self.ensure_cluster_info().await?;
-        self.load_mounts().await?;
-        self.load_audit().await?;
+        // The replication mode first: a DR secondary serves no requests, must not write
+        // replicated keys (that would fork its WAL chain), and loads mounts and audit devices
+        // only when promoted.
         self.load_replication().await?;
+        if !self.replication.is_dr_secondary() {
+            self.load_mounts().await?;
+            self.load_audit().await?;
+        }
         self.expiration_start().await?;
         *lock(&self.active_since) = Some(SystemTime::now());
         self.config.telemetry.set_unsealed(true);

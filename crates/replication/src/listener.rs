@@ -240,6 +240,8 @@ mod tests {
                         cluster_id: "c1".into(),
                         position: WalPosition::default(),
                         protocol: PROTOCOL_VERSION,
+                        api_address: String::new(),
+                        cluster_address: String::new(),
                     };
                     let _ = write_frame(&mut stream, &hello).await;
                     matches!(

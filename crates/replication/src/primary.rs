@@ -17,8 +17,8 @@ use crate::error::ReplicationError;
 use crate::metrics as m;
 use crate::peer::PeerInfo;
 use crate::wire::{
-    MAX_FRAME, PROTOCOL_VERSION, PrimaryMsg, SecondaryMsg, chunk_pairs, codes, read_frame,
-    write_frame,
+    MAX_FRAME, PROTOCOL_VERSION, PrimaryMsg, SecondaryMsg, chunk_pairs, codes, echo_rtt_ms,
+    read_frame, write_frame,
 };
 
 /// Interval of primary heartbeats and registry checks.
@@ -81,6 +81,10 @@ struct Session<S> {
     /// Set once the secondary asked to stream: the position after which to send.
     cursor: Option<WalPosition>,
     last_heard: Instant,
+    /// What the secondary advertised in its Hello, and what we measured since.
+    peer: PeerInfo,
+    /// The newest secondary heartbeat: its `unix_ms` and when it arrived (echoed back).
+    secondary_hb: Option<(u64, Instant)>,
 }
 
 impl PrimaryServer {
@@ -121,15 +125,20 @@ impl PrimaryServer {
             sync_point_sent: false,
             cursor: None,
             last_heard: Instant::now(),
+            peer: PeerInfo {
+                node_id: peer_id.clone(),
+                ..PeerInfo::default()
+            },
+            secondary_hb: None,
         };
         let end = match self.hello(&mut session, hello).await {
             Ok(()) => {
                 metrics::gauge!(m::SECONDARY_CONNECTED, "secondary_id" => peer_id.clone()).set(1.0);
-                self.record(&peer_id, "connected", None);
+                self.record(&mut session.peer, "connected");
                 tracing::info!(secondary_id = %peer_id, "DR secondary connected");
                 let end = self.run(&mut session, rd, shutdown).await;
                 metrics::gauge!(m::SECONDARY_CONNECTED, "secondary_id" => peer_id.clone()).set(0.0);
-                self.record(&peer_id, "disconnected", None);
+                self.record(&mut session.peer, "disconnected");
                 end
             }
             Err(end) => end,
@@ -158,18 +167,13 @@ impl PrimaryServer {
         }
     }
 
-    fn record(&self, peer_id: &str, status: &'static str, skew: Option<i64>) {
-        let now = SystemTime::now();
-        self.registry.record_heartbeat(
-            peer_id,
-            PeerInfo {
-                connection_status: status,
-                last_heartbeat: Some(now),
-                clock_skew_ms: skew.unwrap_or(0),
-                node_id: peer_id.to_owned(),
-                ..PeerInfo::default()
-            },
-        );
+    /// Stamps `peer` with `status` and now, and hands a copy to the registry.
+    fn record(&self, peer: &mut PeerInfo, status: &'static str) {
+        peer.connection_status = status;
+        if status == "connected" {
+            peer.last_heartbeat = Some(SystemTime::now());
+        }
+        self.registry.record_heartbeat(&peer.node_id, peer.clone());
     }
 
     /// Checks the Hello and answers it; on refusal returns why.
@@ -183,6 +187,8 @@ impl PrimaryServer {
             cluster_id,
             position,
             protocol,
+            api_address,
+            cluster_address,
         } = hello
         else {
             return Err(End::Refused(
@@ -218,13 +224,18 @@ impl PrimaryServer {
             ));
         }
         s.cluster_id = cluster_id;
+        s.peer.api_address = api_address;
+        s.peer.cluster_address = cluster_address;
         // The sync point is taken before any page or bucket is read on this connection.
         let current = self.storage.replication_status().position();
-        let resume = match self.storage.wal_read(position, 1, MAX_FRAME).await {
-            Ok(WalRead::Entries(_)) => true,
-            Ok(WalRead::Gone) => false,
-            Err(e) => return Err(End::Failed(e.into())),
-        };
+        // A secondary at position 0 (fresh or just wiped) always diffs: data that predates
+        // the retained WAL would otherwise never reach it.
+        let resume = position.index != 0
+            && match self.storage.wal_read(position, 1, MAX_FRAME).await {
+                Ok(WalRead::Entries(_)) => true,
+                Ok(WalRead::Gone) => false,
+                Err(e) => return Err(End::Failed(e.into())),
+            };
         s.sync_point = current;
         tracing::info!(
             secondary_id = %s.peer_id,
@@ -319,10 +330,19 @@ impl PrimaryServer {
                 silent.as_secs()
             ))));
         }
+        let (echo_unix_ms, echo_held_ms) = match s.secondary_hb {
+            Some((theirs, received)) => (
+                theirs,
+                u64::try_from(received.elapsed().as_millis()).unwrap_or(u64::MAX),
+            ),
+            None => (0, 0),
+        };
         let msg = PrimaryMsg::Heartbeat {
             unix_ms: unix_ms(SystemTime::now()),
             last_wal: self.storage.replication_status().last_wal,
             known_primary_cluster_addrs: self.registry.known_primary_cluster_addrs(),
+            echo_unix_ms,
+            echo_held_ms,
         };
         send(&mut s.wr, &msg).await.map_err(End::Failed)
     }
@@ -335,13 +355,20 @@ impl PrimaryServer {
     ) -> Result<(), End> {
         match msg {
             SecondaryMsg::Heartbeat {
-                unix_ms: theirs, ..
+                unix_ms: theirs,
+                echo_unix_ms,
+                echo_held_ms,
+                ..
             } => {
                 let ours = unix_ms(SystemTime::now());
-                let skew = i64::try_from(theirs)
+                s.secondary_hb = Some((theirs, Instant::now()));
+                s.peer.clock_skew_ms = i64::try_from(theirs)
                     .unwrap_or(i64::MAX)
                     .saturating_sub(i64::try_from(ours).unwrap_or(i64::MAX));
-                self.record(&s.peer_id, "connected", Some(skew));
+                if let Some(rtt) = echo_rtt_ms(ours, echo_unix_ms, echo_held_ms) {
+                    s.peer.last_heartbeat_duration_ms = rtt;
+                }
+                self.record(&mut s.peer, "connected");
                 Ok(())
             }
             SecondaryMsg::PageHashesReq { tree, page } if s.cursor.is_none() => {

@@ -40,6 +40,10 @@ pub struct SecondaryConfig {
     pub client_cert_pem: String,
     /// Secret: the client private key issued by the primary.
     pub client_key_pem: Zeroizing<String>,
+    /// Our advertised API address, shown in the primary's `secondaries[]`.
+    pub api_address: String,
+    /// Our advertised cluster address, shown in the primary's `secondaries[]`.
+    pub cluster_address: String,
 }
 
 impl std::fmt::Debug for SecondaryConfig {
@@ -79,6 +83,9 @@ pub struct SecondaryStatus {
     /// `idle`, `connecting`, `ready`, `transient_failure` or `shutdown`.
     pub connection_state: &'static str,
     pub last_remote_wal: u64,
+    /// The primary's last WAL index as of its latest HelloAck or heartbeat: caught up when
+    /// `last_remote_wal` reaches it.
+    pub primary_last_wal: u64,
     pub known_primary_cluster_addrs: Vec<String>,
     /// The primary we talk to (one entry while an address is selected).
     pub primaries: Vec<PeerInfo>,
@@ -154,6 +161,8 @@ impl SecondaryRunner {
                 secondary_id: cfg.secondary_id.clone(),
                 cluster_id: cfg.cluster_id.clone(),
                 primary_cluster_addrs: cfg.primary_cluster_addrs.clone(),
+                api_address: cfg.api_address.clone(),
+                cluster_address: cfg.cluster_address.clone(),
             },
             seed,
         );
@@ -462,6 +471,7 @@ impl Driver {
                     "disconnected"
                 },
                 last_heartbeat: fs.last_heartbeat_ms.map(time_of),
+                last_heartbeat_duration_ms: fs.last_heartbeat_duration_ms,
                 clock_skew_ms: fs.clock_skew_ms,
                 canary_age_ms: fs
                     .newest_entry_ms
@@ -474,6 +484,7 @@ impl Driver {
             state: state.as_str(),
             connection_state: fs.connection_state,
             last_remote_wal: self.storage.replication_status().last_remote_wal,
+            primary_last_wal: fs.primary_last_wal,
             known_primary_cluster_addrs: self.fsm.addresses(),
             primaries,
             last_start: fs.last_start_ms.map(time_of),

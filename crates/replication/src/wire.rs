@@ -14,8 +14,9 @@ use crate::error::ReplicationError;
 
 /// The ALPN protocol of the DR replication stream on the cluster port.
 pub const ALPN_DR: &[u8] = b"replication_dr_v1";
-/// Protocol version carried in [`SecondaryMsg::Hello`].
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Protocol version carried in [`SecondaryMsg::Hello`]. Postcard is positional, so any
+/// change to a message's shape bumps it (2: peer addresses in Hello, heartbeat echoes).
+pub const PROTOCOL_VERSION: u32 = 2;
 /// Largest frame either side sends or accepts.
 pub const MAX_FRAME: usize = 16 * 1024 * 1024;
 /// Target size of one [`PrimaryMsg::Pairs`] chunk (keys plus values).
@@ -48,25 +49,26 @@ pub enum SecondaryMsg {
         cluster_id: String,
         position: WalPosition,
         protocol: u32,
+        /// The secondary's advertised API address (for the primary's `secondaries[]`).
+        api_address: String,
+        /// The secondary's advertised cluster address.
+        cluster_address: String,
     },
     /// Page hashes of a tree (`page: None`) or bucket sums of one page.
-    PageHashesReq {
-        tree: MerkleTree,
-        page: Option<u8>,
-    },
+    PageHashesReq { tree: MerkleTree, page: Option<u8> },
     /// Every pair in these buckets; answered with [`PrimaryMsg::SyncPoint`] (once per
     /// connection, before the first pairs) and chunked [`PrimaryMsg::Pairs`].
-    FetchBuckets {
-        tree: MerkleTree,
-        buckets: Vec<u16>,
-    },
+    FetchBuckets { tree: MerkleTree, buckets: Vec<u16> },
     /// Switch to streaming WAL entries after `position`.
-    StreamFrom {
-        position: WalPosition,
-    },
+    StreamFrom { position: WalPosition },
     Heartbeat {
         unix_ms: u64,
         last_applied: u64,
+        /// `unix_ms` of the newest primary heartbeat received (0: none yet), echoed so the
+        /// primary measures the round trip on its own clock.
+        echo_unix_ms: u64,
+        /// How long that primary heartbeat waited here before this echo left.
+        echo_held_ms: u64,
     },
 }
 
@@ -96,12 +98,27 @@ pub enum PrimaryMsg {
         unix_ms: u64,
         last_wal: u64,
         known_primary_cluster_addrs: Vec<String>,
+        /// `unix_ms` of the newest secondary heartbeat received (0: none yet), echoed so the
+        /// secondary measures the round trip on its own clock.
+        echo_unix_ms: u64,
+        /// How long that secondary heartbeat waited here before this echo left.
+        echo_held_ms: u64,
     },
     /// The primary refuses or aborts; see [`codes`].
     Error {
         code: String,
         message: String,
     },
+}
+
+/// Round trip of a heartbeat echo: `now - sent - held`, all on the echo receiver's clock;
+/// `None` when nothing was echoed yet.
+pub fn echo_rtt_ms(now_ms: u64, echo_unix_ms: u64, echo_held_ms: u64) -> Option<u64> {
+    (echo_unix_ms != 0).then(|| {
+        now_ms
+            .saturating_sub(echo_unix_ms)
+            .saturating_sub(echo_held_ms)
+    })
 }
 
 /// Encodes `msg` as one complete frame (length prefix included).
@@ -205,6 +222,8 @@ mod tests {
         let msg = SecondaryMsg::Heartbeat {
             unix_ms: 7,
             last_applied: 9,
+            echo_unix_ms: 5,
+            echo_held_ms: 1,
         };
         let frame = encode_frame(&msg).unwrap();
         let mut reader = &frame[..];

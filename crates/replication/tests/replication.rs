@@ -272,7 +272,9 @@ async fn wire_carries_exactly_the_stored_ciphertext() {
     // Why: replication must ship barrier ciphertext byte for byte and never anything that
     // looks like plaintext; checked on the raw frames both for sync and for streaming.
     use strongroom_replication::PrimaryServer;
-    use strongroom_replication::wire::{PrimaryMsg, SecondaryMsg, read_frame, write_frame};
+    use strongroom_replication::wire::{
+        PROTOCOL_VERSION, PrimaryMsg, SecondaryMsg, read_frame, write_frame,
+    };
     use strongroom_storage::{MerkleTree, WalPosition, replog::bucket_of};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -315,7 +317,9 @@ async fn wire_carries_exactly_the_stored_ciphertext() {
             secondary_id: "dr-1".into(),
             cluster_id: CLUSTER_ID.into(),
             position: bogus,
-            protocol: 1,
+            protocol: PROTOCOL_VERSION,
+            api_address: String::new(),
+            cluster_address: String::new(),
         },
         SecondaryMsg::FetchBuckets {
             tree: MerkleTree::Shared,
@@ -364,4 +368,38 @@ async fn wire_carries_exactly_the_stored_ciphertext() {
         })
         .collect();
     assert_eq!(streamed, expected);
+}
+
+#[tokio::test]
+async fn heartbeats_report_addresses_round_trips_and_primary_position() {
+    // Why: status shows where each secondary lives and how far the link is, and promote's
+    // catch-up check trusts the primary's last WAL index the secondary learned.
+    let primary = Primary::start().await;
+    primary.write_batches("a", 7).await;
+    let secondary = Arc::new(InmemStorage::new());
+    let hooks = Arc::new(Hooks::default());
+
+    let handle = start_secondary(primary.secondary_config("dr-1"), secondary.clone(), hooks);
+    converged(&primary.storage, &secondary, &handle).await;
+    // Two heartbeat rounds each way, so both sides saw an echo.
+    tokio::time::sleep(Duration::from_millis(2_600)).await;
+
+    let peer = primary.registry.heartbeats.lock().unwrap()["dr-1"].clone();
+    let status = handle.status();
+    assert_eq!(peer.api_address, "https://dr-1.example:8200");
+    assert_eq!(peer.cluster_address, "dr-1.example:8201");
+    assert_eq!(peer.connection_status, "connected");
+    assert!(
+        peer.last_heartbeat_duration_ms < 1_000,
+        "loopback round trip, minus the echo's hold time, is far below the 1 s interval: {}",
+        peer.last_heartbeat_duration_ms
+    );
+    assert_eq!(
+        status.primary_last_wal,
+        primary.storage.replication_status().last_wal
+    );
+    assert_eq!(status.primary_last_wal, status.last_remote_wal);
+    assert_eq!(status.primaries[0].cluster_address, primary.addr);
+    assert!(status.primaries[0].last_heartbeat_duration_ms < 1_000);
+    handle.stop().await;
 }

@@ -116,6 +116,23 @@ fn client(tls: &UnwrapTls, https: bool) -> Result<reqwest::Client, CoreError> {
         .map_err(|e| CoreError::Internal(format!("building the HTTP client: {e}")))
 }
 
+/// Whether `base` is plain HTTP to this host (127.0.0.0/8, ::1 or localhost).
+fn is_loopback_http(base: &str) -> bool {
+    let Some(rest) = base.strip_prefix("http://") else {
+        return false;
+    };
+    let host = rest.split('/').next().unwrap_or("");
+    let host = match host.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => host,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Unwraps `token` at `api_addr` and parses the bundle.
 pub(crate) async fn fetch_bundle(
     api_addr: &str,
@@ -123,9 +140,11 @@ pub(crate) async fn fetch_bundle(
     tls: &UnwrapTls,
 ) -> Result<ActivationBundle, CoreError> {
     let base = api_addr.trim_end_matches('/');
-    if !(base.starts_with("https://") || base.starts_with("http://")) {
+    // The bundle carries the primary's root key and a client key: it only travels over TLS,
+    // except to a loopback address (a dev server on the same host).
+    if !base.starts_with("https://") && !is_loopback_http(base) {
         return Err(bad(format!(
-            "primary API address {base:?} must start with https:// or http://; set primary_api_addr"
+            "primary API address {base:?} must start with https:// (the activation bundle carries key material); set primary_api_addr"
         )));
     }
     let client = client(tls, base.starts_with("https://"))?;
@@ -142,12 +161,21 @@ pub(crate) async fn fetch_bundle(
             ))
         })?;
     let status = resp.status();
-    let body = resp
-        .bytes()
-        .await
-        .map_err(|e| bad(format!("error reading the unwrap answer from {url}: {e}")))?;
-    if body.len() > MAX_BODY {
+    if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
         return Err(bad(format!("the unwrap answer from {url} is too large")));
+    }
+    // Read in chunks and stop at the cap: the address may come from an unverified claim.
+    let mut resp = resp;
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| bad(format!("error reading the unwrap answer from {url}: {e}")))?
+    {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(bad(format!("the unwrap answer from {url} is too large")));
+        }
+        body.extend_from_slice(&chunk);
     }
     if !status.is_success() {
         let detail = serde_json::from_slice::<Value>(&body)
@@ -167,4 +195,20 @@ pub(crate) async fn fetch_bundle(
         .cloned()
         .ok_or_else(|| bad("the unwrap answer carries no data".into()))?;
     ActivationBundle::from_data(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback_http;
+
+    #[test]
+    fn plain_http_is_allowed_only_to_this_host() {
+        // Why: the activation bundle holds key material; only TLS may carry it off the host.
+        assert!(is_loopback_http("http://127.0.0.1:8200"));
+        assert!(is_loopback_http("http://[::1]:8200"));
+        assert!(is_loopback_http("http://localhost:8200"));
+        assert!(!is_loopback_http("http://10.0.0.1:8200"));
+        assert!(!is_loopback_http("http://127.0.0.1.evil.example:8200"));
+        assert!(!is_loopback_http("https://127.0.0.1:8200"));
+    }
 }

@@ -101,6 +101,17 @@ impl Core {
         if entry.num_uses != 0 {
             return Ok(false);
         }
+        // A token bound to networks authorizes only from those networks, as everywhere else.
+        if !entry.bound_cidrs.is_empty()
+            && !req.client_addr.is_some_and(|a| {
+                entry
+                    .bound_cidrs
+                    .iter()
+                    .any(|c| crate::util::cidr_contains(c, a.ip()))
+            })
+        {
+            return Ok(false);
+        }
         let acl = self.acl_for(&entry.policies).await?;
         let path = req.path.trim_end_matches('/');
         let op = match req.operation {

@@ -59,6 +59,18 @@ fn warning(text: &str) -> Response {
 }
 
 impl Core {
+    /// Age of the newest primary canary applied here, for `sys/health` (DR secondaries with
+    /// at least one canary applied; `None` otherwise).
+    pub(crate) fn replication_canary_age_ms(&self) -> Option<i64> {
+        if !self.replication.is_dr_secondary() {
+            return None;
+        }
+        match self.replication.canary_age_ms() {
+            0 => None,
+            age => Some(i64::try_from(age).unwrap_or(i64::MAX)),
+        }
+    }
+
     /// Resolves an activation JWT presented to `sys/wrapping/unwrap` to the wrapping token it
     /// carries, after checking our signature and its expiry. Any other token passes through.
     pub(crate) fn resolve_activation_token(

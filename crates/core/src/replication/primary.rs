@@ -127,6 +127,9 @@ impl Core {
             ..DrConfig::default()
         })
         .await?;
+        // Wait for the client requests admitted before the switch: their writes are in the
+        // WAL (and so reach the secondaries) before this call answers.
+        drop(self.client_gate.write().await);
         self.expiration_stop().await;
         tracing::info!("DR primary demoted to an idle secondary");
         Ok(warning(DEMOTE_WARNING))
@@ -193,10 +196,19 @@ impl Core {
 
         let _ops = self.replication.ops.lock().await;
         let mut config = self.require_primary()?;
-        if config.secondaries.get(&id).is_some_and(|r| !r.revoked) {
-            return Err(CoreError::InvalidRequest(format!(
-                "a secondary with id {id:?} already exists; revoke it first or choose another id"
-            )));
+        match config.secondaries.get(&id) {
+            Some(r) if r.revoked => {
+                // A revoked id stays dead: its old client certificate carries the same name.
+                return Err(CoreError::InvalidRequest(format!(
+                    "secondary id {id:?} was revoked and cannot be reused; choose another id"
+                )));
+            }
+            Some(_) => {
+                return Err(CoreError::InvalidRequest(format!(
+                    "a secondary with id {id:?} already exists; revoke it first or choose another id"
+                )));
+            }
+            None => {}
         }
         let Some(primary) = config.primary.clone() else {
             return Err(CoreError::Internal(

@@ -5,7 +5,10 @@
 //! seal configuration, so it can decrypt what it receives and later unseal with the primary's
 //! shares. Every check that can fail runs before the wipe.
 
+use std::time::SystemTime;
+
 use strongroom_barrier::{BarrierError, BarrierOp};
+use strongroom_replication::SecondaryStatus;
 use strongroom_storage::{Op, ReplCommand};
 
 use super::bundle::ActivationBundle;
@@ -25,6 +28,19 @@ const CAUGHT_UP_HEARTBEAT_AGE: std::time::Duration = std::time::Duration::from_s
 /// The 503 of a promotion that would lose writes not yet received.
 pub(super) const CATCHING_UP: &str =
     "replication is still catching up, try again later or provide the force argument";
+
+/// Whether a secondary with `status` holds everything its primary had logged, as of `now`:
+/// streaming, at or past the primary's last WAL index from its latest heartbeat, and that
+/// heartbeat recent (an older one could predate entries we never received).
+pub(super) fn caught_up(status: &SecondaryStatus, now: SystemTime) -> bool {
+    let fresh = status.last_heartbeat.is_some_and(|t| {
+        now.duration_since(t)
+            .is_ok_and(|age| age < CAUGHT_UP_HEARTBEAT_AGE)
+            // A heartbeat stamped slightly in our future (clock step) is still fresh.
+            || t.duration_since(now).is_ok()
+    });
+    status.state == "stream-wals" && status.last_remote_wal >= status.primary_last_wal && fresh
+}
 
 fn secondary_material(b: &ActivationBundle) -> SecondaryMaterial {
     SecondaryMaterial {
@@ -165,14 +181,7 @@ impl Core {
         match runner.as_ref() {
             // No primary configured (demoted or forgotten): nothing to wait for.
             None => true,
-            // Streaming with a fresh heartbeat: the primary pushes every entry as it commits,
-            // so nothing older than one heartbeat can be missing.
-            Some(handle) => {
-                let s = handle.status();
-                s.state == "stream-wals"
-                    && s.last_heartbeat
-                        .is_some_and(|t| t.elapsed().is_ok_and(|age| age < CAUGHT_UP_HEARTBEAT_AGE))
-            }
+            Some(handle) => caught_up(&handle.status(), SystemTime::now()),
         }
     }
 
@@ -280,5 +289,56 @@ impl Core {
             *lock(&self.replication.config) = Some(config);
         }
         Ok(warning("reindex complete"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use strongroom_replication::SecondaryStatus;
+
+    use super::caught_up;
+
+    fn streaming(last_remote_wal: u64, primary_last_wal: u64, hb: SystemTime) -> SecondaryStatus {
+        SecondaryStatus {
+            state: "stream-wals",
+            connection_state: "ready",
+            last_remote_wal,
+            primary_last_wal,
+            last_heartbeat: Some(hb),
+            ..SecondaryStatus::default()
+        }
+    }
+
+    #[test]
+    fn promote_waits_for_streaming_position_and_a_fresh_heartbeat() {
+        // Why: an unforced promote must never drop writes the primary already reported.
+        let now = SystemTime::now();
+        let recent = now - Duration::from_millis(500);
+        let stale = now - Duration::from_secs(4);
+
+        let verdicts = [
+            caught_up(&streaming(10, 10, recent), now),
+            caught_up(&streaming(11, 10, recent), now),
+            caught_up(&streaming(9, 10, recent), now),
+            caught_up(&streaming(10, 10, stale), now),
+            caught_up(
+                &SecondaryStatus {
+                    state: "merkle-sync",
+                    ..streaming(10, 10, recent)
+                },
+                now,
+            ),
+            caught_up(
+                &SecondaryStatus {
+                    last_heartbeat: None,
+                    ..streaming(10, 10, recent)
+                },
+                now,
+            ),
+        ];
+
+        assert_eq!(verdicts, [true, true, false, false, false, false]);
     }
 }

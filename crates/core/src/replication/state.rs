@@ -192,6 +192,7 @@ impl Core {
                 addrs.push(a.clone());
             }
         }
+        let (api_address, cluster_address) = lock(&self.advertised).clone();
         let cfg = SecondaryConfig {
             secondary_id: s.secondary_id.clone(),
             cluster_id: config.cluster_id.clone(),
@@ -199,6 +200,8 @@ impl Core {
             ca_pem: s.ca_pem.clone(),
             client_cert_pem: s.client_cert_pem.clone(),
             client_key_pem: Zeroizing::new(s.client_key_pem.clone()),
+            api_address,
+            cluster_address,
         };
         let hooks = Arc::new(Hooks::new(self.replication.me.clone()));
         match SecondaryRunner::start(cfg, self.storage.clone(), hooks) {

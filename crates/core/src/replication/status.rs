@@ -118,10 +118,19 @@ impl Core {
                             known = s.known_primary_cluster_addrs.clone();
                         }
                         m.insert("last_start".into(), json!(rfc3339(s.last_start)));
+                        let api_address = secondary
+                            .map(|s| s.primary_api_addr.clone())
+                            .unwrap_or_default();
                         let primaries: Vec<Value> = s
                             .primaries
                             .iter()
-                            .map(|p| peer_json(p, false, canary))
+                            .map(|p| {
+                                let mut p = p.clone();
+                                if p.api_address.is_empty() {
+                                    p.api_address = api_address.clone();
+                                }
+                                peer_json(&p, false, canary)
+                            })
                             .collect();
                         m.insert("primaries".into(), Value::Array(primaries));
                         if s.state == "merkle-sync"

@@ -184,6 +184,8 @@ fn cfg() -> FsmConfig {
         secondary_id: "dr-1".into(),
         cluster_id: "c1".into(),
         primary_cluster_addrs: vec!["127.0.0.1:8201".into()],
+        api_address: "https://127.0.0.1:8200".into(),
+        cluster_address: "127.0.0.1:8201".into(),
     }
 }
 
@@ -425,6 +427,8 @@ impl Sim {
                         unix_ms: self.now,
                         last_wal: self.primary.pos.index,
                         known_primary_cluster_addrs: vec!["127.0.0.1:8201".into()],
+                        echo_unix_ms: 0,
+                        echo_held_ms: 0,
                     });
                 }
                 self.feed(Event::Tick);
@@ -516,7 +520,10 @@ fn resume_goes_straight_to_streaming() {
     let out = fsm.handle(Event::Connected, 1, &local);
     assert!(matches!(
         &out[..],
-        [Output::Send(SecondaryMsg::Hello { protocol: 1, .. })]
+        [Output::Send(SecondaryMsg::Hello {
+            protocol: PROTOCOL_VERSION,
+            ..
+        })]
     ));
 
     let out = fsm.handle(hello_ack(true, WalPosition::default()), 2, &local);
@@ -700,4 +707,53 @@ fn silence_and_stop_are_handled() {
         fsm.handle(Event::Connected, IDLE_TIMEOUT_MS + 30, &local),
         vec![]
     );
+}
+
+#[test]
+fn heartbeat_echoes_measure_round_trips_and_track_the_primary_position() {
+    // Why: last_heartbeat_duration_ms must be the network round trip (not the 1 s interval the
+    // echo waited for), and promote's catch-up check reads primary_last_wal from heartbeats.
+    let local = Model::default();
+    let mut fsm = SecondaryFsm::new(cfg(), 9);
+    fsm.handle(Event::Start, 0, &local);
+    fsm.handle(Event::Connected, 0, &local);
+    fsm.handle(hello_ack(true, WalPosition::default()), 10, &local);
+
+    // The primary's heartbeat (its clock: 5_000) arrives at our 100; we echo it at 1_000.
+    fsm.handle(
+        Event::Heartbeat {
+            unix_ms: 5_000,
+            last_wal: 42,
+            known_primary_cluster_addrs: Vec::new(),
+            echo_unix_ms: 0,
+            echo_held_ms: 0,
+        },
+        100,
+        &local,
+    );
+    let out = fsm.handle(Event::Tick, 1_000, &local);
+    // The primary echoes our 1_000 after holding it 300 ms; it arrives at our 1_340.
+    fsm.handle(
+        Event::Heartbeat {
+            unix_ms: 6_000,
+            last_wal: 43,
+            known_primary_cluster_addrs: Vec::new(),
+            echo_unix_ms: 1_000,
+            echo_held_ms: 300,
+        },
+        1_340,
+        &local,
+    );
+
+    assert_eq!(
+        out,
+        vec![Output::Send(SecondaryMsg::Heartbeat {
+            unix_ms: 1_000,
+            last_applied: 0,
+            echo_unix_ms: 5_000,
+            echo_held_ms: 900,
+        })]
+    );
+    assert_eq!(fsm.status().last_heartbeat_duration_ms, 40);
+    assert_eq!(fsm.status().primary_last_wal, 43);
 }

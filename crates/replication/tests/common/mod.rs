@@ -108,6 +108,8 @@ impl Primary {
             ca_pem: self.ca.ca_cert_pem.clone(),
             client_cert_pem: cert,
             client_key_pem: key,
+            api_address: format!("https://{id}.example:8200"),
+            cluster_address: format!("{id}.example:8201"),
         }
     }
 

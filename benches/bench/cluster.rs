@@ -1,0 +1,277 @@
+//! Real `strongroom` server processes for the benchmarks.
+//!
+//! Every figure in `BENCHMARKS.md` must come from the same binary an operator runs, over the
+//! same TLS listener, with raft storage fsync'd to disk; so the benchmarks never link the server
+//! in-process. This module owns that plumbing: one CA for all nodes of a run (so a secondary can
+//! be handed the primary's `ca_file`), one directory per node, the server's log in that
+//! directory for post-mortems, and the process's resident memory from `/proc`.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use serde_json::{Value, json};
+
+/// Where a benchmark run keeps its nodes, and the CA they all share.
+pub struct Env {
+    dir: tempfile::TempDir,
+    exe: PathBuf,
+    ca: CertifiedIssuer<'static, KeyPair>,
+    ca_pem: String,
+    pub ca_file: PathBuf,
+    /// An HTTP/1.1 client trusting the run's CA: each concurrent benchmark client gets its own
+    /// connection from the pool, as separate Vault clients would.
+    pub client: reqwest::Client,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl Env {
+    /// A fresh run directory and CA; finds `strongroom` next to the bench binary.
+    pub fn new() -> Result<Env> {
+        let exe = std::env::current_exe()?
+            .parent()
+            .context("the bench binary has no directory")?
+            .join("strongroom");
+        if !exe.exists() {
+            bail!(
+                "{} not found: build it first with `cargo build --release --bins`",
+                exe.display()
+            );
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("strongroom-bench-")
+            .tempdir()?;
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "strongroom bench CA");
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, ca.pem())?;
+        let ca_pem = ca.pem();
+        let client = client(&ca_pem)?;
+        Ok(Env {
+            dir,
+            exe,
+            ca,
+            ca_pem,
+            ca_file,
+            client,
+            next: std::sync::atomic::AtomicUsize::new(0),
+        })
+    }
+
+    /// A client with its own connection pool (so a sampler never queues behind the load).
+    pub fn fresh_client(&self) -> Result<reqwest::Client> {
+        client(&self.ca_pem)
+    }
+
+    /// Starts a new raft-backed TLS node and waits until it answers.
+    pub async fn start(&self, name: &str) -> Result<Node> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = self.dir.path().join(format!("{n:02}-{name}"));
+        std::fs::create_dir_all(&dir)?;
+        let key = KeyPair::generate()?;
+        let cert = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])?
+            .signed_by(&key, &self.ca)?;
+        std::fs::write(dir.join("cert.pem"), cert.pem())?;
+        std::fs::write(dir.join("key.pem"), key.serialize_pem())?;
+        let config = dir.join("server.hcl");
+        std::fs::write(
+            &config,
+            format!(
+                "disable_mlock = true\nstorage \"raft\" {{\n  path = \"{d}/raft\"\n  node_id = \"{name}\"\n}}\nlistener \"tcp\" {{\n  address = \"127.0.0.1:0\"\n  cluster_address = \"127.0.0.1:0\"\n  tls_cert_file = \"{d}/cert.pem\"\n  tls_key_file = \"{d}/key.pem\"\n}}\ntelemetry {{\n  prometheus_retention_time = \"1h\"\n  disable_hostname = true\n}}\n",
+                d = dir.display()
+            ),
+        )?;
+        let log = std::fs::File::create(dir.join("server.log"))?;
+        let mut child = Command::new(&self.exe)
+            .arg("server")
+            .arg(format!("-config={}", config.display()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .with_context(|| format!("starting {}", self.exe.display()))?;
+        let stdout = child.stdout.take().context("the server has no stdout")?;
+        // From here on `node` owns the child, so an early return still kills it.
+        let mut node = Node {
+            name: name.to_string(),
+            dir,
+            addr: String::new(),
+            child,
+            client: self.client.clone(),
+            root: String::new(),
+        };
+        let mut lines = BufReader::new(stdout).lines();
+        node.addr = loop {
+            let line = lines
+                .next()
+                .with_context(|| {
+                    format!(
+                        "{name} exited before printing its address (see {})",
+                        node.dir.join("server.log").display()
+                    )
+                })?
+                .context("reading the server's stdout")?;
+            if let Some(a) = line.trim().strip_prefix("Api Address: ") {
+                break a.to_string();
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = node.client.get(node.url("sys/seal-status")).send().await
+                && r.status().is_success()
+            {
+                return Ok(node);
+            }
+            if Instant::now() > deadline {
+                bail!("{name} did not answer sys/seal-status within 30s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// One running server process; killed when dropped.
+pub struct Node {
+    pub name: String,
+    pub dir: PathBuf,
+    pub addr: String,
+    child: Child,
+    pub client: reqwest::Client,
+    /// The root token that works here (a secondary adopts its primary's).
+    pub root: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Node {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/v1/{path}", self.addr)
+    }
+
+    /// Calls the API with the root token; any non-2xx answer is an error carrying the body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value> {
+        let mut req = self.client.request(method.clone(), self.url(path));
+        if !self.root.is_empty() {
+            req = req.header("X-Vault-Token", &self.root);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req
+            .send()
+            .await
+            .with_context(|| format!("{method} {path} on {}", self.name))?;
+        let status = r.status();
+        let text = r.text().await?;
+        if !status.is_success() {
+            bail!("{method} {path} on {} answered {status}: {text}", self.name);
+        }
+        if text.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&text).with_context(|| format!("{path} answered non-JSON"))
+    }
+
+    /// `sys/init` with one share, `sys/unseal`; remembers the root token.
+    pub async fn init_unseal(&mut self) -> Result<()> {
+        let init = self
+            .call(
+                reqwest::Method::PUT,
+                "sys/init",
+                Some(json!({"secret_shares": 1, "secret_threshold": 1})),
+            )
+            .await?;
+        let key = init["keys"][0].as_str().context("sys/init gave no key")?;
+        self.call(
+            reqwest::Method::PUT,
+            "sys/unseal",
+            Some(json!({ "key": key })),
+        )
+        .await?;
+        self.root = init["root_token"]
+            .as_str()
+            .context("sys/init gave no root token")?
+            .to_string();
+        Ok(())
+    }
+
+    /// The `data` of `sys/replication/dr/status` (unauthenticated).
+    pub async fn dr_status(&self) -> Result<Value> {
+        let v: Value = self
+            .client
+            .get(self.url("sys/replication/dr/status"))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(v["data"].clone())
+    }
+
+    /// Resident set size in KiB (`VmRSS` in `/proc/<pid>/status`).
+    pub fn rss_kib(&self) -> Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("no VmRSS in /proc/<pid>/status")
+    }
+
+    /// Bytes on disk under the node's raft directory.
+    pub fn disk_bytes(&self) -> u64 {
+        dir_bytes(&self.dir.join("raft"))
+    }
+}
+
+fn dir_bytes(p: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(p) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+fn client(ca_pem: &str) -> Result<reqwest::Client> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(c?)?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(reqwest::Client::builder()
+        .tls_backend_preconfigured(config)
+        .http1_only()
+        .pool_max_idle_per_host(256)
+        .build()?)
+}

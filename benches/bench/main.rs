@@ -1,0 +1,132 @@
+//! `strongroom-bench`: the numbers behind `BENCHMARKS.md`, measured against real servers.
+//!
+//! Every subcommand starts real `strongroom server` processes (raft storage fsync'd on disk,
+//! TLS on loopback) from the binary next to this one, drives them only through the public
+//! HTTPS API as an operator or client would, prints one table, and kills what it started.
+//! Build and run with `cargo build --release --bins && target/release/strongroom-bench all`.
+//! Two benchmarks at once on a small machine disturb each other badly: run on a quiet one.
+
+mod bootstrap;
+mod cluster;
+mod dr;
+mod kv;
+mod lag;
+mod memory;
+mod promotion;
+mod stats;
+
+use anyhow::{Context, Result, bail};
+
+const USAGE: &str = "usage: strongroom-bench <command> [options]
+
+commands:
+  kv           [--seconds N]        KV write/read throughput and p50/p99 at 1/16/64 clients
+  replication  [--seconds N] [--rates 100,1000] [--clients 64]
+                                    DR lag p50/p99 at fixed write rates and at the maximum
+  promotion    [--rounds N]         planned failover: promote -> first write, demote -> write
+  bootstrap    [--secrets 10000,100000]
+                                    fresh secondary: enable -> stream-wals with equal roots
+  memory       [--secrets 100000]   VmRSS of primary and secondary, bytes per secret
+  all          [--seconds N] [--secrets ...]  every benchmark above, in turn";
+
+/// Parsed `--name value` options.
+struct Opts(Vec<String>);
+
+impl Opts {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .position(|a| a == name)
+            .and_then(|i| self.0.get(i + 1))
+            .map(String::as_str)
+    }
+
+    fn int(&self, name: &str, default: u64) -> Result<u64> {
+        self.get(name)
+            .map(|v| {
+                v.parse()
+                    .with_context(|| format!("{name} takes an integer, not {v:?}"))
+            })
+            .transpose()
+            .map(|v| v.unwrap_or(default))
+    }
+
+    fn list(&self, name: &str, default: &[u64]) -> Result<Vec<u64>> {
+        match self.get(name) {
+            None => Ok(default.to_vec()),
+            Some(v) => v
+                .split(',')
+                .map(|x| {
+                    x.trim().replace('_', "").parse().with_context(|| {
+                        format!("{name} takes integers separated by commas, not {v:?}")
+                    })
+                })
+                .collect(),
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // Without a command, keep the original behaviour (the KV benchmark).
+    let (cmd, rest) = match args.first() {
+        Some(c) if !c.starts_with('-') => (c.clone(), args[1..].to_vec()),
+        _ => ("kv".to_string(), args.clone()),
+    };
+    if cmd == "help" || rest.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{USAGE}");
+        return Ok(());
+    }
+    let opts = Opts(rest);
+    let env = cluster::Env::new()?;
+    machine();
+    match cmd.as_str() {
+        "kv" => kv::run(&env, opts.int("--seconds", 5)?).await,
+        "replication" => replication(&env, &opts).await,
+        "promotion" => promotion::run(&env, opts.int("--rounds", 3)? as usize).await,
+        "bootstrap" => bootstrap::run(&env, &opts.list("--secrets", &[10_000, 100_000])?).await,
+        "memory" => memory::run(&env, &opts.list("--secrets", &[100_000])?).await,
+        "all" => {
+            kv::run(&env, opts.int("--seconds", 3)?).await?;
+            replication(&env, &opts).await?;
+            promotion::run(&env, opts.int("--rounds", 3)? as usize).await?;
+            let sizes = opts.list("--secrets", &[10_000, 100_000])?;
+            bootstrap::run(&env, &sizes).await?;
+            memory::run(&env, &sizes).await
+        }
+        other => bail!("unknown command {other:?}\n\n{USAGE}"),
+    }
+}
+
+async fn replication(env: &cluster::Env, opts: &Opts) -> Result<()> {
+    let mut loads: Vec<lag::Load> = opts
+        .list("--rates", &[100, 1000])?
+        .into_iter()
+        .map(|r| lag::Load::Rate(u32::try_from(r).unwrap_or(u32::MAX)))
+        .collect();
+    loads.push(lag::Load::Clients(opts.int("--clients", 64)? as usize));
+    lag::run(env, opts.int("--seconds", 5)?, &loads).await
+}
+
+/// One line describing the machine and its load, printed before every run.
+fn machine() {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".to_string());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    println!(
+        "# machine: {cores} cores, {cpu}; load average {}",
+        load.join(" ")
+    );
+}
