@@ -85,7 +85,7 @@ impl Env {
         std::fs::write(
             &config,
             format!(
-                "disable_mlock = true\nstorage \"raft\" {{\n  path = \"{d}/raft\"\n  node_id = \"{name}\"\n}}\nlistener \"tcp\" {{\n  address = \"127.0.0.1:0\"\n  cluster_address = \"127.0.0.1:0\"\n  tls_cert_file = \"{d}/cert.pem\"\n  tls_key_file = \"{d}/key.pem\"\n}}\ntelemetry {{\n  prometheus_retention_time = \"1h\"\n  disable_hostname = true\n}}\n",
+                "disable_mlock = true\nstorage \"raft\" {{\n  path = \"{d}/raft\"\n  node_id = \"{name}\"\n}}\nlistener \"tcp\" {{\n  address = \"127.0.0.1:0\"\n  cluster_address = \"127.0.0.1:0\"\n  tls_cert_file = \"{d}/cert.pem\"\n  tls_key_file = \"{d}/key.pem\"\n  telemetry {{\n    unauthenticated_metrics_access = true\n  }}\n}}\ntelemetry {{\n  prometheus_retention_time = \"1h\"\n  disable_hostname = true\n}}\n",
                 d = dir.display()
             ),
         )?;
@@ -122,6 +122,14 @@ impl Env {
                 break a.to_string();
             }
         };
+        if std::env::var_os("STRONGROOM_BENCH_VERBOSE").is_some() {
+            eprintln!(
+                "started {name}: pid {} at {} (dir {})",
+                node.child.id(),
+                node.addr,
+                node.dir.display()
+            );
+        }
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -225,6 +233,30 @@ impl Node {
             .json()
             .await?;
         Ok(v["data"].clone())
+    }
+
+    /// (sum, count) of a Prometheus histogram in `sys/metrics` (read without a token, so it
+    /// works on a DR secondary too).
+    pub async fn histogram(&self, name: &str) -> Result<(f64, f64)> {
+        let text = self
+            .client
+            .get(self.url("sys/metrics?format=prometheus"))
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        let get = |suffix: &str| {
+            let series = format!("{name}{suffix}");
+            text.lines()
+                .filter(|l| {
+                    l.strip_prefix(series.as_str())
+                        .is_some_and(|rest| rest.starts_with([' ', '{']))
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>()
+        };
+        Ok((get("_sum"), get("_count")))
     }
 
     /// Resident set size in KiB (`VmRSS` in `/proc/<pid>/status`).

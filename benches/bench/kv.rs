@@ -13,6 +13,9 @@ use serde_json::json;
 use crate::cluster::{Env, Node};
 use crate::stats::pct_ms;
 
+/// Raft entries written per fsync, as the server records them.
+pub const FSYNC_BATCH: &str = "vault_raft_storage_fsync_batch_size";
+
 pub async fn run(env: &Env, seconds: u64) -> Result<()> {
     let node = crate::dr::standalone(env, "kv").await?;
     println!("## kv: raft storage on disk, HTTPS on loopback, {seconds}s per phase");
@@ -21,9 +24,9 @@ pub async fn run(env: &Env, seconds: u64) -> Result<()> {
         "op", "clients", "ops/s", "p50 ms", "p99 ms", "entries/fsync"
     );
     for clients in [1usize, 16, 64] {
-        let before = fsync_stats(&node).await?;
+        let before = node.histogram(FSYNC_BATCH).await?;
         let (rate, lat) = phase(&node, clients, seconds, true).await?;
-        let after = fsync_stats(&node).await?;
+        let after = node.histogram(FSYNC_BATCH).await?;
         let batches = after.1 - before.1;
         let per_fsync = if batches > 0.0 {
             (after.0 - before.0) / batches
@@ -101,27 +104,4 @@ async fn phase(
     let elapsed = started.elapsed().as_secs_f64();
     all.sort();
     Ok((all.len() as f64 / elapsed, all))
-}
-
-/// (sum, count) of the server's fsync batch-size histogram.
-async fn fsync_stats(node: &Node) -> Result<(f64, f64)> {
-    let text = node
-        .client
-        .get(node.url("sys/metrics?format=prometheus"))
-        .header("X-Vault-Token", &node.root)
-        .send()
-        .await?
-        .error_for_status()?
-        .text()
-        .await?;
-    let get = |name: &str| {
-        text.lines()
-            .filter(|l| l.starts_with(name))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>()
-    };
-    Ok((
-        get("vault_raft_storage_fsync_batch_size_sum"),
-        get("vault_raft_storage_fsync_batch_size_count"),
-    ))
 }

@@ -68,6 +68,21 @@ pub struct LagReport {
     pub unresolved: usize,
     pub poll_ms: f64,
     pub drain: Duration,
+    /// Raft entries per fsync on the secondary during the phase.
+    pub sec_per_fsync: f64,
+    /// Mean time the secondary's runner spent applying one streamed WAL entry, ms.
+    pub apply_ms: f64,
+}
+
+const APPLY: &str = "vault_replication_stream_apply_seconds";
+
+fn delta(before: (f64, f64), after: (f64, f64)) -> f64 {
+    let n = after.1 - before.1;
+    if n > 0.0 {
+        (after.0 - before.0) / n
+    } else {
+        0.0
+    }
 }
 
 pub async fn run(env: &Env, seconds: u64, loads: &[Load]) -> Result<()> {
@@ -80,7 +95,7 @@ pub async fn run(env: &Env, seconds: u64, loads: &[Load]) -> Result<()> {
         POLL.as_millis()
     );
     println!(
-        "{:<12} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "{:<12} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>10} {:>9}",
         "load",
         "writes/s",
         "ack p50",
@@ -90,7 +105,9 @@ pub async fn run(env: &Env, seconds: u64, loads: &[Load]) -> Result<()> {
         "lo p50",
         "lo p99",
         "poll ms",
-        "drain ms"
+        "drain ms",
+        "sec e/fsync",
+        "apply ms"
     );
     for &load in loads {
         let r = phase(env, &p, &s, load, seconds).await?;
@@ -99,7 +116,7 @@ pub async fn run(env: &Env, seconds: u64, loads: &[Load]) -> Result<()> {
             Load::Clients(c) => format!("max ({c} cl)"),
         };
         println!(
-            "{:<12} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.0}",
+            "{:<12} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.0} {:>10.2} {:>9.3}",
             label,
             r.writes_per_s,
             pct_ms(&r.ack, 0.5),
@@ -109,7 +126,9 @@ pub async fn run(env: &Env, seconds: u64, loads: &[Load]) -> Result<()> {
             pct_ms(&r.lo, 0.5),
             pct_ms(&r.lo, 0.99),
             r.poll_ms,
-            ms(r.drain)
+            ms(r.drain),
+            r.sec_per_fsync,
+            r.apply_ms
         );
         if r.unresolved > 0 {
             println!(
@@ -120,6 +139,9 @@ pub async fn run(env: &Env, seconds: u64, loads: &[Load]) -> Result<()> {
     }
     println!(
         "  lag = upper bound (ms); lo = lower bound; drain = time for the secondary to apply the last write after the load stopped"
+    );
+    println!(
+        "  sec e/fsync = raft entries per fsync on the secondary; apply ms = mean time the secondary spends applying one streamed WAL entry"
     );
     Ok(())
 }
@@ -136,6 +158,8 @@ pub async fn phase(env: &Env, p: &Node, s: &Node, load: Load, seconds: u64) -> R
         stop.clone(),
         latest_remote.clone(),
     ));
+    let fsync0 = s.histogram(crate::kv::FSYNC_BATCH).await?;
+    let apply0 = s.histogram(APPLY).await?;
     // Let the sampler take a few readings before the first write.
     tokio::time::sleep(Duration::from_millis(50)).await;
 
@@ -157,6 +181,8 @@ pub async fn phase(env: &Env, p: &Node, s: &Node, load: Load, seconds: u64) -> R
     let drain = load_end.elapsed();
     stop.store(true, Ordering::Relaxed);
     let (ps, ss) = sampler.await.context("the sampler task failed")??;
+    let sec_per_fsync = delta(fsync0, s.histogram(crate::kv::FSYNC_BATCH).await?);
+    let apply_ms = delta(apply0, s.histogram(APPLY).await?) * 1000.0;
 
     let mut ack: Vec<Duration> = writes.iter().map(|w| w.acked - w.sent).collect();
     ack.sort();
@@ -175,6 +201,8 @@ pub async fn phase(env: &Env, p: &Node, s: &Node, load: Load, seconds: u64) -> R
         unresolved,
         poll_ms,
         drain,
+        sec_per_fsync,
+        apply_ms,
     })
 }
 

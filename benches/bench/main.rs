@@ -27,7 +27,9 @@ commands:
   bootstrap    [--secrets 10000,100000]
                                     fresh secondary: enable -> stream-wals with equal roots
   memory       [--secrets 100000]   VmRSS of primary and secondary, bytes per secret
-  all          [--seconds N] [--secrets ...]  every benchmark above, in turn";
+  all          [--seconds N] [--secrets ...]  every benchmark above, in turn
+
+STRONGROOM_BENCH_VERBOSE=1 prints each server's pid, address and directory (for profiling).";
 
 /// Parsed `--name value` options.
 struct Opts(Vec<String>);

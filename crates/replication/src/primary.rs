@@ -24,7 +24,7 @@ use crate::wire::{
 /// Interval of primary heartbeats and registry checks.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 /// A secondary silent for this long is considered gone.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(6);
 /// How long the secondary may take to say Hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one frame may take to leave before the secondary is considered stuck.

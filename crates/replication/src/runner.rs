@@ -421,7 +421,7 @@ impl Driver {
     async fn apply(&mut self, cmd: ReplCommand) -> Flow {
         let started = Instant::now();
         let kind = match &cmd {
-            ReplCommand::ApplyRemote(_) => Some(true),
+            ReplCommand::ApplyRemote(_) | ReplCommand::ApplyRemoteBatch(_) => Some(true),
             ReplCommand::SyncOps(ops) => {
                 let puts = ops.iter().filter(|op| matches!(op, Op::Put { .. })).count() as u64;
                 if puts > 0 {

@@ -743,3 +743,41 @@ async fn raft_splits_large_sync_batches_and_limits_remote_entries() {
     );
     b.close().await;
 }
+
+on_both_backends!(apply_remote_batch_is_all_or_nothing);
+async fn apply_remote_batch_is_all_or_nothing(primary: &dyn Storage, secondary: &dyn Storage) {
+    // Why: a secondary applies each streamed message in one step; a bad entry anywhere in
+    // it must leave nothing applied, and redelivered entries must be skipped.
+    for i in 0..4 {
+        primary
+            .write(vec![put(&format!("logical/k{i}"), b"v")])
+            .await
+            .unwrap();
+    }
+    let entries = all_entries(primary).await;
+    let mut broken = entries.clone();
+    broken[3].prev_hash = [7u8; 32];
+
+    let refused = secondary
+        .apply_replication(ReplCommand::ApplyRemoteBatch(broken))
+        .await;
+    let after_refusal = secondary.replication_status().last_wal;
+    secondary
+        .apply_replication(ReplCommand::ApplyRemoteBatch(entries[..2].to_vec()))
+        .await
+        .unwrap();
+    secondary
+        .apply_replication(ReplCommand::ApplyRemoteBatch(entries.clone()))
+        .await
+        .unwrap();
+
+    assert!(
+        matches!(refused, Err(StorageError::Diverged(_))),
+        "{refused:?}"
+    );
+    assert_eq!(after_refusal, 0, "a refused batch applies nothing");
+    let (p, s) = (primary.replication_status(), secondary.replication_status());
+    assert_eq!((s.last_wal, s.last_hash), (p.last_wal, p.last_hash));
+    assert_eq!(s.merkle_root, p.merkle_root);
+    assert_eq!(s.last_remote_wal, 4);
+}

@@ -20,7 +20,7 @@ use crate::{Core, CoreError, Response};
 /// Length of the OTP and of the DR operation token (Vault reports 24).
 pub(crate) const OP_TOKEN_LENGTH: usize = 24;
 /// Where generated DR operation tokens are recorded, by SHA-256 (cluster-local).
-const OP_TOKEN_PREFIX: &str = "core/replication/dr/op-token/";
+pub(crate) const OP_TOKEN_PREFIX: &str = "core/replication/dr/op-token/";
 
 /// The storage key recording `token` as a DR operation token.
 pub(crate) fn op_token_key(token: &str) -> String {

@@ -199,6 +199,8 @@ impl Core {
         self.storage
             .apply_replication(ReplCommand::BumpEpoch)
             .await?;
+        // DR operation tokens authorize operations on a secondary only: none outlive promotion.
+        self.delete_prefix(super::op_token::OP_TOKEN_PREFIX).await?;
         let material = self.new_primary_material(&config.cluster_id, &addr)?;
         self.commit_dr_config(DrConfig {
             mode: ReplicationMode::Primary,

@@ -117,6 +117,26 @@ impl Model {
                 self.pos = e.position();
                 Ok(())
             }
+            ReplCommand::ApplyRemoteBatch(entries) => {
+                // All or nothing, like the storage engine: check the chain, then apply.
+                let mut pos = self.pos;
+                for e in &entries {
+                    if e.index <= pos.index {
+                        continue;
+                    }
+                    if e.index != pos.index + 1 || e.prev_hash != pos.hash {
+                        return Err(format!("diverged at {}", e.index));
+                    }
+                    pos = e.position();
+                }
+                for e in entries {
+                    if e.index > self.pos.index {
+                        self.apply_ops(&e.ops);
+                        self.pos = e.position();
+                    }
+                }
+                Ok(())
+            }
             ReplCommand::SyncOps(ops) => {
                 self.apply_ops(&ops);
                 Ok(())
@@ -664,8 +684,7 @@ fn wal_gap_and_duplicates_are_handled() {
     assert_eq!(
         out,
         vec![
-            Output::ApplyStorage(ReplCommand::ApplyRemote(e1.clone())),
-            Output::ApplyStorage(ReplCommand::ApplyRemote(e2.clone())),
+            Output::ApplyStorage(ReplCommand::ApplyRemoteBatch(vec![e1.clone(), e2.clone()])),
             Output::AfterApply,
         ]
     );

@@ -194,6 +194,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                         .map_err(|e| io_err(&format!("writing log entry {index}"), e))?;
                 }
             }
+            super::fault::slow_disk();
             txn.commit()
                 .map_err(|e| io_err("committing log entries", e))
         })

@@ -7,6 +7,7 @@
 //! fsync'd and applied before [`Storage::write`] returns.
 
 mod db;
+mod fault;
 mod identity;
 mod log_store;
 mod network;
@@ -31,7 +32,7 @@ use self::log_store::LogStore;
 use self::network::NetworkFactory;
 use self::state_machine::StateMachine;
 pub use self::types::RaftNode;
-use self::types::{ApplyOutcome, Command, TypeConfig, WireOp, WirePair, raft_id_for};
+use self::types::{ApplyOutcome, Command, EncodedEntry, TypeConfig, WireOp, WirePair, raft_id_for};
 use crate::replog::engine::{self, BucketSet, ReplShared};
 use crate::replog::{MerkleTree, ReplCommand, ReplStatus, WalPosition, WalRead};
 use crate::{Op, Storage, StorageError, StorageStatus};
@@ -293,6 +294,36 @@ impl RaftStorage {
         self.propose(cmd).await
     }
 
+    /// Proposes consecutive remote WAL entries in as few Raft entries as the size limit
+    /// allows (one fsync each); the chain check runs again in every apply.
+    async fn propose_remote_batch(
+        &self,
+        entries: Vec<crate::WalEntry>,
+    ) -> Result<(), StorageError> {
+        let mut chunk: Vec<EncodedEntry> = Vec::new();
+        let mut size = 0usize;
+        for entry in entries {
+            let bytes = entry.payload_bytes();
+            if bytes > self.tuning.max_batch_bytes {
+                return Err(StorageError::TooLarge(format!(
+                    "WAL entry {} carries {bytes} bytes, over the raft entry limit of {} bytes",
+                    entry.index, self.tuning.max_batch_bytes
+                )));
+            }
+            if !chunk.is_empty() && size + bytes > self.tuning.max_batch_bytes {
+                self.propose(Command::ApplyRemoteBatch(std::mem::take(&mut chunk)))
+                    .await?;
+                size = 0;
+            }
+            size += bytes;
+            chunk.push(EncodedEntry(entry.encode()));
+        }
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        self.propose(Command::ApplyRemoteBatch(chunk)).await
+    }
+
     /// Runs a read against the state machine off the async workers.
     async fn read<T, F>(&self, op: &'static str, f: F) -> Result<T, StorageError>
     where
@@ -420,6 +451,9 @@ impl Storage for RaftStorage {
                     )));
                 }
                 Command::ApplyRemote(entry.encode())
+            }
+            ReplCommand::ApplyRemoteBatch(entries) => {
+                return self.propose_remote_batch(entries).await;
             }
             ReplCommand::SyncOps(ops) => return self.propose_sync_ops(ops).await,
             ReplCommand::SetPosition(pos) => Command::SetPosition {

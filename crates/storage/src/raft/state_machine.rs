@@ -171,6 +171,16 @@ fn apply_command(
             Ok(entry) => ReplCommand::ApplyRemote(entry),
             Err(e) => return Ok(ApplyOutcome::Rejected(e.to_string())),
         },
+        Command::ApplyRemoteBatch(encoded) => {
+            let mut entries = Vec::with_capacity(encoded.len());
+            for e in encoded {
+                match WalEntry::decode(&e.0) {
+                    Ok(entry) => entries.push(entry),
+                    Err(err) => return Ok(ApplyOutcome::Rejected(err.to_string())),
+                }
+            }
+            ReplCommand::ApplyRemoteBatch(entries)
+        }
         Command::SyncOps(ops) => ReplCommand::SyncOps(wire(ops)),
         Command::SetPosition { index, epoch, hash } => {
             let mut h = [0u8; 32];

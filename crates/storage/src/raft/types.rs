@@ -57,6 +57,10 @@ pub fn raft_id_for(node_id: &str) -> u64 {
 }
 
 /// The application payload of one Raft log entry.
+/// One encoded WAL entry inside a batch command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncodedEntry(#[serde(with = "b64")] pub Vec<u8>);
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// An atomic batch from [`crate::Storage::write`].
@@ -68,6 +72,8 @@ pub enum Command {
     BatchAt { unix_ms: u64, ops: Vec<WireOp> },
     /// A primary's WAL entry to apply verbatim ([`crate::WalEntry::encode`] bytes).
     ApplyRemote(#[serde(with = "b64")] Vec<u8>),
+    /// Consecutive primary WAL entries applied in one step (each [`crate::WalEntry::encode`]).
+    ApplyRemoteBatch(Vec<EncodedEntry>),
     /// Merkle-sync ops: applied without creating a WAL entry.
     SyncOps(Vec<WireOp>),
     /// Adopt a primary's WAL position (hash hex-encoded).
@@ -106,6 +112,7 @@ impl Command {
             }
             Command::ReplaceAll(pairs) => pairs.iter().map(|p| p.key.len() + p.value.len()).sum(),
             Command::ApplyRemote(bytes) => bytes.len(),
+            Command::ApplyRemoteBatch(entries) => entries.iter().map(|e| e.0.len()).sum(),
             Command::SetPosition { .. } | Command::WipeReplicated | Command::BumpEpoch => 0,
         }
     }
@@ -119,6 +126,9 @@ impl fmt::Display for Command {
             Command::ReplaceAll(pairs) => write!(f, "replace_all({} pairs)", pairs.len()),
             Command::BatchAt { ops, .. } => write!(f, "batch({} ops)", ops.len()),
             Command::ApplyRemote(bytes) => write!(f, "apply_remote({} bytes)", bytes.len()),
+            Command::ApplyRemoteBatch(entries) => {
+                write!(f, "apply_remote_batch({} entries)", entries.len())
+            }
             Command::SyncOps(ops) => write!(f, "sync_ops({} ops)", ops.len()),
             Command::SetPosition { index, .. } => write!(f, "set_position({index})"),
             Command::WipeReplicated => f.write_str("wipe_replicated"),

@@ -338,6 +338,7 @@ impl Stage {
     pub fn repl(&mut self, txn: &mut impl KvTxn, cmd: ReplCommand) -> Result<(), ApplyError> {
         match cmd {
             ReplCommand::ApplyRemote(entry) => return self.apply_remote(txn, entry),
+            ReplCommand::ApplyRemoteBatch(entries) => return self.apply_remote_batch(txn, entries),
             ReplCommand::SyncOps(ops) => {
                 check_replicated_ops(&ops).map_err(ApplyError::Rejected)?;
                 self.apply_ops(txn, &ops)?;
@@ -365,6 +366,76 @@ impl Stage {
         }
         self.write_meta(txn)?;
         Ok(())
+    }
+
+    /// Checks every entry of `entries` against the chain first, then applies the new ones:
+    /// a batch is all or nothing. Entries we already hold (equal hash) are skipped.
+    fn apply_remote_batch(
+        &mut self,
+        txn: &mut impl KvTxn,
+        entries: Vec<WalEntry>,
+    ) -> Result<(), ApplyError> {
+        let (mut last_index, mut last_hash) = (self.meta.last_wal, self.meta.last_hash);
+        let mut fresh = Vec::with_capacity(entries.len());
+        for entry in entries {
+            if entry.index <= last_index && entry.index > 0 && fresh.is_empty() {
+                // Already held: verify it matches, exactly as a single remote apply would.
+                self.check_held(txn, &entry)?;
+                continue;
+            }
+            if entry.index != last_index.saturating_add(1) {
+                return Err(ApplyError::Rejected(StorageError::Diverged(format!(
+                    "WAL entry {} does not follow entry {last_index}",
+                    entry.index
+                ))));
+            }
+            if entry.prev_hash != last_hash {
+                return Err(ApplyError::Rejected(StorageError::Diverged(format!(
+                    "WAL entry {} was built on a different history than entry {last_index}",
+                    entry.index
+                ))));
+            }
+            if !entry.hash_is_valid() {
+                return Err(ApplyError::Rejected(StorageError::Rejected(format!(
+                    "WAL entry {} does not match its own hash",
+                    entry.index
+                ))));
+            }
+            check_replicated_ops(&entry.ops).map_err(ApplyError::Rejected)?;
+            (last_index, last_hash) = (entry.index, entry.hash);
+            fresh.push(entry);
+        }
+        for entry in &fresh {
+            self.apply_ops(txn, &entry.ops)?;
+            self.append(txn, entry)?;
+            self.meta.last_remote_wal = entry.index;
+        }
+        self.write_meta(txn)?;
+        Ok(())
+    }
+
+    /// Verifies that an entry at or below our last index is the one we hold.
+    fn check_held(&self, txn: &mut impl KvTxn, entry: &WalEntry) -> Result<(), ApplyError> {
+        let m = &self.meta;
+        let ours = if entry.index == m.last_wal {
+            Some(m.last_hash)
+        } else {
+            match txn.get(&wal_entry_key(entry.index))? {
+                Some(raw) => Some(WalEntry::decode(&raw)?.hash),
+                None => None,
+            }
+        };
+        match ours {
+            Some(h) if h == entry.hash => Ok(()),
+            Some(_) => Err(ApplyError::Rejected(StorageError::Diverged(format!(
+                "WAL entry {} differs from the one this cluster already holds",
+                entry.index
+            )))),
+            None => Err(ApplyError::Rejected(StorageError::Diverged(format!(
+                "WAL entry {} is older than this cluster's retained log ({}..={}) and cannot be checked",
+                entry.index, m.first_retained, m.last_wal
+            )))),
+        }
     }
 
     fn apply_remote(&mut self, txn: &mut impl KvTxn, entry: WalEntry) -> Result<(), ApplyError> {

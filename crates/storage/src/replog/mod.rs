@@ -49,6 +49,9 @@ pub enum ReplCommand {
     /// [`crate::StorageError::Diverged`]; an entry we already hold (same index and hash) is a
     /// no-op.
     ApplyRemote(WalEntry),
+    /// Several consecutive primary entries applied in one atomic step (one fsync): the
+    /// whole chain is checked before anything is written.
+    ApplyRemoteBatch(Vec<WalEntry>),
     /// Merkle sync: apply replicated-key ops without creating a WAL entry.
     SyncOps(Vec<crate::Op>),
     /// After a merkle sync: adopt the primary's position, dropping our retained WAL.
