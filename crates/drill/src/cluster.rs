@@ -118,6 +118,8 @@ pub struct Cluster {
     client: Client,
     /// Unseal keys in force (after a secondary enable, the primary's).
     pub keys: Vec<String>,
+    /// Extra environment for the server process (fault knobs), applied at every start.
+    pub env: Vec<(String, String)>,
 }
 
 impl Cluster {
@@ -142,6 +144,8 @@ impl Cluster {
             .unwrap_or_default();
         let config = dir.join("config.hcl");
         let peer = &placement.peer_ip;
+        // Metrics are open on every drill listener: a DR secondary serves `sys/metrics` only
+        // unauthenticated (it has no tokens of its own), and drills read its lag gauge.
         std::fs::write(
             &config,
             format!(
@@ -157,6 +161,9 @@ listener "tcp" {{
   cluster_address = "{peer}:{CLUSTER_PORT}"
   tls_cert_file   = "{cert}"
   tls_key_file    = "{key}"
+  telemetry {{
+    unauthenticated_metrics_access = true
+  }}
 }}
 telemetry {{
   prometheus_retention_time = "1h"
@@ -179,6 +186,7 @@ telemetry {{
             child: None,
             client,
             keys: Vec::new(),
+            env: Vec::new(),
         })
     }
 
@@ -226,6 +234,7 @@ telemetry {{
         cmd.arg("server")
             .arg(format!("-config={}", self.config.display()))
             .env("HOME", &self.dir)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log));
@@ -364,7 +373,8 @@ telemetry {{
         Ok(r["data"].clone())
     }
 
-    /// Prometheus text of `sys/metrics` (needs a token; primaries only).
+    /// Prometheus text of `sys/metrics` (needs a token; primaries only; a DR secondary
+    /// answers without one, since every drill listener allows unauthenticated metrics).
     pub fn metrics(&self, token: &str) -> Result<String> {
         let r = self
             .req(Method::GET, "sys/metrics?format=prometheus", token)

@@ -442,7 +442,13 @@ async fn sync_ops_then_set_position_resumes_streaming(
         .await;
 
     assert_eq!(after_sync.last_wal, 1, "sync ops create no WAL entry");
-    assert_eq!(after_sync.retained_entries, 1);
+    // Why: mid-sync, our own entries no longer describe the data; nothing may resume from them.
+    assert_eq!(after_sync.retained_entries, 0);
+    assert_eq!(
+        after_sync.last_hash,
+        strongroom_storage::replog::SYNC_IN_PROGRESS,
+        "a half-synced position cannot be resumed from"
+    );
     assert_eq!(positioned.position(), sync_point);
     assert_eq!(positioned.retained_entries, 0);
     assert_eq!(positioned.first_retained, sync_point.index + 1);

@@ -27,6 +27,10 @@ use super::{
 use crate::keyspace::{KeyClass, classify};
 use crate::{Op, StorageError};
 
+/// Chain hash of a secondary in the middle of a merkle sync: no real entry hashes to it, so
+/// no stream can resume from a position carrying it.
+pub const SYNC_IN_PROGRESS: [u8; 32] = [0xff; 32];
+
 /// The mutable view of a backend's keyspace inside one atomic step.
 pub(crate) trait KvTxn {
     fn get(&self, key: &str) -> io::Result<Option<Vec<u8>>>;
@@ -341,6 +345,20 @@ impl Stage {
             ReplCommand::ApplyRemoteBatch(entries) => return self.apply_remote_batch(txn, entries),
             ReplCommand::SyncOps(ops) => {
                 check_replicated_ops(&ops).map_err(ApplyError::Rejected)?;
+                // The first sync write poisons our chain position in the same atomic step:
+                // until SetPosition adopts the primary's sync point, no one (a reconnect after
+                // a crash, another primary, or a secondary of ours after a forced promote) can
+                // resume streaming on top of a half-synced keyspace.
+                if self.meta.last_hash != SYNC_IN_PROGRESS {
+                    self.drop_retained(txn)?;
+                    let at = WalPosition {
+                        index: self.meta.last_wal,
+                        epoch: self.meta.epoch,
+                        hash: SYNC_IN_PROGRESS,
+                    };
+                    self.meta.restart_at(&at);
+                    self.meta_dirty = true;
+                }
                 self.apply_ops(txn, &ops)?;
             }
             ReplCommand::SetPosition(pos) => {

@@ -16,6 +16,7 @@ mod merkle;
 mod meta;
 mod reads;
 
+pub use self::engine::SYNC_IN_PROGRESS;
 pub use entry::{WalEntry, WalPosition};
 pub use merkle::{MerkleTree, bucket_of, leaf_hash};
 
