@@ -89,73 +89,83 @@ impl Env {
                 d = dir.display()
             ),
         )?;
-        let log = std::fs::File::create(dir.join("server.log"))?;
-        let mut child = Command::new(&self.exe)
-            .arg("server")
-            .arg(format!("-config={}", config.display()))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .with_context(|| format!("starting {}", self.exe.display()))?;
-        let stdout = child.stdout.take().context("the server has no stdout")?;
-        // From here on `node` owns the child, so an early return still kills it.
-        let mut node = Node {
+        let (child, addr) = spawn(&self.exe, &config, &dir, name)?;
+        let node = Node {
             name: name.to_string(),
             dir,
-            addr: String::new(),
+            config,
+            exe: self.exe.clone(),
+            addr,
             child,
             client: self.client.clone(),
             root: String::new(),
+            unseal_key: String::new(),
         };
-        let mut lines = BufReader::new(stdout).lines();
-        node.addr = loop {
-            let line = lines
-                .next()
-                .with_context(|| {
-                    format!(
-                        "{name} exited before printing its address (see {})",
-                        node.dir.join("server.log").display()
-                    )
-                })?
-                .context("reading the server's stdout")?;
-            if let Some(a) = line.trim().strip_prefix("Api Address: ") {
-                break a.to_string();
-            }
-        };
-        if std::env::var_os("STRONGROOM_BENCH_VERBOSE").is_some() {
-            eprintln!(
-                "started {name}: pid {} at {} (dir {})",
-                node.child.id(),
-                node.addr,
-                node.dir.display()
-            );
-        }
-        // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = node.client.get(node.url("sys/seal-status")).send().await
-                && r.status().is_success()
-            {
-                return Ok(node);
-            }
-            if Instant::now() > deadline {
-                bail!("{name} did not answer sys/seal-status within 30s");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        node.wait_up().await?;
+        Ok(node)
     }
+}
+
+/// Spawns `strongroom server` and reads the API address it prints.
+fn spawn(exe: &Path, config: &Path, dir: &Path, name: &str) -> Result<(Child, String)> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))?;
+    let mut child = Command::new(exe)
+        .arg("server")
+        .arg(format!("-config={}", config.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .with_context(|| format!("starting {}", exe.display()))?;
+    let Some(stdout) = child.stdout.take() else {
+        let _ = child.kill();
+        let _ = child.wait();
+        bail!("the server has no stdout");
+    };
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = match lines.next() {
+            Some(Ok(line)) => line,
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "{name} exited before printing its address (see {})",
+                    dir.join("server.log").display()
+                );
+            }
+        };
+        if let Some(a) = line.trim().strip_prefix("Api Address: ") {
+            break a.to_string();
+        }
+    };
+    if std::env::var_os("STRONGROOM_BENCH_VERBOSE").is_some() {
+        eprintln!(
+            "started {name}: pid {} at {addr} (dir {})",
+            child.id(),
+            dir.display()
+        );
+    }
+    // Keep draining stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Ok((child, addr))
 }
 
 /// One running server process; killed when dropped.
 pub struct Node {
     pub name: String,
     pub dir: PathBuf,
+    config: PathBuf,
+    exe: PathBuf,
     pub addr: String,
     child: Child,
     pub client: reqwest::Client,
     /// The root token that works here (a secondary adopts its primary's).
     pub root: String,
+    /// The single unseal key share (a secondary adopts its primary's seal).
+    pub unseal_key: String,
 }
 
 impl Drop for Node {
@@ -166,6 +176,39 @@ impl Drop for Node {
 }
 
 impl Node {
+    async fn wait_up(&self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = self.client.get(self.url("sys/seal-status")).send().await
+                && r.status().is_success()
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{} did not answer sys/seal-status within 30s", self.name);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGKILL and start again on the same data (new ports), then unseal.
+    pub async fn restart(&mut self) -> Result<()> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, addr) = spawn(&self.exe, &self.config, &self.dir, &self.name)?;
+        self.child = child;
+        self.addr = addr;
+        self.wait_up().await?;
+        let key = self.unseal_key.clone();
+        self.call(
+            reqwest::Method::PUT,
+            "sys/unseal",
+            Some(json!({ "key": key })),
+        )
+        .await?;
+        Ok(())
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}/v1/{path}", self.addr)
     }
@@ -269,10 +312,46 @@ impl Node {
             .context("no VmRSS in /proc/<pid>/status")
     }
 
+    /// Logs the node's large data files to stderr when `STRONGROOM_BENCH_VERBOSE` is set.
+    pub fn log_disk(&self) {
+        if std::env::var_os("STRONGROOM_BENCH_VERBOSE").is_none() {
+            return;
+        }
+        for (name, len) in big_files(&self.dir.join("raft")) {
+            eprintln!("  {}: {name} {:.1} MiB", self.name, len as f64 / 1048576.0);
+        }
+    }
+
     /// Bytes on disk under the node's raft directory.
     pub fn disk_bytes(&self) -> u64 {
         dir_bytes(&self.dir.join("raft"))
     }
+}
+
+/// Files of at least 1 MiB under `p`, largest first, as "name size-MiB" (for verbose runs).
+pub fn big_files(p: &Path) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![p.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(e.path()),
+                Ok(m) if m.len() >= 1 << 20 => out.push((
+                    e.path()
+                        .strip_prefix(p)
+                        .map(|r| r.display().to_string())
+                        .unwrap_or_default(),
+                    m.len(),
+                )),
+                _ => {}
+            }
+        }
+    }
+    out.sort_by(|a, b| b.1.cmp(&a.1));
+    out
 }
 
 fn dir_bytes(p: &Path) -> u64 {

@@ -75,6 +75,7 @@ pub async fn enable_secondary(env: &Env, primary: &Node, spare: &mut Node, id: &
         )
         .await?;
     spare.root = primary.root.clone();
+    spare.unseal_key = primary.unseal_key.clone();
     Ok(())
 }
 

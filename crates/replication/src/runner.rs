@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use strongroom_storage::{Op, ReplCommand, Storage};
+use strongroom_storage::{Op, ReplCommand, Storage, WalEntry};
 use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
@@ -293,6 +293,7 @@ impl Driver {
                     return;
                 }
                 Next::Tick => self.events.push_back(Event::Tick),
+                Next::Msg(PrimaryMsg::Wal(entries)) => self.coalesce_wal(entries),
                 Next::Msg(msg) => self.events.push_back(msg.into()),
                 Next::Lost(reason) => {
                     self.conn = None;
@@ -386,7 +387,7 @@ impl Driver {
         match result {
             Ok(stream) => {
                 let (rd, wr) = tokio::io::split(stream);
-                let (tx, rx) = mpsc::channel(16);
+                let (tx, rx) = mpsc::channel(32);
                 let reader = tokio::spawn(read_loop(rd, tx));
                 self.conn = Some(Conn {
                     writer: wr,
@@ -501,6 +502,43 @@ impl Driver {
         match self.status.lock() {
             Ok(mut s) => *s = next,
             Err(poisoned) => *poisoned.into_inner() = next,
+        }
+    }
+}
+
+/// Most WAL bytes merged into one apply step from messages already received.
+const MAX_COALESCED_BYTES: usize = 4 * 1024 * 1024;
+
+impl Driver {
+    /// Merges WAL messages that are already queued behind `entries` into one event, so a
+    /// secondary that fell behind applies its backlog in large storage steps (one fsync each)
+    /// instead of one step per message.
+    fn coalesce_wal(&mut self, mut entries: Vec<WalEntry>) {
+        let mut bytes: usize = entries.iter().map(WalEntry::payload_bytes).sum();
+        let mut next = None;
+        if let Some(conn) = self.conn.as_mut() {
+            while bytes < MAX_COALESCED_BYTES {
+                match conn.incoming.try_recv() {
+                    Ok(Ok(PrimaryMsg::Wal(more))) => {
+                        bytes += more.iter().map(WalEntry::payload_bytes).sum::<usize>();
+                        entries.extend(more);
+                    }
+                    Ok(other) => {
+                        next = Some(other);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        self.events.push_back(PrimaryMsg::Wal(entries).into());
+        match next {
+            Some(Ok(msg)) => self.events.push_back(msg.into()),
+            Some(Err(e)) => {
+                self.conn = None;
+                self.events.push_back(Event::Disconnected(e.to_string()));
+            }
+            None => {}
         }
     }
 }

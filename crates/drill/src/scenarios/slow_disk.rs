@@ -33,11 +33,15 @@ const DELAY_MS: u64 = 50;
 /// Offered load, the same in both phases.
 const RATE: f64 = 200.0;
 const WRITERS: usize = 16;
-const PHASE: Duration = Duration::from_secs(8);
+/// Long enough for a thousand latency samples per phase; the backlog it builds on the slow
+/// disk drains at roughly one streamed message per delayed commit, so longer costs minutes.
+const PHASE: Duration = Duration::from_secs(5);
 /// The secondary's lag must reach at least this many WAL entries under the fault.
 const LAG_MIN_ENTRIES: f64 = 5.0;
-/// The secondary must drain its lag this soon after the writes stop.
-const CATCHUP_LIMIT_MS: u128 = 15_000;
+/// The secondary must drain its lag this soon after the writes stop. Still on the slow disk,
+/// it pays the delay per streamed message (about one entry each), so a backlog of a thousand
+/// entries takes about a minute; the bound only proves it converges.
+const CATCHUP_LIMIT: Duration = Duration::from_secs(180);
 /// The Prometheus name of the secondary's lag gauge.
 const LAG_GAUGE: &str = "vault_replication_lag_ms";
 
@@ -81,13 +85,14 @@ pub fn run(env: &Env) -> Result<Verdict> {
         .push((FSYNC_DELAY_ENV.into(), DELAY_MS.to_string()));
     rig.restart(B)?;
     rig.wait_caught_up(A, B, Duration::from_secs(60))?;
+    let slow = phase(&rig, &tokens, WRITERS)?;
+    let t_stop = Instant::now();
+    let caught = rig.wait_caught_up(A, B, CATCHUP_LIMIT);
+    let catchup_ms = ms(t_stop, Instant::now());
+    // The knob announces itself at the first delayed commit, which the load guarantees.
     let fault_active = std::fs::read_to_string(rig.clusters[B].log_file())
         .map(|log| log.contains("fsync is delayed"))
         .unwrap_or(false);
-    let slow = phase(&rig, &tokens, WRITERS)?;
-    let t_stop = Instant::now();
-    let caught = rig.wait_caught_up(A, B, Duration::from_secs(60));
-    let catchup_ms = ms(t_stop, Instant::now());
 
     // Assert: every write of both phases there and the trees equal; the primary not slowed;
     // the lag grew and showed in status and metrics; it drained once the writes stopped.
@@ -163,7 +168,7 @@ pub fn run(env: &Env) -> Result<Verdict> {
     if slow.gauge_ms.is_empty() || q(&slow.gauge_ms, 0.0) < delay {
         why.push("the secondary's lag gauge did not show the delay");
     }
-    if caught.is_err() || catchup_ms > CATCHUP_LIMIT_MS {
+    if caught.is_err() {
         why.push("the secondary did not catch up after the load");
     }
     Ok(if report.clean() && why.is_empty() {
@@ -210,7 +215,12 @@ fn phase(rig: &Rig, tokens: &[String], first_client: usize) -> Result<Phase> {
         .collect();
     let errors = writes.len() - latency_ms.len();
     let (mut lag_entries, mut canary_age_ms) = secondary_readings(&samples);
-    for v in [&mut latency_ms, &mut lag_entries, &mut canary_age_ms, &mut gauge_ms] {
+    for v in [
+        &mut latency_ms,
+        &mut lag_entries,
+        &mut canary_age_ms,
+        &mut gauge_ms,
+    ] {
         v.sort_by(f64::total_cmp);
     }
     Ok(Phase {
@@ -371,7 +381,10 @@ mod tests {
 
         // Act + assert
         assert_eq!(gauge_value(text, "vault_replication_lag_ms"), Some(123.5));
-        assert_eq!(gauge_value(labelled, "vault_replication_lag_ms"), Some(77.0));
+        assert_eq!(
+            gauge_value(labelled, "vault_replication_lag_ms"),
+            Some(77.0)
+        );
         assert_eq!(gauge_value("other 1\n", "vault_replication_lag_ms"), None);
     }
 
@@ -389,8 +402,11 @@ mod tests {
         let samples = vec![
             sample(1, json!({"last_remote_wal": 1})),
             sample(0, json!({"last_wal": 10})),
-            sample(1, json!({"last_remote_wal": 4, "primaries": [
-                {"replication_primary_canary_age_ms": "60"}]})),
+            sample(
+                1,
+                json!({"last_remote_wal": 4, "primaries": [
+                {"replication_primary_canary_age_ms": "60"}]}),
+            ),
             sample(0, json!({"last_wal": 20})),
             sample(1, json!({"last_remote_wal": 20})),
         ];
