@@ -258,6 +258,7 @@ impl Node {
             Some(json!({ "key": key })),
         )
         .await?;
+        self.unseal_key = key.to_string();
         self.root = init["root_token"]
             .as_str()
             .context("sys/init gave no root token")?

@@ -13,6 +13,7 @@ mod kv;
 mod lag;
 mod memory;
 mod promotion;
+mod sampling;
 mod stats;
 
 use anyhow::{Context, Result, bail};
@@ -21,7 +22,7 @@ const USAGE: &str = "usage: strongroom-bench <command> [options]
 
 commands:
   kv           [--seconds N]        KV write/read throughput and p50/p99 at 1/16/64 clients
-  replication  [--seconds N] [--rates 100,1000] [--clients 64]
+  replication  [--seconds N] [--rates 100,1000] [--clients 64] [--poll-us 1000]
                                     DR lag p50/p99 at fixed write rates and at the maximum
   promotion    [--rounds N]         planned failover: promote -> first write, demote -> write
   bootstrap    [--secrets 10000,100000]
@@ -80,6 +81,18 @@ async fn main() -> Result<()> {
         println!("{USAGE}");
         return Ok(());
     }
+    if ![
+        "kv",
+        "replication",
+        "promotion",
+        "bootstrap",
+        "memory",
+        "all",
+    ]
+    .contains(&cmd.as_str())
+    {
+        bail!("unknown command {cmd:?}\n\n{USAGE}");
+    }
     let opts = Opts(rest);
     let env = cluster::Env::new()?;
     machine();
@@ -108,7 +121,11 @@ async fn replication(env: &cluster::Env, opts: &Opts) -> Result<()> {
         .map(|r| lag::Load::Rate(u32::try_from(r).unwrap_or(u32::MAX)))
         .collect();
     loads.push(lag::Load::Clients(opts.int("--clients", 64)? as usize));
-    lag::run(env, opts.int("--seconds", 5)?, &loads).await
+    let poll = match opts.get("--poll-us") {
+        None => lag::DEFAULT_POLL,
+        Some(_) => std::time::Duration::from_micros(opts.int("--poll-us", 1000)?),
+    };
+    lag::run(env, opts.int("--seconds", 5)?, &loads, poll).await
 }
 
 /// One line describing the machine and its load, printed before every run.

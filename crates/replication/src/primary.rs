@@ -224,8 +224,9 @@ impl PrimaryServer {
             ));
         }
         s.cluster_id = cluster_id;
-        s.peer.api_address = api_address;
-        s.peer.cluster_address = cluster_address;
+        // Peer-supplied strings end up in status: keep them short.
+        s.peer.api_address = bounded(api_address);
+        s.peer.cluster_address = bounded(cluster_address);
         // The sync point is taken before any page or bucket is read on this connection.
         let current = self.storage.replication_status().position();
         // A secondary at position 0 (fresh or just wiped) always diffs: data that predates
@@ -474,4 +475,17 @@ async fn read_loop<R: AsyncRead + Unpin>(
             }
         }
     }
+}
+
+/// Caps a peer-supplied address at 256 bytes (on a character boundary).
+fn bounded(mut s: String) -> String {
+    const MAX: usize = 256;
+    if s.len() > MAX {
+        let mut end = MAX;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
 }
