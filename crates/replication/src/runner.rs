@@ -277,7 +277,10 @@ impl Driver {
                         None => std::future::pending().await,
                     }
                 };
+                // Biased: after a long apply, messages already queued (heartbeats among them)
+                // are read before the clock decides the primary went silent.
                 tokio::select! {
+                    biased;
                     _ = self.stop.changed() => Next::Stop,
                     msg = incoming => match msg {
                         Some(Ok(msg)) => Next::Msg(msg),
@@ -507,7 +510,7 @@ impl Driver {
 }
 
 /// Most WAL bytes merged into one apply step from messages already received.
-const MAX_COALESCED_BYTES: usize = 4 * 1024 * 1024;
+const MAX_COALESCED_BYTES: usize = 1024 * 1024;
 
 impl Driver {
     /// Merges WAL messages that are already queued behind `entries` into one event, so a

@@ -422,6 +422,10 @@ async fn sync_ops_then_set_position_resumes_streaming(
         .await
         .unwrap();
     let after_sync = secondary.replication_status();
+    let resume_mid_sync = secondary
+        .wal_read(after_sync.position(), 10, 1 << 20)
+        .await
+        .unwrap();
     secondary
         .apply_replication(ReplCommand::SetPosition(sync_point))
         .await
@@ -448,6 +452,10 @@ async fn sync_ops_then_set_position_resumes_streaming(
         after_sync.last_hash,
         strongroom_storage::replog::SYNC_IN_PROGRESS,
         "a half-synced position cannot be resumed from"
+    );
+    assert!(
+        matches!(resume_mid_sync, WalRead::Gone),
+        "nobody streams from a mid-sync position"
     );
     assert_eq!(positioned.position(), sync_point);
     assert_eq!(positioned.retained_entries, 0);

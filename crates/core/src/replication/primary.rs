@@ -23,6 +23,8 @@ use crate::{Core, CoreError, Request, Response};
 const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(30 * 60);
 
 const ENABLE_WARNING: &str = "This cluster is being enabled as a primary for replication. Vault will be unavailable for a brief period and will resume service shortly.";
+/// How long a demote waits for requests admitted before it.
+const DEMOTE_DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
 const DEMOTE_WARNING: &str = "This cluster is being demoted to a replication secondary. Vault will be unavailable for a brief period and will resume service shortly.";
 pub(super) const DISABLE_WARNING: &str = "This cluster is having replication disabled. Vault will be unavailable for a brief period and will resume service shortly.";
 
@@ -127,12 +129,23 @@ impl Core {
             ..DrConfig::default()
         })
         .await?;
-        // Wait for the client requests admitted before the switch: their writes are in the
-        // WAL (and so reach the secondaries) before this call answers.
-        drop(self.client_gate.write().await);
+        // No more background lease revocations, then wait (bounded) for the client requests
+        // admitted before the switch: their writes are in the WAL, and so reach the
+        // secondaries, before this call answers.
         self.expiration_stop().await;
+        let mut warnings = vec![DEMOTE_WARNING.to_owned()];
+        match tokio::time::timeout(DEMOTE_DRAIN, self.client_gate.write()).await {
+            Ok(guard) => drop(guard),
+            Err(_) => warnings.push(format!(
+                "requests admitted before the demote were still running after {}s; wait for the secondary's last_remote_wal to stop moving before promoting it",
+                DEMOTE_DRAIN.as_secs()
+            )),
+        }
         tracing::info!("DR primary demoted to an idle secondary");
-        Ok(warning(DEMOTE_WARNING))
+        Ok(Response {
+            warnings,
+            ..Response::default()
+        })
     }
 
     /// `sys/replication/dr/primary/disable`: forgets the set; every secondary is cut off.

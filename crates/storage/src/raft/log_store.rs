@@ -148,8 +148,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .await
     }
 
-    /// The committed id is only a recovery hint (the state machine is itself durable, and a
-    /// leader re-establishes the commit), and openraft saves it on its main loop before every
+    /// The committed id is only a recovery hint (applied state is re-derived from the durable
+    /// log after a crash, and a leader re-establishes the commit), and openraft saves it on its main loop before every
     /// apply. So it is written without an fsync of its own: it becomes durable with the next
     /// append or apply commit, and a crash can at worst leave an older value.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {

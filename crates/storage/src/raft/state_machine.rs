@@ -217,8 +217,10 @@ fn apply_batch(
     };
     let mut txn = db.begin_write().map_err(|e| io_err("starting apply", e))?;
     // No fsync of its own: the entries are already durable in the Raft log (same database
-    // file), and redb persists this commit with the next durable one (the next log append or
-    // purge). A crash in between loses only applied state that Raft re-applies from the log,
+    // file; `append` commits Immediate before it returns), and redb persists this commit with
+    // the next durable one (the next log append or purge). This relies on three things:
+    // appends are durable before they return, every other commit (snapshot build and install,
+    // purge, truncate) is Immediate, and applying an entry is deterministic. A crash in between loses only applied state that Raft re-applies from the log,
     // deterministically (entries carry the proposer's clock), so acknowledged writes, WAL and
     // merkle stay consistent. This halves the fsyncs per write.
     txn.set_durability(redb::Durability::None)

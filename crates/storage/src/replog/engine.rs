@@ -379,6 +379,20 @@ impl Stage {
             }
             ReplCommand::BumpEpoch => {
                 self.meta.epoch += 1;
+                // Promoted in the middle of a merkle sync: start a fresh chain from a derived
+                // hash rather than build new history on the sentinel.
+                if self.meta.last_hash == SYNC_IN_PROGRESS {
+                    let mut h = Sha256::new();
+                    h.update(b"strongroom/promoted-mid-sync");
+                    h.update(self.meta.epoch.to_be_bytes());
+                    h.update(self.meta.last_wal.to_be_bytes());
+                    let at = WalPosition {
+                        index: self.meta.last_wal,
+                        epoch: self.meta.epoch,
+                        hash: h.finalize().into(),
+                    };
+                    self.meta.restart_at(&at);
+                }
                 self.meta_dirty = true;
             }
         }

@@ -33,7 +33,8 @@ pub(crate) fn wal_read(
         .map(|raw| WalMeta::decode(&raw))
         .transpose()?
         .unwrap_or_default();
-    if after.index > meta.last_wal {
+    // A position taken in the middle of a merkle sync describes no real history.
+    if after.index > meta.last_wal || after.hash == super::engine::SYNC_IN_PROGRESS {
         return Ok(WalRead::Gone);
     }
     if after.index == meta.last_wal {
