@@ -213,16 +213,14 @@ impl Core {
         self.seal_status().await
     }
 
-    /// `PUT sys/seal`: needs a root token (sudo).
+    /// `PUT sys/seal`: needs `update` and `sudo` on `sys/seal` (a root token has both).
     pub async fn seal(&self, token: Option<&str>) -> Result<(), CoreError> {
         if self.barrier.sealed() {
             return Ok(());
         }
         self.refuse_on_dr_secondary()?;
-        let entry = self.authenticate(token).await?;
-        if !entry.is_root() {
-            return Err(CoreError::PermissionDenied);
-        }
+        self.authorize_raw(token, crate::Operation::Update, "sys/seal", true)
+            .await?;
         let _guard = self.transition.lock().await;
         self.seal_internal().await;
         Ok(())

@@ -176,17 +176,20 @@ impl Core {
         Ok(())
     }
 
-    /// Checks that `token` is a root token on an unsealed core.
+    /// Checks that `token` may use raft snapshots (`update` and `sudo` on
+    /// `sys/storage/raft/snapshot`; a root token has both) on an unsealed core.
     pub async fn require_root(&self, token: Option<&str>) -> Result<(), CoreError> {
         if self.barrier.sealed() {
             return Err(CoreError::Sealed);
         }
         self.refuse_on_dr_secondary()?;
-        if self.authenticate(token).await?.is_root() {
-            Ok(())
-        } else {
-            Err(CoreError::PermissionDenied)
-        }
+        self.authorize_raw(
+            token,
+            crate::Operation::Update,
+            "sys/storage/raft/snapshot",
+            true,
+        )
+        .await
     }
 }
 
