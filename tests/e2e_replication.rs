@@ -368,3 +368,68 @@ fn bad_activation_tokens_and_unauthorized_promotes_change_nothing() {
     assert_eq!(r.status(), 403);
     assert_eq!(status(&b)["mode"], "secondary");
 }
+
+#[test]
+fn public_key_activation_needs_no_api_call_and_is_bound_to_one_secondary() {
+    // Set up: a primary, a would-be secondary with a fresh key pair, and a bystander.
+    let mut a = Node::new();
+    let mut b = Node::new();
+    let mut c = Node::new();
+    a.start();
+    b.start();
+    c.start();
+    let (_, root) = a.init_and_unseal(1, 1);
+    let (_, b_root) = b.init_and_unseal(1, 1);
+    let (_, c_root) = c.init_and_unseal(1, 1);
+    ok(a.req(Method::POST, "sys/mounts/secret", &root)
+        .json(&json!({"type": "kv", "options": {"version": "2"}}))
+        .send()
+        .unwrap());
+    assert_eq!(put(&a, &root, "pk", "value").status(), 200);
+    ok(
+        a.req(Method::PUT, "sys/replication/dr/primary/enable", &root)
+            .send()
+            .unwrap(),
+    );
+    let pk = ok(b
+        .req(
+            Method::PUT,
+            "sys/replication/dr/secondary/generate-public-key",
+            &b_root,
+        )
+        .send()
+        .unwrap())["data"]["secondary_public_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Act: the primary answers an unwrapped, encrypted token in data.token.
+    let r = ok(a
+        .req(
+            Method::PUT,
+            "sys/replication/dr/primary/secondary-token",
+            &root,
+        )
+        .json(&json!({"id": "pk-east", "secondary_public_key": pk}))
+        .send()
+        .unwrap());
+    assert!(r["wrap_info"].is_null());
+    let token = r["data"]["token"].as_str().unwrap().to_string();
+
+    // Assert: another cluster cannot use it; the right one enables without primary_api_addr
+    // or a CA for the primary's API, and converges.
+    let r = c
+        .req(Method::PUT, "sys/replication/dr/secondary/enable", &c_root)
+        .json(&json!({"token": token}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400, "a token encrypted to B is useless to C");
+    ok(
+        b.req(Method::PUT, "sys/replication/dr/secondary/enable", &b_root)
+            .json(&json!({"token": token}))
+            .send()
+            .unwrap(),
+    );
+    wait_caught_up(&a, &b);
+    assert_eq!(status(&b)["secondary_id"], "pk-east");
+}

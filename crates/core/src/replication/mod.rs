@@ -16,6 +16,7 @@ mod hooks;
 mod jwt;
 mod op_token;
 mod primary;
+mod pubkey;
 mod registry;
 mod routes;
 mod secondary;

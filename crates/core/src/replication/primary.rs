@@ -183,11 +183,8 @@ impl Core {
         &self,
         req: &Request,
     ) -> Result<Response, CoreError> {
-        if str_param_opt(&req.data, "secondary_public_key")?.is_some_and(|k| !k.is_empty()) {
-            return Err(CoreError::InvalidRequest(
-                "secondary_public_key mode is not supported yet; omit it to get a wrapped activation token".into(),
-            ));
-        }
+        let public_key =
+            str_param_opt(&req.data, "secondary_public_key")?.filter(|k| !k.is_empty());
         let id = match str_param_opt(&req.data, "id")?.filter(|s| !s.is_empty()) {
             Some(id) => id,
             None => uuid::Uuid::new_v4().to_string(),
@@ -264,6 +261,18 @@ impl Core {
         self.replication.registry.refresh(Some(&config));
         *lock(&self.replication.config) = Some(config);
 
+        if let Some(public_key) = public_key {
+            // Public-key mode: the bundle encrypted to the secondary's key, unwrapped.
+            let token = super::pubkey::seal_bundle(
+                &bundle,
+                &public_key,
+                now_secs() + ttl.as_secs() as i64,
+            )?;
+            let mut data = serde_json::Map::new();
+            data.insert("token".into(), serde_json::Value::String(token));
+            tracing::info!(secondary_id = %id, "DR activation token issued (public-key mode)");
+            return Ok(Response::with_data(data));
+        }
         let mut resp = self
             .wrap_response(req, Response::with_data(bundle.to_data()?), ttl)
             .await?;

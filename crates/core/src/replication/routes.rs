@@ -54,10 +54,7 @@ pub(crate) async fn route(core: &Core, req: &Request) -> Result<Response, CoreEr
             core.op_token_update(&req.data).await?
         }
         "dr/secondary/generate-public-key" if write => {
-            return Err(CoreError::InvalidRequest(
-                "secondary_public_key mode is not supported yet; use a wrapped activation token"
-                    .into(),
-            ));
+            Response::with_data(core.dr_generate_public_key()?)
         }
         "recover" if write => core.dr_recover().await?,
         "reindex" if write => core.dr_reindex().await?,

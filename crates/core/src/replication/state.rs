@@ -35,6 +35,9 @@ pub(crate) struct ReplicationState {
     /// Serializes mode changes (enable, promote, demote, ...) against each other.
     pub(super) ops: tokio::sync::Mutex<()>,
     pub(super) config: Mutex<Option<DrConfig>>,
+    /// The private half of `dr/secondary/generate-public-key`, kept in memory until the
+    /// activation token encrypted to it is used (single use; gone on restart).
+    pub(super) activation_key: Mutex<Option<ring::agreement::EphemeralPrivateKey>>,
     pub(super) registry: Arc<Registry>,
     pub(super) primary_server: Arc<PrimaryServer>,
     pub(super) listener: Mutex<Option<Arc<ClusterListener>>>,
@@ -61,6 +64,7 @@ impl ReplicationState {
             runner: Mutex::new(None),
             canary: Mutex::new(None),
             op_attempt: Mutex::new(None),
+            activation_key: Mutex::new(None),
             canary_written_ms: AtomicU64::new(0),
         }
     }
