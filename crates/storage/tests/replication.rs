@@ -795,3 +795,44 @@ async fn apply_remote_batch_is_all_or_nothing(primary: &dyn Storage, secondary: 
     assert_eq!(s.merkle_root, p.merkle_root);
     assert_eq!(s.last_remote_wal, 4);
 }
+
+on_both_backends!(wipe_then_adopts_records_in_one_step);
+async fn wipe_then_adopts_records_in_one_step(a: &dyn Storage, _b: &dyn Storage) {
+    // Why: enabling a secondary must never leave a wiped node without a keyring.
+    a.put("logical/old", b"x".to_vec()).await.unwrap();
+    a.put("core/cluster/local/id", b"me".to_vec())
+        .await
+        .unwrap();
+
+    a.apply_replication(ReplCommand::WipeReplicatedThen(vec![put(
+        "core/keyring",
+        b"primary-keyring",
+    )]))
+    .await
+    .unwrap();
+    let refused = a
+        .apply_replication(ReplCommand::WipeReplicatedThen(vec![put(
+            "core/cluster/local/x",
+            b"",
+        )]))
+        .await;
+
+    assert_eq!(a.get("logical/old").await.unwrap(), None);
+    assert_eq!(
+        a.get("core/keyring").await.unwrap().as_deref(),
+        Some(&b"primary-keyring"[..])
+    );
+    assert_eq!(
+        a.get("core/cluster/local/id").await.unwrap().as_deref(),
+        Some(&b"me"[..])
+    );
+    assert!(
+        matches!(refused, Err(StorageError::Rejected(_))),
+        "{refused:?}"
+    );
+    assert_eq!(
+        a.get("core/keyring").await.unwrap().as_deref(),
+        Some(&b"primary-keyring"[..]),
+        "a refused command changes nothing"
+    );
+}

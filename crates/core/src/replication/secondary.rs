@@ -128,15 +128,14 @@ impl Core {
 
         // Point of no return: the replicated keyspace becomes the primary's.
         self.expiration_stop().await;
-        self.storage
-            .apply_replication(ReplCommand::WipeReplicated)
-            .await?;
+        // One atomic step: wiped together with the primary's seal config, root key and
+        // keyring, so a crash can never leave an uninitialized node behind.
         let ops = records
             .into_iter()
             .map(|(key, value)| Op::Put { key, value })
             .collect();
         self.storage
-            .apply_replication(ReplCommand::SyncOps(ops))
+            .apply_replication(ReplCommand::WipeReplicatedThen(ops))
             .await?;
         match self.barrier.unseal_with_root_key(&root_key).await {
             Ok(()) => {}

@@ -462,6 +462,11 @@ impl Storage for RaftStorage {
                 hash: hex::encode(pos.hash),
             },
             ReplCommand::WipeReplicated => Command::WipeReplicated,
+            ReplCommand::WipeReplicatedThen(ops) => {
+                let cmd = Command::WipeReplicatedThen(ops.into_iter().map(Into::into).collect());
+                self.check_size(&cmd, "a wipe with keyring records")?;
+                cmd
+            }
             ReplCommand::BumpEpoch => Command::BumpEpoch,
         };
         self.propose(cmd).await

@@ -196,6 +196,7 @@ fn apply_command(
             })
         }
         Command::WipeReplicated => ReplCommand::WipeReplicated,
+        Command::WipeReplicatedThen(ops) => ReplCommand::WipeReplicatedThen(wire(ops)),
         Command::BumpEpoch => ReplCommand::BumpEpoch,
     };
     match stage.repl(&mut txn, repl) {

@@ -84,6 +84,8 @@ pub enum Command {
     },
     /// Delete every replicated key and reset WAL and merkle state.
     WipeReplicated,
+    /// Wipe, then these merkle-sync style ops, in one step.
+    WipeReplicatedThen(Vec<WireOp>),
     /// Continue the chain under the next epoch.
     BumpEpoch,
 }
@@ -114,6 +116,7 @@ impl Command {
             Command::ApplyRemote(bytes) => bytes.len(),
             Command::ApplyRemoteBatch(entries) => entries.iter().map(|e| e.0.len()).sum(),
             Command::SetPosition { .. } | Command::WipeReplicated | Command::BumpEpoch => 0,
+            Command::WipeReplicatedThen(ops) => ops.iter().map(WireOp::payload_bytes).sum(),
         }
     }
 }
@@ -132,6 +135,9 @@ impl fmt::Display for Command {
             Command::SyncOps(ops) => write!(f, "sync_ops({} ops)", ops.len()),
             Command::SetPosition { index, .. } => write!(f, "set_position({index})"),
             Command::WipeReplicated => f.write_str("wipe_replicated"),
+            Command::WipeReplicatedThen(ops) => {
+                write!(f, "wipe_replicated_then({} ops)", ops.len())
+            }
             Command::BumpEpoch => f.write_str("bump_epoch"),
         }
     }

@@ -338,6 +338,19 @@ impl Stage {
         Ok(())
     }
 
+    /// Deletes every replicated key and resets the WAL position and merkle index.
+    fn wipe(&mut self, txn: &mut impl KvTxn) -> io::Result<()> {
+        for key in txn.replicated_keys()? {
+            txn.delete(&key)?;
+        }
+        self.drop_retained(txn)?;
+        self.meta = WalMeta::default();
+        self.meta_dirty = true;
+        self.base = Some(MerkleIndex::new());
+        self.deltas.clear();
+        Ok(())
+    }
+
     /// A replication command; rejections happen before anything is written.
     pub fn repl(&mut self, txn: &mut impl KvTxn, cmd: ReplCommand) -> Result<(), ApplyError> {
         match cmd {
@@ -367,15 +380,11 @@ impl Stage {
                 self.meta.last_remote_wal = pos.index;
                 self.meta_dirty = true;
             }
-            ReplCommand::WipeReplicated => {
-                for key in txn.replicated_keys()? {
-                    txn.delete(&key)?;
-                }
-                self.drop_retained(txn)?;
-                self.meta = WalMeta::default();
-                self.meta_dirty = true;
-                self.base = Some(MerkleIndex::new());
-                self.deltas.clear();
+            ReplCommand::WipeReplicated => self.wipe(txn)?,
+            ReplCommand::WipeReplicatedThen(ops) => {
+                check_replicated_ops(&ops).map_err(ApplyError::Rejected)?;
+                self.wipe(txn)?;
+                self.apply_ops(txn, &ops)?;
             }
             ReplCommand::BumpEpoch => {
                 self.meta.epoch += 1;

@@ -59,6 +59,9 @@ pub enum ReplCommand {
     SetPosition(WalPosition),
     /// Secondary enable: delete every replicated key and reset WAL and merkle state.
     WipeReplicated,
+    /// `WipeReplicated` and then these replicated-key ops, in one atomic step: a secondary
+    /// being enabled never exists wiped but without the primary's keyring records.
+    WipeReplicatedThen(Vec<crate::Op>),
     /// Promotion: later local entries continue the chain under epoch + 1.
     BumpEpoch,
 }
