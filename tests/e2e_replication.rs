@@ -2,51 +2,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
-use common::Node;
+use common::{Node, dr_status as status, ok, wait_for};
 use reqwest::Method;
 use serde_json::{Value, json};
-
-fn ok(r: reqwest::blocking::Response) -> Value {
-    let status = r.status();
-    let body = r.text().unwrap();
-    assert!(status.is_success(), "unexpected {status}: {body}");
-    if body.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&body).unwrap()
-    }
-}
-
-fn status(node: &Node) -> Value {
-    ok(node
-        .client()
-        .get(format!("{}/v1/sys/replication/dr/status", node.addr))
-        .send()
-        .unwrap())["data"]
-        .clone()
-}
-
-/// Waits until `cond` holds, polling; panics with `what` after `secs`.
-fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Waits until the secondary has applied everything the primary logged and the trees agree.
-fn wait_caught_up(primary: &Node, secondary: &Node) {
-    wait_for(60, "the secondary to catch up", || {
-        let p = status(primary);
-        let s = status(secondary);
-        s["state"] == "stream-wals"
-            && s["last_remote_wal"] == p["last_wal"]
-            && s["merkle_root"] == p["merkle_root"]
-    });
-}
 
 /// Two fresh clusters: A is a DR primary with a KV v2 mount, B its DR secondary.
 fn pair() -> (Node, Node, Vec<String>, String) {
@@ -127,7 +85,7 @@ fn secondary_streams_and_refuses_clients() {
 
     // Assert: the secondary catches up (WAL index and merkle root), answers status with Vault's
     // field types, refuses client paths with 400, and reports 472 on health.
-    wait_caught_up(&a, &b);
+    common::wait_caught_up(&a, &b, 60);
     let p = status(&a);
     let s = status(&b);
     assert_eq!(
@@ -241,7 +199,7 @@ fn failback_converges_even_after_divergent_writes() {
     // Set up: a pair; B promoted while A was still primary (split brain), both write.
     let (a, b, _, root) = pair();
     assert_eq!(put(&a, &root, "shared", "before-fork").status(), 200);
-    wait_caught_up(&a, &b);
+    common::wait_caught_up(&a, &b, 60);
     ok(b.client()
         .put(format!(
             "{}/v1/sys/replication/dr/secondary/promote",
@@ -269,7 +227,7 @@ fn failback_converges_even_after_divergent_writes() {
         .unwrap());
 
     // Assert: A converges to B (equal merkle roots): A's divergent write is gone.
-    wait_caught_up(&b, &a);
+    common::wait_caught_up(&b, &a, 60);
     ok(a.client()
         .put(format!(
             "{}/v1/sys/replication/dr/secondary/promote",
@@ -430,6 +388,6 @@ fn public_key_activation_needs_no_api_call_and_is_bound_to_one_secondary() {
             .send()
             .unwrap(),
     );
-    wait_caught_up(&a, &b);
+    common::wait_caught_up(&a, &b, 60);
     assert_eq!(status(&b)["secondary_id"], "pk-east");
 }

@@ -8,53 +8,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Node, client_for, dir_contains};
+use common::{Node, client_for, dir_contains, dr_status as status, ok, wait_for};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 /// Lets a DR secondary (which refuses authenticated metrics) be scraped.
 const UNAUTHENTICATED_METRICS: &str =
     "  telemetry {\n    unauthenticated_metrics_access = true\n  }";
-
-fn ok(r: reqwest::blocking::Response) -> Value {
-    let status = r.status();
-    let body = r.text().unwrap();
-    assert!(status.is_success(), "unexpected {status}: {body}");
-    if body.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&body).unwrap()
-    }
-}
-
-fn status(node: &Node) -> Value {
-    ok(node
-        .client()
-        .get(format!("{}/v1/sys/replication/dr/status", node.addr))
-        .send()
-        .unwrap())["data"]
-        .clone()
-}
-
-/// Waits until `cond` holds, polling; panics with `what` after `secs`.
-fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Waits until the secondary has applied everything the primary logged and the trees agree.
-fn wait_caught_up(primary: &Node, secondary: &Node) {
-    wait_for(90, "the secondary to catch up", || {
-        let p = status(primary);
-        let s = status(secondary);
-        s["state"] == "stream-wals"
-            && s["last_remote_wal"] == p["last_wal"]
-            && s["merkle_root"] == p["merkle_root"]
-    });
-}
 
 /// Starts A (primary, KV v2 at `secret/`) and B (its DR secondary `dr-east`, scrapeable
 /// without a token); returns A's unseal keys and root token.
@@ -170,7 +130,7 @@ fn restarted_secondary_resumes_streaming_without_a_merkle_sync() {
     for i in 0..10 {
         put(&a, &root, &format!("before{i}"), &format!("{needle}-{i}"));
     }
-    wait_caught_up(&a, &b);
+    common::wait_caught_up(&a, &b, 90);
 
     // Act: stop the secondary, write while it is down, start it and unseal it.
     assert_eq!(
@@ -187,7 +147,7 @@ fn restarted_secondary_resumes_streaming_without_a_merkle_sync() {
         );
     }
     restart_secondary(&mut b, &a_keys);
-    wait_caught_up(&a, &b);
+    common::wait_caught_up(&a, &b, 90);
 
     // Assert: it resumed from its WAL position (no merkle diff ran in this process), status
     // names both sides' addresses, health carries the WAL index and the canary age.
@@ -256,7 +216,7 @@ fn emergency_failover_loses_at_most_the_writes_in_flight() {
     let mut b = Node::new();
     let (_, root) = pair(&mut a, &mut b);
     put(&a, &root, "warmup", "w");
-    wait_caught_up(&a, &b);
+    common::wait_caught_up(&a, &b, 90);
 
     // Act: a writer hammers the primary while an observer samples the primary's last WAL
     // index; the primary is killed mid-stream.
@@ -380,7 +340,7 @@ fn outages_within_retention_resume_and_beyond_retention_merkle_sync() {
     for i in 0..5 {
         put(&a, &root, &format!("start{i}"), "s");
     }
-    wait_caught_up(&a, &b);
+    common::wait_caught_up(&a, &b, 90);
 
     // Act 1: a short outage (5 writes, well inside 40 retained entries).
     b.stop();
@@ -388,7 +348,7 @@ fn outages_within_retention_resume_and_beyond_retention_merkle_sync() {
         put(&a, &root, &format!("short{i}"), "s");
     }
     restart_secondary(&mut b, &a_keys);
-    wait_caught_up(&a, &b);
+    common::wait_caught_up(&a, &b, 90);
 
     // Assert 1: resumed by streaming.
     let metrics = scrape(&b, None);
@@ -405,7 +365,7 @@ fn outages_within_retention_resume_and_beyond_retention_merkle_sync() {
     }
     let p_metrics = scrape(&a, Some(&root));
     restart_secondary(&mut b, &a_keys);
-    wait_caught_up(&a, &b);
+    common::wait_caught_up(&a, &b, 90);
 
     // Assert 2: a merkle diff and sync ran, and the primary's retention stayed bounded.
     let retained = metric(&p_metrics, "vault_replication_wal_retained_entries").unwrap();

@@ -5,20 +5,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::Node;
+use common::{Node, ok};
 use reqwest::Method;
 use serde_json::{Value, json};
-
-fn ok(r: reqwest::blocking::Response) -> Value {
-    let status = r.status();
-    let body = r.text().unwrap();
-    assert!(status.is_success(), "unexpected {status}: {body}");
-    if body.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&body).unwrap()
-    }
-}
 
 /// A node with: KV v2 at secret/, KV v1 at kv1/, userpass and approle enabled, and an `app`
 /// policy that may read and write secret/data/app/* and read kv1/shared/*.

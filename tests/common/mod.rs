@@ -333,3 +333,45 @@ pub fn dir_contains(dir: &Path, needle: &[u8]) -> bool {
     }
     false
 }
+
+/// The JSON body of a successful answer (`null` for 204); panics with the body otherwise.
+pub fn ok(r: reqwest::blocking::Response) -> Value {
+    let status = r.status();
+    let body = r.text().unwrap();
+    assert!(status.is_success(), "unexpected {status}: {body}");
+    if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&body).unwrap()
+    }
+}
+
+/// `data` of `sys/replication/dr/status` (unauthenticated).
+pub fn dr_status(node: &Node) -> Value {
+    ok(node
+        .client()
+        .get(format!("{}/v1/sys/replication/dr/status", node.addr))
+        .send()
+        .unwrap())["data"]
+        .clone()
+}
+
+/// Waits until `cond` holds, polling; panics with `what` after `secs`.
+pub fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until the secondary has applied everything the primary logged and the trees agree.
+pub fn wait_caught_up(primary: &Node, secondary: &Node, secs: u64) {
+    wait_for(secs, "the secondary to catch up", || {
+        let p = dr_status(primary);
+        let s = dr_status(secondary);
+        s["state"] == "stream-wals"
+            && s["last_remote_wal"] == p["last_wal"]
+            && s["merkle_root"] == p["merkle_root"]
+    });
+}
