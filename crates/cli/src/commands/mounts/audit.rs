@@ -3,10 +3,12 @@
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
-use super::{DESCRIPTION_FLAG, LIST_FLAGS, LOCAL_FLAG, PATH_FLAG, mount_map};
+use super::{
+    DESCRIPTION_FLAG, LIST_FLAGS, LOCAL_FLAG, PATH_FLAG, PathWrite, mount_map, path_write,
+};
 use crate::args::{FlagSpec, Parsed};
 use crate::client::Body;
-use crate::commands::{Command, Ctx, expect_args, mount_path, report_write, sanitize_path};
+use crate::commands::{Command, Ctx, expect_args, report_write, sanitize_path};
 use crate::config::HTTP_FLAGS;
 use crate::error::{CliError, EXIT_OK, EXIT_REMOTE};
 use crate::kv_args::parse_data;
@@ -166,23 +168,16 @@ fn audit_table(devices: &Map<String, Value>, detailed: bool) -> String {
 }
 
 fn run_disable(ctx: &mut Ctx<'_>, flags: &Parsed) -> Result<i32, CliError> {
-    expect_args(flags, 1)?;
-    let output = ctx.output(flags)?;
-    let path = mount_path(&flags.positionals[0]);
-    let client = ctx.connect(flags)?;
-    let answer = client
-        .send(
-            Method::DELETE,
-            &format!("sys/audit/{}", sanitize_path(&path)),
-            &[],
-            Body::None,
-        )
-        .map_err(|err| CliError::client("Error disabling audit device", err))?;
-    report_write(
+    path_write(
         ctx,
-        answer,
-        &output,
-        &format!("Success! Disabled audit device (if it was enabled) at: {path}"),
+        flags,
+        PathWrite {
+            method: Method::DELETE,
+            api_path: &|p| format!("sys/audit/{p}"),
+            body: None,
+            error: &|_| "Error disabling audit device".to_string(),
+            success: &|p| format!("Success! Disabled audit device (if it was enabled) at: {p}"),
+        },
     )
 }
 

@@ -1,17 +1,18 @@
 //! `auth enable|list|disable|tune`: the auth method mount table (`sys/auth`).
 
 use reqwest::Method;
-use serde_json::{Map, Value};
+use serde_json::Map;
 
 use super::{
-    ENABLE_FLAGS, LIST_FLAGS, MountKind, TUNE_FLAGS, enable_body, mount_map, mount_table, tune_body,
+    ENABLE_FLAGS, LIST_FLAGS, MountKind, PathWrite, TUNE_FLAGS, enable_body, list_mounts,
+    path_write, tune_body,
 };
 use crate::args::Parsed;
 use crate::client::Body;
-use crate::commands::{Command, Ctx, expect_args, mount_path, report_write, sanitize_path};
+use crate::commands::{Command, Ctx, expect_args, report_write, sanitize_path};
 use crate::config::HTTP_FLAGS;
-use crate::error::{CliError, EXIT_OK};
-use crate::output::{FORMAT_FLAGS, Format, OUTPUT_FLAGS, is_wrapped, render_secret, render_value};
+use crate::error::CliError;
+use crate::output::{FORMAT_FLAGS, OUTPUT_FLAGS};
 
 pub const COMMANDS: &[Command] = &[
     Command {
@@ -73,68 +74,39 @@ fn run_enable(ctx: &mut Ctx<'_>, flags: &Parsed) -> Result<i32, CliError> {
 }
 
 fn run_list(ctx: &mut Ctx<'_>, flags: &Parsed) -> Result<i32, CliError> {
-    expect_args(flags, 0)?;
-    let output = ctx.output(flags)?;
-    let client = ctx.connect(flags)?;
-    let answer = client
-        .send(Method::GET, "sys/auth", &[], Body::None)
-        .map_err(|err| CliError::client("Error listing enabled authentications", err))?
-        .unwrap_or(Value::Null);
-    if is_wrapped(&answer) {
-        ctx.emit(&render_secret(&answer, &output)?)?;
-        return Ok(EXIT_OK);
-    }
-    let mounts = mount_map(&answer);
-    match output.format {
-        Format::Table => ctx.out(&mount_table(
-            &mounts,
-            MountKind::Auth,
-            flags.switch("detailed"),
-        ))?,
-        format => ctx.out(&render_value(&Value::Object(mounts), format))?,
-    }
-    Ok(EXIT_OK)
+    list_mounts(
+        ctx,
+        flags,
+        "sys/auth",
+        MountKind::Auth,
+        "Error listing enabled authentications",
+    )
 }
 
 fn run_disable(ctx: &mut Ctx<'_>, flags: &Parsed) -> Result<i32, CliError> {
-    expect_args(flags, 1)?;
-    let output = ctx.output(flags)?;
-    let path = mount_path(&flags.positionals[0]);
-    let client = ctx.connect(flags)?;
-    let answer = client
-        .send(
-            Method::DELETE,
-            &format!("sys/auth/{}", sanitize_path(&path)),
-            &[],
-            Body::None,
-        )
-        .map_err(|err| CliError::client(format!("Error disabling auth method at {path}"), err))?;
-    report_write(
+    path_write(
         ctx,
-        answer,
-        &output,
-        &format!("Success! Disabled the auth method (if it existed) at: {path}"),
+        flags,
+        PathWrite {
+            method: Method::DELETE,
+            api_path: &|p| format!("sys/auth/{p}"),
+            body: None,
+            error: &|p| format!("Error disabling auth method at {p}"),
+            success: &|p| format!("Success! Disabled the auth method (if it existed) at: {p}"),
+        },
     )
 }
 
 fn run_tune(ctx: &mut Ctx<'_>, flags: &Parsed) -> Result<i32, CliError> {
-    expect_args(flags, 1)?;
-    let output = ctx.output(flags)?;
-    let path = mount_path(&flags.positionals[0]);
-    let body = tune_body(flags)?;
-    let client = ctx.connect(flags)?;
-    let answer = client
-        .send(
-            Method::POST,
-            &format!("sys/auth/{}/tune", sanitize_path(&path)),
-            &[],
-            Body::Json(&body),
-        )
-        .map_err(|err| CliError::client(format!("Error tuning auth method {path}"), err))?;
-    report_write(
+    path_write(
         ctx,
-        answer,
-        &output,
-        &format!("Success! Tuned the auth method at: {path}"),
+        flags,
+        PathWrite {
+            method: Method::POST,
+            api_path: &|p| format!("sys/auth/{p}/tune"),
+            body: Some(tune_body(flags)?),
+            error: &|p| format!("Error tuning auth method {p}"),
+            success: &|p| format!("Success! Tuned the auth method at: {p}"),
+        },
     )
 }

@@ -15,6 +15,72 @@ use crate::args::{FlagSpec, Parsed};
 use crate::error::CliError;
 use crate::output::{go_duration, go_value, human_duration, sorted, table};
 
+/// The shared body of `secrets list` and `auth list`: GET `api_path`, print the mount table.
+fn list_mounts(
+    ctx: &mut crate::commands::Ctx<'_>,
+    flags: &Parsed,
+    api_path: &str,
+    kind: MountKind,
+    error: &str,
+) -> Result<i32, CliError> {
+    use crate::output::{Format, is_wrapped, render_secret, render_value};
+    crate::commands::expect_args(flags, 0)?;
+    let output = ctx.output(flags)?;
+    let client = ctx.connect(flags)?;
+    let answer = client
+        .send(
+            reqwest::Method::GET,
+            api_path,
+            &[],
+            crate::client::Body::None,
+        )
+        .map_err(|err| CliError::client(error.to_string(), err))?
+        .unwrap_or(Value::Null);
+    if is_wrapped(&answer) {
+        ctx.emit(&render_secret(&answer, &output)?)?;
+        return Ok(crate::error::EXIT_OK);
+    }
+    let mounts = mount_map(&answer);
+    match output.format {
+        Format::Table => ctx.out(&mount_table(&mounts, kind, flags.switch("detailed")))?,
+        format => ctx.out(&render_value(&Value::Object(mounts), format))?,
+    }
+    Ok(crate::error::EXIT_OK)
+}
+
+/// What a one-path write command (disable, tune) sends and says.
+struct PathWrite<'a> {
+    method: reqwest::Method,
+    /// Builds the API path from the sanitized mount path.
+    api_path: &'a dyn Fn(&str) -> String,
+    body: Option<Value>,
+    /// Builds the error prefix and the success line from the mount path.
+    error: &'a dyn Fn(&str) -> String,
+    success: &'a dyn Fn(&str) -> String,
+}
+
+/// The shared body of `disable` and `tune`: one PATH argument, one request, Vault's messages.
+fn path_write(
+    ctx: &mut crate::commands::Ctx<'_>,
+    flags: &Parsed,
+    w: PathWrite<'_>,
+) -> Result<i32, CliError> {
+    use crate::client::Body;
+    use crate::commands::{expect_args, mount_path, report_write, sanitize_path};
+    expect_args(flags, 1)?;
+    let output = ctx.output(flags)?;
+    let path = mount_path(&flags.positionals[0]);
+    let client = ctx.connect(flags)?;
+    let body = match &w.body {
+        Some(v) => Body::Json(v),
+        None => Body::None,
+    };
+    let answer = client
+        .send(w.method, &(w.api_path)(&sanitize_path(&path)), &[], body)
+        .map_err(|err| CliError::client((w.error)(&path), err))?;
+    report_write(ctx, answer, &output, &(w.success)(&path))
+}
+
 /// Every mount command.
 pub const COMMANDS: &[&[Command]] = &[secrets::COMMANDS, auth::COMMANDS, audit::COMMANDS];
 

@@ -6,14 +6,15 @@ use reqwest::Method;
 use serde_json::{Map, Value, json};
 
 use super::{
-    ENABLE_FLAGS, LIST_FLAGS, MountKind, TUNE_FLAGS, enable_body, mount_map, mount_table, tune_body,
+    ENABLE_FLAGS, LIST_FLAGS, MountKind, PathWrite, TUNE_FLAGS, enable_body, list_mounts,
+    path_write, tune_body,
 };
 use crate::args::{FlagSpec, Parsed};
 use crate::client::{Body, Client};
-use crate::commands::{Command, Ctx, expect_args, mount_path, report_write, sanitize_path};
+use crate::commands::{Command, Ctx, expect_args, report_write, sanitize_path};
 use crate::config::HTTP_FLAGS;
 use crate::error::{CliError, EXIT_OK};
-use crate::output::{FORMAT_FLAGS, Format, OUTPUT_FLAGS, is_wrapped, render_secret, render_value};
+use crate::output::{FORMAT_FLAGS, OUTPUT_FLAGS};
 
 const SECRETS_ENABLE_FLAGS: &[FlagSpec] = &[FlagSpec::value(
     "version",
@@ -110,71 +111,40 @@ fn engine_type(typed: &str) -> (&str, Map<String, Value>) {
 }
 
 fn run_list(ctx: &mut Ctx<'_>, flags: &Parsed) -> Result<i32, CliError> {
-    expect_args(flags, 0)?;
-    let output = ctx.output(flags)?;
-    let client = ctx.connect(flags)?;
-    let answer = client
-        .send(Method::GET, "sys/mounts", &[], Body::None)
-        .map_err(|err| CliError::client("Error listing secrets engines", err))?
-        .unwrap_or(Value::Null);
-    if is_wrapped(&answer) {
-        ctx.emit(&render_secret(&answer, &output)?)?;
-        return Ok(EXIT_OK);
-    }
-    let mounts = mount_map(&answer);
-    match output.format {
-        Format::Table => ctx.out(&mount_table(
-            &mounts,
-            MountKind::Secrets,
-            flags.switch("detailed"),
-        ))?,
-        format => ctx.out(&render_value(&Value::Object(mounts), format))?,
-    }
-    Ok(EXIT_OK)
+    list_mounts(
+        ctx,
+        flags,
+        "sys/mounts",
+        MountKind::Secrets,
+        "Error listing secrets engines",
+    )
 }
 
 fn run_disable(ctx: &mut Ctx<'_>, flags: &Parsed) -> Result<i32, CliError> {
-    expect_args(flags, 1)?;
-    let output = ctx.output(flags)?;
-    let path = mount_path(&flags.positionals[0]);
-    let client = ctx.connect(flags)?;
-    let answer = client
-        .send(
-            Method::DELETE,
-            &format!("sys/mounts/{}", sanitize_path(&path)),
-            &[],
-            Body::None,
-        )
-        .map_err(|err| {
-            CliError::client(format!("Error disabling secrets engine at {path}"), err)
-        })?;
-    report_write(
+    path_write(
         ctx,
-        answer,
-        &output,
-        &format!("Success! Disabled the secrets engine (if it existed) at: {path}"),
+        flags,
+        PathWrite {
+            method: Method::DELETE,
+            api_path: &|p| format!("sys/mounts/{p}"),
+            body: None,
+            error: &|p| format!("Error disabling secrets engine at {p}"),
+            success: &|p| format!("Success! Disabled the secrets engine (if it existed) at: {p}"),
+        },
     )
 }
 
 fn run_tune(ctx: &mut Ctx<'_>, flags: &Parsed) -> Result<i32, CliError> {
-    expect_args(flags, 1)?;
-    let output = ctx.output(flags)?;
-    let path = mount_path(&flags.positionals[0]);
-    let body = tune_body(flags)?;
-    let client = ctx.connect(flags)?;
-    let answer = client
-        .send(
-            Method::POST,
-            &format!("sys/mounts/{}/tune", sanitize_path(&path)),
-            &[],
-            Body::Json(&body),
-        )
-        .map_err(|err| CliError::client(format!("Error tuning secrets engine {path}"), err))?;
-    report_write(
+    path_write(
         ctx,
-        answer,
-        &output,
-        &format!("Success! Tuned the secrets engine at: {path}"),
+        flags,
+        PathWrite {
+            method: Method::POST,
+            api_path: &|p| format!("sys/mounts/{p}/tune"),
+            body: Some(tune_body(flags)?),
+            error: &|p| format!("Error tuning secrets engine {p}"),
+            success: &|p| format!("Success! Tuned the secrets engine at: {p}"),
+        },
     )
 }
 
