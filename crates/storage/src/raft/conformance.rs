@@ -23,11 +23,11 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Red
     ) -> Result<(tempfile::TempDir, LogStore, StateMachine), OpenraftStorageError<TypeConfig>> {
         let dir = tempfile::tempdir()
             .map_err(|e| OpenraftStorageError::read(TypeConfig::err_from_error(&e)))?;
-        let db = db::open(dir.path())
+        let files = db::open(dir.path())
             .map_err(|e| OpenraftStorageError::read(TypeConfig::err_from_error(&e)))?;
-        let sm = StateMachine::open(Arc::clone(&db))
+        let sm = StateMachine::open(Arc::clone(&files.sm))
             .map_err(|e| OpenraftStorageError::read(TypeConfig::err_from_error(&e)))?;
-        Ok((dir, LogStore::new(db), sm))
+        Ok((dir, LogStore::new(files.log), sm))
     }
 }
 

@@ -1,4 +1,4 @@
-//! The Raft log and vote, persisted in the shared redb file.
+//! The Raft log and vote, persisted in the log's own redb file.
 //!
 //! This is where write latency is decided: openraft hands `append` every entry that piled up
 //! while the previous fsync ran, and they all go into one redb transaction, so concurrent
@@ -7,7 +7,8 @@
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
@@ -22,11 +23,19 @@ use super::types::{Entry, LogId, TypeConfig, Vote};
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    /// When the committed id was last written (see `save_committed`).
+    committed_saved_at: Arc<Mutex<Option<Instant>>>,
 }
+
+/// Least time between two writes of the committed id.
+const COMMITTED_SAVE_INTERVAL: Duration = Duration::from_millis(100);
 
 impl LogStore {
     pub fn new(db: Arc<Database>) -> Self {
-        Self { db }
+        Self {
+            db,
+            committed_saved_at: Arc::default(),
+        }
     }
 
     /// Reads one metadata record from the log-side metadata table.
@@ -149,10 +158,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     /// The committed id is only a recovery hint (applied state is re-derived from the durable
-    /// log after a crash, and a leader re-establishes the commit), and openraft saves it on its main loop before every
-    /// apply. So it is written without an fsync of its own: it becomes durable with the next
-    /// append or apply commit, and a crash can at worst leave an older value.
+    /// log after a crash, and a leader re-establishes the commit; `open` waits for that), and
+    /// openraft saves it on its main loop before every apply. So it is written without an fsync
+    /// of its own, becomes durable with the next append, and is written at most every
+    /// [`COMMITTED_SAVE_INTERVAL`]: a crash can at worst leave an older value, and every write
+    /// would otherwise pay a transaction and its pages in the next fsync for it.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
+        {
+            let mut last = self
+                .committed_saved_at
+                .lock()
+                .map_err(|_| io_err("saving the committed id", "lock poisoned"))?;
+            if last.is_some_and(|at| at.elapsed() < COMMITTED_SAVE_INTERVAL) {
+                return Ok(());
+            }
+            *last = Some(Instant::now());
+        }
         self.write_meta(KEY_COMMITTED, committed, Durability::None)
             .await
     }

@@ -3,8 +3,9 @@
 //! Raft runs even on a single node so that a node grows into a cluster with `raft join` and no
 //! data migration: node ids, membership (with cluster addresses) and every write already live
 //! in the Raft log and state machine. openraft drives consensus; the log, the vote and the state
-//! machine share one redb file (`<path>/strongroom.redb`), and every acknowledged write has been
-//! fsync'd and applied before [`Storage::write`] returns.
+//! machine live in two redb files (`<path>/raft-log.redb` and `<path>/strongroom.redb`, see
+//! `db`), and every acknowledged write has been fsync'd in the log and applied before
+//! [`Storage::write`] returns.
 
 mod db;
 mod fault;
@@ -13,6 +14,7 @@ mod log_store;
 mod network;
 mod reads;
 mod snapshot_codec;
+mod snapshot_data;
 mod state_machine;
 mod status;
 mod types;
@@ -43,7 +45,7 @@ const SHUTDOWN_RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Where and as whom this node runs Raft; mirrors the `storage "raft"` stanza.
 #[derive(Debug, Clone)]
 pub struct RaftOptions {
-    /// Data directory; the database is `<path>/strongroom.redb`.
+    /// Data directory; the databases are `<path>/strongroom.redb` and `<path>/raft-log.redb`.
     pub path: PathBuf,
     /// This node's id (`node_id = "node1"`); must stay the same across restarts.
     pub node_id: String,
@@ -81,7 +83,10 @@ impl Default for RaftTuning {
 /// The Raft-backed [`Storage`].
 pub struct RaftStorage {
     raft: Raft<TypeConfig, StateMachine>,
+    /// The state-machine file (reads are served from it).
     db: Arc<Database>,
+    /// The log file, held to know when Raft's tasks have released it.
+    log_db: Arc<Database>,
     repl: Arc<ReplShared>,
     node_id: String,
     raft_id: u64,
@@ -110,11 +115,11 @@ impl RaftStorage {
         }
         let path = opts.path.clone();
         let node_id = opts.node_id.clone();
-        let (db, repl) = tokio::task::spawn_blocking(move || {
-            let db = db::open(&path)?;
-            identity::check(&db, &node_id)?;
-            let repl = state_machine::load_repl(&db).map_err(|e| read_error("open", e))?;
-            Ok::<_, StorageError>((db, Arc::new(repl)))
+        let (files, repl) = tokio::task::spawn_blocking(move || {
+            let files = db::open(&path)?;
+            identity::check(&files.log, &node_id)?;
+            let repl = state_machine::load_repl(&files.sm).map_err(|e| read_error("open", e))?;
+            Ok::<_, StorageError>((files, Arc::new(repl)))
         })
         .await
         .map_err(|e| StorageError::io("opening raft storage", e))??;
@@ -138,15 +143,16 @@ impl RaftStorage {
             raft_id,
             Arc::new(config),
             NetworkFactory,
-            LogStore::new(db.clone()),
-            StateMachine::new(db.clone(), repl.clone()),
+            LogStore::new(files.log.clone()),
+            StateMachine::new(files.sm.clone(), repl.clone()),
         )
         .await
         .map_err(|e| StorageError::io("starting raft", e))?;
 
         let storage = RaftStorage {
             raft,
-            db,
+            db: files.sm,
+            log_db: files.log,
             repl,
             node_id: opts.node_id.clone(),
             raft_id,
@@ -524,19 +530,30 @@ impl Storage for RaftStorage {
         .await
     }
 
-    /// Stops Raft and waits until its tasks have let go of the database, so that dropping this
-    /// value closes the file and the directory can be reopened at once.
+    /// Stops Raft, makes the state machine durable (so the next open replays nothing), and
+    /// waits until Raft's tasks have let go of both files, so that dropping this value closes
+    /// them and the directory can be reopened at once.
     async fn shutdown(&self) -> Result<(), StorageError> {
         self.raft
             .shutdown()
             .await
             .map_err(|e| StorageError::io("shutting down raft", e))?;
+        let db = self.db.clone();
+        db::blocking(move || {
+            let txn = db
+                .begin_write()
+                .map_err(|e| db::io_err("starting the shutdown checkpoint", e))?;
+            txn.commit()
+                .map_err(|e| db::io_err("committing the shutdown checkpoint", e))
+        })
+        .await
+        .map_err(|e| StorageError::io("shutting down raft", e))?;
         let deadline = Instant::now() + SHUTDOWN_RELEASE_TIMEOUT;
-        while Arc::strong_count(&self.db) > 1 {
+        while Arc::strong_count(&self.db) > 1 || Arc::strong_count(&self.log_db) > 1 {
             if Instant::now() >= deadline {
                 return Err(StorageError::io(
                     "shutting down raft",
-                    "background raft tasks still hold the database after 5s",
+                    "background raft tasks still hold the databases after 5s",
                 ));
             }
             tokio::time::sleep(Duration::from_millis(5)).await;

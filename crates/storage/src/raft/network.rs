@@ -37,7 +37,7 @@ fn unreachable() -> Unreachable<TypeConfig> {
 }
 
 impl RaftNetworkV2<TypeConfig> for NoTransport {
-    type SnapshotData = Vec<u8>;
+    type SnapshotData = super::snapshot_data::SnapshotData;
 
     async fn append_entries(
         &mut self,

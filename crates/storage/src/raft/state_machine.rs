@@ -5,6 +5,10 @@
 //! exactly at some applied index, never in between, and openraft replays from there. The
 //! replication WAL entries and meta are written in that same transaction, and the in-memory
 //! merkle index is updated only once it committed.
+//!
+//! Applies commit without an fsync: the entries are durable in the log file already. The state
+//! machine file becomes durable at each checkpoint, which is what openraft calls building a
+//! snapshot (see [`super::snapshot_data`]), and only then may the log before it be purged.
 
 use std::io;
 use std::sync::Arc;
@@ -15,10 +19,10 @@ use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use redb::{Database, ReadableDatabase, Table, WriteTransaction};
 
 use super::db::{
-    self, KEY_APPLIED, KEY_MEMBERSHIP, KEY_SNAPSHOT_DATA, KEY_SNAPSHOT_META, SM_DATA, SM_META,
-    SNAPSHOT, blocking, io_err,
+    self, KEY_APPLIED, KEY_MEMBERSHIP, KEY_SNAPSHOT_META, SM_DATA, SM_META, SNAPSHOT, blocking,
+    io_err,
 };
-use super::snapshot_codec::{self, SnapshotEncoder};
+use super::snapshot_data::SnapshotData;
 use super::types::{
     ApplyOutcome, Command, Entry, LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig,
 };
@@ -217,13 +221,12 @@ fn apply_batch(
         return Ok(Vec::new());
     };
     let mut txn = db.begin_write().map_err(|e| io_err("starting apply", e))?;
-    // No fsync of its own: the entries are already durable in the Raft log (same database
-    // file; `append` commits Immediate before it returns), and redb persists this commit with
-    // the next durable one (the next log append or purge). This relies on three things:
-    // appends are durable before they return, every other commit (snapshot build and install,
-    // purge, truncate) is Immediate, and applying an entry is deterministic. A crash in between loses only applied state that Raft re-applies from the log,
-    // deterministically (entries carry the proposer's clock), so acknowledged writes, WAL and
-    // merkle stay consistent. This halves the fsyncs per write.
+    // No fsync of its own: the entries are already durable in the Raft log file (`append`
+    // commits Immediate before it returns), and this file is made durable by the next
+    // checkpoint (snapshot build or install). A crash in between rolls this file back to that
+    // checkpoint, and openraft re-applies the log after it; applying is deterministic (entries
+    // carry the proposer's clock), so acknowledged writes, WAL and merkle come back the same.
+    // The log is purged only behind a checkpoint, so the entries to re-apply are always there.
     txn.set_durability(redb::Durability::None)
         .map_err(|e| io_err("configuring apply durability", e))?;
     let mut stage = repl.begin();
@@ -269,55 +272,48 @@ where
     Ok((applied.flatten(), membership.unwrap_or_default()))
 }
 
-fn store_snapshot(txn: &WriteTransaction, meta: &SnapshotMeta, data: &[u8]) -> io::Result<()> {
+fn store_snapshot_meta(txn: &WriteTransaction, meta: &SnapshotMeta) -> io::Result<()> {
     let mut table = txn
         .open_table(SNAPSHOT)
         .map_err(|e| io_err("opening the snapshot table", e))?;
-    db::write_json(&mut table, KEY_SNAPSHOT_META, meta)?;
-    table
-        .insert(KEY_SNAPSHOT_DATA, data)
-        .map_err(|e| io_err("storing snapshot data", e))?;
-    Ok(())
+    db::write_json(&mut table, KEY_SNAPSHOT_META, meta)
+}
+
+/// The applied state seen by `view`, as snapshot meta.
+fn view_meta(view: &redb::ReadTransaction) -> io::Result<SnapshotMeta> {
+    let sm_meta = view
+        .open_table(SM_META)
+        .map_err(|e| io_err("opening state machine metadata", e))?;
+    let (last_log_id, last_membership) = read_applied(&sm_meta)?;
+    Ok(SnapshotMeta {
+        last_log_id,
+        last_membership,
+    })
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
-    type SnapshotData = Vec<u8>;
+    type SnapshotData = SnapshotData;
 
+    /// A checkpoint: records the applied state as the snapshot meta in a durable commit, which
+    /// also makes every apply before it durable, and returns a view frozen at that state.
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         let db = self.db.clone();
         blocking(move || {
-            // One read transaction: the pairs and the applied id describe the same state.
-            let (meta, data) = {
-                let txn = db.begin_read().map_err(|e| io_err("opening a read", e))?;
-                let sm_meta = txn
-                    .open_table(SM_META)
-                    .map_err(|e| io_err("opening state machine metadata", e))?;
-                let (last_log_id, last_membership) = read_applied(&sm_meta)?;
-                let table = txn
-                    .open_table(SM_DATA)
-                    .map_err(|e| io_err("opening the state machine", e))?;
-                let mut enc = SnapshotEncoder::new();
-                for item in redb::ReadableTable::iter(&table)
-                    .map_err(|e| io_err("scanning the state machine", e))?
-                {
-                    let (k, v) = item.map_err(|e| io_err("scanning the state machine", e))?;
-                    enc.push(k.value(), v.value())?;
-                }
-                let meta = SnapshotMeta {
-                    last_log_id,
-                    last_membership,
-                };
-                (meta, enc.finish())
-            };
+            // While this write transaction is open nothing else commits, so a read begun now
+            // sees exactly the state it starts from.
             let txn = db
                 .begin_write()
-                .map_err(|e| io_err("starting a write", e))?;
-            store_snapshot(&txn, &meta, &data)?;
+                .map_err(|e| io_err("starting a checkpoint", e))?;
+            let view = db
+                .begin_read()
+                .map_err(|e| io_err("opening a snapshot view", e))?;
+            let meta = view_meta(&view)?;
+            store_snapshot_meta(&txn, &meta)?;
             txn.commit()
-                .map_err(|e| io_err("committing the snapshot", e))?;
+                .map_err(|e| io_err("committing a checkpoint", e))?;
             Ok(Snapshot {
                 meta,
-                snapshot: data,
+                snapshot: SnapshotData::View(view),
             })
         })
         .await
@@ -325,7 +321,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
-    type SnapshotData = Vec<u8>;
+    type SnapshotData = SnapshotData;
     type SnapshotBuilder = SnapshotBuilder;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
@@ -378,13 +374,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Vec<u8>,
+        snapshot: SnapshotData,
     ) -> Result<(), io::Error> {
-        let pairs = snapshot_codec::decode(&snapshot)?;
         let meta = meta.clone();
         let db = self.db.clone();
         let repl = self.repl.clone();
         blocking(move || {
+            let pairs = snapshot.into_pairs()?;
             let txn = db
                 .begin_write()
                 .map_err(|e| io_err("starting a write", e))?;
@@ -402,7 +398,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 db::write_json(&mut sm_meta, KEY_APPLIED, &meta.last_log_id)?;
                 db::write_json(&mut sm_meta, KEY_MEMBERSHIP, &meta.last_membership)?;
             }
-            store_snapshot(&txn, &meta, &snapshot)?;
+            store_snapshot_meta(&txn, &meta)?;
             let guard = repl.commit_lock();
             txn.commit()
                 .map_err(|e| io_err("committing the installed snapshot", e))?;
@@ -412,25 +408,25 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         .await
     }
 
+    /// `None` until the first checkpoint; then a view of the current applied state, which is
+    /// at or past the newest checkpoint (data and meta always describe the same state).
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
         let db = self.db.clone();
         blocking(move || {
-            let txn = db.begin_read().map_err(|e| io_err("opening a read", e))?;
-            let table = txn
-                .open_table(SNAPSHOT)
-                .map_err(|e| io_err("opening the snapshot table", e))?;
-            let Some(meta) = db::read_json::<SnapshotMeta, _>(&table, KEY_SNAPSHOT_META)? else {
-                return Ok(None);
+            let view = db.begin_read().map_err(|e| io_err("opening a read", e))?;
+            let checkpointed = {
+                let table = view
+                    .open_table(SNAPSHOT)
+                    .map_err(|e| io_err("opening the snapshot table", e))?;
+                db::read_json::<SnapshotMeta, _>(&table, KEY_SNAPSHOT_META)?.is_some()
             };
-            let data = redb::ReadableTable::get(&table, KEY_SNAPSHOT_DATA)
-                .map_err(|e| io_err("reading snapshot data", e))?
-                .map(|v| v.value().to_vec())
-                .ok_or_else(|| {
-                    db::corrupt("reading the current snapshot", "metadata without data")
-                })?;
+            if !checkpointed {
+                return Ok(None);
+            }
+            let meta = view_meta(&view)?;
             Ok(Some(Snapshot {
                 meta,
-                snapshot: data,
+                snapshot: SnapshotData::View(view),
             }))
         })
         .await

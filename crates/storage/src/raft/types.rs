@@ -31,8 +31,8 @@ pub type Vote = openraft::alias::VoteOf<TypeConfig>;
 pub type StoredMembership = openraft::alias::StoredMembershipOf<TypeConfig>;
 /// Snapshot metadata of this configuration.
 pub type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
-/// A snapshot whose data is the encoded key/value pairs (see `snapshot_codec`).
-pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, Vec<u8>>;
+/// A snapshot whose data is a view of the state machine or its encoding (see `snapshot_data`).
+pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, super::snapshot_data::SnapshotData>;
 
 /// A cluster member as recorded in Raft membership: the operator's node id and where its
 /// cluster listener can be reached.
