@@ -303,6 +303,34 @@ impl Node {
         Ok((get("_sum"), get("_count")))
     }
 
+    /// The cumulative `_bucket` series of a Prometheus histogram in `sys/metrics`.
+    pub async fn buckets(&self, name: &str) -> Result<crate::stats::Buckets> {
+        let text = self
+            .client
+            .get(self.url("sys/metrics?format=prometheus"))
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        let prefix = format!("{name}_bucket{{le=\"");
+        let mut out: crate::stats::Buckets = text
+            .lines()
+            .filter_map(|l| {
+                let rest = l.strip_prefix(prefix.as_str())?;
+                let (le, rest) = rest.split_once('"')?;
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().ok()?
+                };
+                Some((le, rest.rsplit(' ').next()?.parse().ok()?))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.total_cmp(&b.0));
+        Ok(out)
+    }
+
     /// Resident set size in KiB (`VmRSS` in `/proc/<pid>/status`).
     pub fn rss_kib(&self) -> Result<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;

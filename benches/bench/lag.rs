@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use crate::cluster::{Env, Node};
 use crate::dr;
 use crate::sampling::{Write, bracket, leader_wal, per_index, sample};
-use crate::stats::{ms, pct_ms};
+use crate::stats::{Buckets, bucket_delta, bucket_quantile_ms, bucket_share_within, ms, pct_ms};
 
 /// How often the sampler polls both clusters by default.
 pub const DEFAULT_POLL: Duration = Duration::from_millis(1);
@@ -50,9 +50,13 @@ pub struct LagReport {
     pub apply_ms: f64,
     /// Mean WAL entries per apply call on the secondary.
     pub wal_per_apply: f64,
+    /// The secondary's own per-entry lag histogram over the phase: from the primary's proposal
+    /// of each entry to its apply here (one clock, as both run on this machine).
+    pub stamped: Buckets,
 }
 
 const APPLY: &str = "vault_replication_stream_apply_seconds";
+const STAMPED: &str = "vault_replication_stream_lag_seconds";
 
 fn delta(before: (f64, f64), after: (f64, f64)) -> f64 {
     let n = after.1 - before.1;
@@ -74,9 +78,12 @@ pub async fn run(env: &Env, seconds: u64, loads: &[Load], poll: Duration) -> Res
         poll.as_secs_f64() * 1000.0
     );
     println!(
-        "{:<12} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>10} {:>9} {:>9}",
+        "{:<12} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>10} {:>9} {:>9}",
         "load",
         "writes/s",
+        "st p50",
+        "st p99",
+        "st<=2ms",
         "ack p50",
         "lag p50",
         "lag p99",
@@ -99,9 +106,12 @@ pub async fn run(env: &Env, seconds: u64, loads: &[Load], poll: Duration) -> Res
             Load::Clients(c) => format!("max ({c} cl)"),
         };
         println!(
-            "{:<12} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.0} {:>10.2} {:>9.3} {:>9.1}",
+            "{:<12} {:>9.0} {:>8.2} {:>8.2} {:>7.1}% {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.0} {:>10.2} {:>9.3} {:>9.1}",
             label,
             r.writes_per_s,
+            bucket_quantile_ms(&r.stamped, 0.5),
+            bucket_quantile_ms(&r.stamped, 0.99),
+            bucket_share_within(&r.stamped, 0.002).unwrap_or(0.0) * 100.0,
             pct_ms(&r.ack, 0.5),
             pct_ms(&r.hi, 0.5),
             pct_ms(&r.hi, 0.99),
@@ -124,6 +134,9 @@ pub async fn run(env: &Env, seconds: u64, loads: &[Load], poll: Duration) -> Res
             );
         }
     }
+    println!(
+        "  st = the secondary's per-entry histogram, from the primary's proposal of an entry to its apply on the secondary (ms; includes the primary's own commit, so it bounds ack-to-apply from above); st<=2ms = share of entries applied within 2 ms of their proposal"
+    );
     println!(
         "  lag = upper bound (ms); lo = lower bound; idx = upper bound per WAL index (commit to apply, no write-to-index mapping); poll = mean sampling interval; rtt = median dr/status round trip on the secondary; drain = time for the secondary to apply the last write after the load stopped"
     );
@@ -155,6 +168,7 @@ pub async fn phase(
     ));
     let fsync0 = s.histogram(crate::kv::FSYNC_BATCH).await?;
     let apply0 = s.histogram(APPLY).await?;
+    let stamped0 = s.buckets(STAMPED).await?;
     // Let the sampler take a few readings before the first write.
     tokio::time::sleep(Duration::from_millis(50)).await;
 
@@ -178,6 +192,7 @@ pub async fn phase(
     let (ps, ss) = sampler.await.context("the sampler task failed")??;
     let sec_per_fsync = delta(fsync0, s.histogram(crate::kv::FSYNC_BATCH).await?);
     let apply1 = s.histogram(APPLY).await?;
+    let stamped = bucket_delta(&stamped0, &s.buckets(STAMPED).await?);
     let apply_ms = delta(apply0, apply1) * 1000.0;
     let applies = apply1.1 - apply0.1;
     let wal_per_apply = match (ss.first(), ss.last()) {
@@ -211,6 +226,7 @@ pub async fn phase(
         sec_per_fsync,
         apply_ms,
         wal_per_apply,
+        stamped,
     })
 }
 

@@ -8,7 +8,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde_json::{Value, json};
 
 use crate::CoreError;
@@ -43,6 +43,11 @@ impl Telemetry {
                     0.000_1, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                     1.0, 2.5, 5.0, 10.0,
                 ])
+                .ok()?
+                .set_buckets_for_metric(
+                    Matcher::Full(strongroom_replication::metrics::STREAM_LAG_SECONDS.to_owned()),
+                    strongroom_replication::metrics::STREAM_LAG_BUCKETS,
+                )
                 .ok()?;
             let recorder = builder.build_recorder();
             let handle = recorder.handle();

@@ -5,6 +5,15 @@ pub const MERKLE_DIFF_SECONDS: &str = "vault_replication_merkle_diff_seconds";
 pub const MERKLE_SYNC_SECONDS: &str = "vault_replication_merkle_sync_seconds";
 pub const MERKLE_SYNC_KEYS_TOTAL: &str = "vault_replication_merkle_sync_keys_total";
 pub const STREAM_APPLY_SECONDS: &str = "vault_replication_stream_apply_seconds";
+/// Per streamed WAL entry, on the secondary: from the primary's proposal of the entry (its
+/// clock) to the end of the apply that stored it here (our clock). Includes any clock skew
+/// between the clusters; exact when they share a clock.
+pub const STREAM_LAG_SECONDS: &str = "vault_replication_stream_lag_seconds";
+/// Bucket bounds of [`STREAM_LAG_SECONDS`]: fine below 10 ms, where the lag goals are.
+pub const STREAM_LAG_BUCKETS: &[f64] = &[
+    0.000_25, 0.000_5, 0.000_75, 0.001, 0.001_25, 0.001_5, 0.001_75, 0.002, 0.002_5, 0.003, 0.004,
+    0.005, 0.007_5, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
 /// Gauge labelled `secondary_id`: 1 while that secondary is connected.
 pub const SECONDARY_CONNECTED: &str = "vault_replication_secondary_connected";
 pub const SECONDARY_LAST_HEARTBEAT_AGE_SECONDS: &str =

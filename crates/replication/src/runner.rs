@@ -229,6 +229,13 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+fn unix_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
 fn time_of(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
 }
@@ -424,6 +431,11 @@ impl Driver {
 
     async fn apply(&mut self, cmd: ReplCommand) -> Flow {
         let started = Instant::now();
+        let stamps: Vec<u64> = match &cmd {
+            ReplCommand::ApplyRemote(e) => vec![e.unix_us],
+            ReplCommand::ApplyRemoteBatch(es) => es.iter().map(|e| e.unix_us).collect(),
+            _ => Vec::new(),
+        };
         let kind = match &cmd {
             ReplCommand::ApplyRemote(_) | ReplCommand::ApplyRemoteBatch(_) => Some(true),
             ReplCommand::SyncOps(ops) => {
@@ -443,7 +455,13 @@ impl Driver {
         }
         match kind {
             Some(true) => {
-                metrics::histogram!(m::STREAM_APPLY_SECONDS).record(started.elapsed().as_secs_f64())
+                metrics::histogram!(m::STREAM_APPLY_SECONDS)
+                    .record(started.elapsed().as_secs_f64());
+                let now = unix_us();
+                let lag = metrics::histogram!(m::STREAM_LAG_SECONDS);
+                for stamp in stamps.into_iter().filter(|s| *s != 0) {
+                    lag.record(now.saturating_sub(stamp) as f64 / 1e6);
+                }
             }
             Some(false) => {
                 tracing::info!(

@@ -123,7 +123,7 @@ impl Storage for InmemStorage {
         let mut map = self.map.write().await;
         let mut stage = self.repl.begin();
         stage
-            .local_batch(&mut MapTxn(&mut map), ops, engine::unix_ms())
+            .local_batch(&mut MapTxn(&mut map), ops, engine::unix_us())
             .map_err(|e| io_error("writing to memory", e))?;
         self.repl.finish(self.repl.commit_lock(), stage);
         Ok(())
@@ -145,7 +145,7 @@ impl Storage for InmemStorage {
         let mut map = self.map.write().await;
         let mut stage = self.repl.begin();
         let seed = [
-            engine::unix_ms().to_be_bytes(),
+            engine::unix_us().to_be_bytes(),
             self.restores.fetch_add(1, Ordering::Relaxed).to_be_bytes(),
         ]
         .concat();

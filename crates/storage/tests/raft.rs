@@ -27,10 +27,12 @@ async fn close(storage: Arc<RaftStorage>) {
 
 /// Status once the metrics caught up with the last apply (they are published asynchronously,
 /// just after the writer is released).
-async fn settled_status(s: &RaftStorage) -> StorageStatus {
+/// The status once Raft's metrics (published asynchronously, so they can trail an
+/// acknowledged write by a moment) show at least `applied` applied and nothing pending.
+async fn settled_status(s: &RaftStorage, applied: u64) -> StorageStatus {
     for _ in 0..200 {
         let status = s.status();
-        if status.applied_index == status.committed_index {
+        if status.applied_index == status.committed_index && status.applied_index >= applied {
             return status;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -121,7 +123,8 @@ async fn basic_crud_and_status() {
     s.delete("secret/foo").await.unwrap();
     let after_delete = s.get("secret/foo").await.unwrap();
     let scanned = s.scan("secret/", None, 10).await.unwrap();
-    let status = settled_status(&s).await;
+    // membership, leader blank, then the three writes
+    let status = settled_status(&s, 4).await;
 
     assert_eq!(got, Some(b"v1".to_vec()));
     assert_eq!(listed, vec!["bar/", "foo"]);
@@ -149,14 +152,16 @@ async fn writes_survive_close_and_reopen() {
     s.write(vec![put("x/1", b"a"), put("x/2", b"b")])
         .await
         .unwrap();
-    let applied_before = settled_status(&s).await.applied_index;
+    // membership, leader blank, then the two writes
+    let applied_before = settled_status(&s, 3).await.applied_index;
     close(s).await;
 
     let s = open(dir.path()).await;
     let keyring = s.get("core/keyring").await.unwrap();
     let listed = s.list("x/").await.unwrap();
     s.put("x/3", b"c".to_vec()).await.unwrap();
-    let status = settled_status(&s).await;
+    // leadership is restored without an election (no new blank entry): just the write
+    let status = settled_status(&s, applied_before + 1).await;
 
     assert_eq!(keyring, Some(b"ring".to_vec()));
     assert_eq!(listed, vec!["1", "2"]);

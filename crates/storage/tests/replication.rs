@@ -656,7 +656,7 @@ async fn both_backends_produce_identical_chains() {
     assert_eq!(m.merkle_root, r.merkle_root);
     let strip = |mut v: Vec<WalEntry>| {
         for e in &mut v {
-            e.unix_ms = 0;
+            e.unix_us = 0;
         }
         v
     };

@@ -745,7 +745,7 @@ impl SecondaryFsm {
                 )));
             }
             *applied = entry.position();
-            self.status.newest_entry_ms = Some(entry.unix_ms);
+            self.status.newest_entry_ms = Some(entry.unix_us / 1000);
             batch.push(entry);
             any = true;
         }

@@ -273,13 +273,22 @@ pub fn write_json<T: Serialize>(
     Ok(())
 }
 
-/// Runs blocking redb work (transactions, fsync) off the async worker threads.
+/// Runs blocking redb work (transactions, fsync) without stalling other tasks.
+///
+/// On the multi-threaded runtime the work runs right here, after tokio has moved this worker's
+/// other tasks to another thread (`block_in_place`): a write crosses five of these calls on its
+/// way from a client to a DR secondary, and handing each to the blocking pool and back cost
+/// two thread wake-ups apiece, the larger part of the replication lag on an idle machine.
+/// A current-thread runtime (some tests) cannot do that, so there it goes to the pool.
 pub async fn blocking<T, F>(f: F) -> io::Result<T>
 where
     T: Send + 'static,
     F: FnOnce() -> io::Result<T> + Send + 'static,
 {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| io_err("running a storage task", e))?
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| io_err("running a storage task", e))?,
+    }
 }

@@ -414,8 +414,8 @@ impl Storage for RaftStorage {
             return Ok(());
         }
         engine::check_user_ops(&ops)?;
-        let cmd = Command::BatchAt {
-            unix_ms: engine::unix_ms(),
+        let cmd = Command::BatchStamped {
+            unix_us: engine::unix_us(),
             ops: ops.into_iter().map(Into::into).collect(),
         };
         self.check_size(&cmd, "write batch")?;

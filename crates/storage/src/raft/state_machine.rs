@@ -161,7 +161,11 @@ fn apply_command(
             return Ok(ApplyOutcome::Applied);
         }
         Command::BatchAt { unix_ms, ops } => {
-            stage.local_batch(&mut txn, wire(ops), unix_ms)?;
+            stage.local_batch(&mut txn, wire(ops), unix_ms.saturating_mul(1000))?;
+            return Ok(ApplyOutcome::Applied);
+        }
+        Command::BatchStamped { unix_us, ops } => {
+            stage.local_batch(&mut txn, wire(ops), unix_us)?;
             return Ok(ApplyOutcome::Applied);
         }
         Command::ReplaceAll(pairs) => {

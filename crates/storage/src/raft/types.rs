@@ -67,11 +67,14 @@ pub enum Command {
     Batch(Vec<WireOp>),
     /// The whole keyspace, replacing everything (snapshot restore).
     ReplaceAll(Vec<WirePair>),
-    /// An atomic batch stamped with the proposer's clock, so that the WAL entry it creates is
-    /// byte-identical on every node.
+    /// An atomic batch stamped with the proposer's clock in milliseconds (logs written before
+    /// [`Command::BatchStamped`]; applied as that many thousand microseconds).
     BatchAt { unix_ms: u64, ops: Vec<WireOp> },
     /// A primary's WAL entry to apply verbatim ([`crate::WalEntry::encode`] bytes).
     ApplyRemote(#[serde(with = "b64")] Vec<u8>),
+    /// An atomic batch stamped with the proposer's clock in microseconds, so that the WAL entry
+    /// it creates is byte-identical on every node.
+    BatchStamped { unix_us: u64, ops: Vec<WireOp> },
     /// Consecutive primary WAL entries applied in one step (each [`crate::WalEntry::encode`]).
     ApplyRemoteBatch(Vec<EncodedEntry>),
     /// Merkle-sync ops: applied without creating a WAL entry.
@@ -109,9 +112,10 @@ impl Command {
     /// Payload bytes (keys plus values) carried by this command, for size limits.
     pub fn payload_bytes(&self) -> usize {
         match self {
-            Command::Batch(ops) | Command::BatchAt { ops, .. } | Command::SyncOps(ops) => {
-                ops.iter().map(WireOp::payload_bytes).sum()
-            }
+            Command::Batch(ops)
+            | Command::BatchAt { ops, .. }
+            | Command::BatchStamped { ops, .. }
+            | Command::SyncOps(ops) => ops.iter().map(WireOp::payload_bytes).sum(),
             Command::ReplaceAll(pairs) => pairs.iter().map(|p| p.key.len() + p.value.len()).sum(),
             Command::ApplyRemote(bytes) => bytes.len(),
             Command::ApplyRemoteBatch(entries) => entries.iter().map(|e| e.0.len()).sum(),
@@ -127,7 +131,9 @@ impl fmt::Display for Command {
         match self {
             Command::Batch(ops) => write!(f, "batch({} ops)", ops.len()),
             Command::ReplaceAll(pairs) => write!(f, "replace_all({} pairs)", pairs.len()),
-            Command::BatchAt { ops, .. } => write!(f, "batch({} ops)", ops.len()),
+            Command::BatchAt { ops, .. } | Command::BatchStamped { ops, .. } => {
+                write!(f, "batch({} ops)", ops.len())
+            }
             Command::ApplyRemote(bytes) => write!(f, "apply_remote({} bytes)", bytes.len()),
             Command::ApplyRemoteBatch(entries) => {
                 write!(f, "apply_remote_batch({} entries)", entries.len())

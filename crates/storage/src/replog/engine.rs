@@ -57,11 +57,11 @@ impl From<io::Error> for ApplyError {
     }
 }
 
-/// Milliseconds since the Unix epoch (0 if the clock is before it).
-pub(crate) fn unix_ms() -> u64 {
+/// Microseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn unix_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
         .unwrap_or(0)
 }
 
@@ -266,7 +266,7 @@ impl Stage {
         &mut self,
         txn: &mut impl KvTxn,
         ops: Vec<Op>,
-        unix_ms: u64,
+        unix_us: u64,
     ) -> io::Result<()> {
         self.apply_ops(txn, &ops)?;
         let replicated: Vec<Op> = ops
@@ -276,7 +276,7 @@ impl Stage {
         if replicated.is_empty() {
             return Ok(());
         }
-        let entry = WalEntry::next(&self.meta.position(), self.meta.epoch, unix_ms, replicated);
+        let entry = WalEntry::next(&self.meta.position(), self.meta.epoch, unix_us, replicated);
         self.append(txn, &entry)?;
         self.write_meta(txn)
     }

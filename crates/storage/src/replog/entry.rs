@@ -14,7 +14,9 @@ use crate::keyspace::{KeyClass, classify};
 
 const OP_PUT: u8 = 1;
 const OP_DELETE: u8 = 2;
-const STORED_VERSION: u8 = 1;
+/// 2: the clock is in microseconds (1 stored milliseconds; decoded as microseconds).
+const STORED_VERSION: u8 = 2;
+const STORED_VERSION_MS_CLOCK: u8 = 1;
 
 /// A point in a WAL chain: the entry index, its epoch and its chain hash.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -34,14 +36,15 @@ pub struct WalEntry {
     pub hash: [u8; 32],
     /// Whether any op touches a shared (performance-replicated) key.
     pub shared: bool,
-    /// When the primary created the entry (not hashed: informational, for lag).
-    pub unix_ms: u64,
+    /// When the primary proposed the entry, in microseconds since the Unix epoch (not hashed:
+    /// informational, for the secondary's lag histogram).
+    pub unix_us: u64,
     pub ops: Vec<Op>,
 }
 
 impl WalEntry {
     /// Builds the entry that follows `prev` (index and hash) with `ops`.
-    pub fn next(prev: &WalPosition, epoch: u64, unix_ms: u64, ops: Vec<Op>) -> Self {
+    pub fn next(prev: &WalPosition, epoch: u64, unix_us: u64, ops: Vec<Op>) -> Self {
         let index = prev.index + 1;
         let hash = chain_hash(&prev.hash, index, epoch, &ops);
         let shared = ops
@@ -53,7 +56,7 @@ impl WalEntry {
             prev_hash: prev.hash,
             hash,
             shared,
-            unix_ms,
+            unix_us,
             ops,
         }
     }
@@ -93,7 +96,7 @@ impl WalEntry {
         buf.extend_from_slice(&self.prev_hash);
         buf.extend_from_slice(&self.hash);
         buf.push(u8::from(self.shared));
-        buf.extend_from_slice(&self.unix_ms.to_be_bytes());
+        buf.extend_from_slice(&self.unix_us.to_be_bytes());
         encode_ops(&mut buf, &self.ops);
         buf
     }
@@ -102,7 +105,7 @@ impl WalEntry {
     pub fn decode(bytes: &[u8]) -> io::Result<Self> {
         let mut r = Reader(bytes);
         let version = r.u8()?;
-        if version != STORED_VERSION {
+        if version != STORED_VERSION && version != STORED_VERSION_MS_CLOCK {
             return Err(bad(format!("unknown WAL entry version {version}")));
         }
         let index = r.u64()?;
@@ -110,7 +113,12 @@ impl WalEntry {
         let prev_hash = r.array()?;
         let hash = r.array()?;
         let shared = r.u8()? != 0;
-        let unix_ms = r.u64()?;
+        let clock = r.u64()?;
+        let unix_us = if version == STORED_VERSION_MS_CLOCK {
+            clock.saturating_mul(1000)
+        } else {
+            clock
+        };
         let count = r.u64()?;
         let mut ops = Vec::new();
         for _ in 0..count {
@@ -134,7 +142,7 @@ impl WalEntry {
             prev_hash,
             hash,
             shared,
-            unix_ms,
+            unix_us,
             ops,
         })
     }

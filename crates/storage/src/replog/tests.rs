@@ -38,6 +38,23 @@ fn entries_round_trip_through_their_stored_form() {
 }
 
 #[test]
+fn entries_stored_with_a_millisecond_clock_decode_in_microseconds() {
+    // Why: WAL entries written before the clock moved to microseconds are still retained and
+    // streamed; their time must not read as a thousand times too early.
+    let e = WalEntry {
+        unix_us: 1_700_000_000_123,
+        ..sample()
+    };
+    let mut stored = e.encode();
+    stored[0] = 1;
+
+    let decoded = WalEntry::decode(&stored).unwrap();
+
+    assert_eq!(decoded.unix_us, 1_700_000_000_123_000);
+    assert_eq!(decoded.ops, e.ops);
+}
+
+#[test]
 fn damaged_stored_entries_are_errors() {
     // Why: a truncated or foreign record must surface as corruption, never as a short entry.
     let bytes = sample().encode();
@@ -78,7 +95,7 @@ fn the_chain_hash_covers_every_field_that_defines_history() {
     }
     assert!(
         WalEntry {
-            unix_ms: 1,
+            unix_us: 1,
             ..e.clone()
         }
         .hash_is_valid(),
