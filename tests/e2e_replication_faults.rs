@@ -381,6 +381,12 @@ fn outages_within_retention_resume_and_beyond_retention_merkle_sync() {
     wait_for(15, "streamed entries and a canary on the secondary", || {
         let m = scrape(&b, None);
         metric(&m, "vault_replication_stream_apply_seconds_count").is_some_and(|n| n > 0.0)
+            && metric(&m, "vault_replication_stream_lag_seconds_count").is_some_and(|n| n > 0.0)
+            && metric(
+                &m,
+                "vault_replication_stream_lag_seconds_bucket{le=\"0.002\"}",
+            )
+            .is_some()
             && metric(&m, "vault_replication_lag_ms").is_some()
             && metric(&m, "vault_replication_fsm_last_remote_wal").is_some_and(|w| w > 0.0)
     });
@@ -391,6 +397,10 @@ fn outages_within_retention_resume_and_beyond_retention_merkle_sync() {
             "vault_replication_secondary_connected{secondary_id=\"dr-east\"}"
         ),
         Some(1.0)
+    );
+    assert!(
+        metric(&p_metrics, "vault_raft_storage_apply_lag_seconds_count").is_some_and(|n| n > 0.0),
+        "the primary records proposal-to-apply per write"
     );
     assert!(
         metric(

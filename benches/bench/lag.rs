@@ -53,10 +53,14 @@ pub struct LagReport {
     /// The secondary's own per-entry lag histogram over the phase: from the primary's proposal
     /// of each entry to its apply here (one clock, as both run on this machine).
     pub stamped: Buckets,
+    /// The primary's histogram of the same entries from proposal to its own apply (the
+    /// commit a client's write waits for).
+    pub primary_stamped: Buckets,
 }
 
 const APPLY: &str = "vault_replication_stream_apply_seconds";
 const STAMPED: &str = "vault_replication_stream_lag_seconds";
+const PRIMARY_STAMPED: &str = "vault_raft_storage_apply_lag_seconds";
 
 fn delta(before: (f64, f64), after: (f64, f64)) -> f64 {
     let n = after.1 - before.1;
@@ -78,12 +82,14 @@ pub async fn run(env: &Env, seconds: u64, loads: &[Load], poll: Duration) -> Res
         poll.as_secs_f64() * 1000.0
     );
     println!(
-        "{:<12} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>10} {:>9} {:>9}",
+        "{:<12} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>10} {:>9} {:>9}",
         "load",
         "writes/s",
         "st p50",
         "st p99",
         "st<=2ms",
+        "pc p50",
+        "pc p99",
         "ack p50",
         "lag p50",
         "lag p99",
@@ -106,12 +112,14 @@ pub async fn run(env: &Env, seconds: u64, loads: &[Load], poll: Duration) -> Res
             Load::Clients(c) => format!("max ({c} cl)"),
         };
         println!(
-            "{:<12} {:>9.0} {:>8.2} {:>8.2} {:>7.1}% {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.0} {:>10.2} {:>9.3} {:>9.1}",
+            "{:<12} {:>9.0} {:>8.2} {:>8.2} {:>7.1}% {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.0} {:>10.2} {:>9.3} {:>9.1}",
             label,
             r.writes_per_s,
             bucket_quantile_ms(&r.stamped, 0.5),
             bucket_quantile_ms(&r.stamped, 0.99),
             bucket_share_within(&r.stamped, 0.002).unwrap_or(0.0) * 100.0,
+            bucket_quantile_ms(&r.primary_stamped, 0.5),
+            bucket_quantile_ms(&r.primary_stamped, 0.99),
             pct_ms(&r.ack, 0.5),
             pct_ms(&r.hi, 0.5),
             pct_ms(&r.hi, 0.99),
@@ -135,7 +143,7 @@ pub async fn run(env: &Env, seconds: u64, loads: &[Load], poll: Duration) -> Res
         }
     }
     println!(
-        "  st = the secondary's per-entry histogram, from the primary's proposal of an entry to its apply on the secondary (ms; includes the primary's own commit, so it bounds ack-to-apply from above); st<=2ms = share of entries applied within 2 ms of their proposal"
+        "  st = the secondary's per-entry histogram, from the primary's proposal of an entry to its apply on the secondary (ms; includes the primary's own commit, so it bounds ack-to-apply from above); st<=2ms = share of entries applied within 2 ms of their proposal; pc = the primary's own histogram of the same entries, proposal to its apply (what a write waits for before its ack)"
     );
     println!(
         "  lag = upper bound (ms); lo = lower bound; idx = upper bound per WAL index (commit to apply, no write-to-index mapping); poll = mean sampling interval; rtt = median dr/status round trip on the secondary; drain = time for the secondary to apply the last write after the load stopped"
@@ -169,6 +177,7 @@ pub async fn phase(
     let fsync0 = s.histogram(crate::kv::FSYNC_BATCH).await?;
     let apply0 = s.histogram(APPLY).await?;
     let stamped0 = s.buckets(STAMPED).await?;
+    let primary_stamped0 = p.buckets(PRIMARY_STAMPED).await?;
     // Let the sampler take a few readings before the first write.
     tokio::time::sleep(Duration::from_millis(50)).await;
 
@@ -193,6 +202,7 @@ pub async fn phase(
     let sec_per_fsync = delta(fsync0, s.histogram(crate::kv::FSYNC_BATCH).await?);
     let apply1 = s.histogram(APPLY).await?;
     let stamped = bucket_delta(&stamped0, &s.buckets(STAMPED).await?);
+    let primary_stamped = bucket_delta(&primary_stamped0, &p.buckets(PRIMARY_STAMPED).await?);
     let apply_ms = delta(apply0, apply1) * 1000.0;
     let applies = apply1.1 - apply0.1;
     let wal_per_apply = match (ss.first(), ss.last()) {
@@ -227,6 +237,7 @@ pub async fn phase(
         apply_ms,
         wal_per_apply,
         stamped,
+        primary_stamped,
     })
 }
 

@@ -8,6 +8,7 @@ pub mod config;
 mod dev_dr;
 mod flags;
 mod logging;
+mod malloc;
 mod run;
 
 pub use flags::ServerFlags;

@@ -18,6 +18,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Runs `strongroom server ARGS`; returns the process exit code.
 pub fn run(args: &[String]) -> i32 {
+    crate::malloc::tune();
     let flags = match ServerFlags::parse(args, |k| std::env::var(k).ok()) {
         Ok(f) => f,
         Err(msg) => {

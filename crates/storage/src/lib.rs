@@ -16,7 +16,7 @@ pub mod replog;
 pub use error::StorageError;
 pub use inmem::InmemStorage;
 pub use op::Op;
-pub use raft::{RaftNode, RaftOptions, RaftStorage, RaftTuning};
+pub use raft::{APPLY_LAG_SECONDS, RaftNode, RaftOptions, RaftStorage, RaftTuning};
 pub use replog::{MerkleTree, ReplCommand, ReplStatus, WalEntry, WalPosition, WalRead};
 
 use async_trait::async_trait;

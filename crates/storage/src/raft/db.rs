@@ -61,7 +61,7 @@ const FORMAT_V1: u32 = 1;
 /// costs reads little.
 const SM_CACHE_BYTES: usize = 64 * 1024 * 1024;
 /// The log is read back only near its tail (apply, and followers catching up).
-const LOG_CACHE_BYTES: usize = 16 * 1024 * 1024;
+const LOG_CACHE_BYTES: usize = 4 * 1024 * 1024;
 
 /// The opened pair of databases.
 #[derive(Clone)]

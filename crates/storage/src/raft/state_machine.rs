@@ -236,12 +236,16 @@ fn apply_batch(
     let mut stage = repl.begin();
     let mut outcomes = Vec::with_capacity(entries.len());
     let mut membership: Option<StoredMembership> = None;
+    let mut stamps = Vec::new();
     {
         let mut data = open_data(&txn)?;
         for entry in entries {
             let outcome = match entry.payload {
                 EntryPayload::Blank => ApplyOutcome::Applied,
                 EntryPayload::Normal(cmd) => {
+                    if let Command::BatchStamped { unix_us, .. } = &cmd {
+                        stamps.push(*unix_us);
+                    }
                     apply_command(&mut data, &mut stage, cmd, &entry.log_id)?
                 }
                 EntryPayload::Membership(m) => {
@@ -263,6 +267,13 @@ fn apply_batch(
     txn.commit()
         .map_err(|e| io_err("committing applied entries", e))?;
     repl.finish(guard, stage);
+    if !stamps.is_empty() {
+        let now = engine::unix_us();
+        let lag = metrics::histogram!(super::APPLY_LAG_SECONDS);
+        for stamp in stamps {
+            lag.record(now.saturating_sub(stamp) as f64 / 1e6);
+        }
+    }
     Ok(outcomes)
 }
 
