@@ -9,6 +9,7 @@
 mod checker;
 mod cluster;
 mod netns;
+mod relay;
 mod scenarios;
 mod workload;
 
@@ -17,7 +18,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use scenarios::{Env, Scenario, Verdict};
+use scenarios::{Env, Netns, Scenario, Verdict};
 
 #[derive(Parser)]
 #[command(
@@ -56,7 +57,7 @@ fn default_bin() -> PathBuf {
 /// Runs one scenario on its own thread (namespaces are entered per thread; a panic stays
 /// contained); returns its verdict.
 fn run_one(env: &Env, s: &Scenario) -> Verdict {
-    if s.needs_netns
+    if s.netns == Netns::Required
         && let Err(reason) = &env.netns
     {
         return Verdict::Skip(format!("needs network namespaces: {reason}"));
@@ -82,7 +83,11 @@ fn main() -> ExitCode {
     let names = match cli.command {
         Cmd::List => {
             for s in &catalogue {
-                let tag = if s.needs_netns { " [root: netns]" } else { "" };
+                let tag = match s.netns {
+                    Netns::Required => " [root: netns]",
+                    Netns::Preferred => " [root: netns + netem, else a relay]",
+                    Netns::Unused => "",
+                };
                 println!("{:<30} {}{tag}", s.name, s.about);
             }
             println!("{:<30} every scenario above", "all");
@@ -119,7 +124,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let wants_netns = selected.iter().any(|s| s.needs_netns);
+    let wants_netns = selected.iter().any(|s| s.netns != Netns::Unused);
     let env = Env {
         bin,
         keep: cli.keep,
@@ -131,7 +136,7 @@ fn main() -> ExitCode {
     };
     if wants_netns && let Err(reason) = &env.netns {
         println!(
-            "network namespaces unavailable ({reason}): skipping the partition and latency scenarios"
+            "network namespaces unavailable ({reason}): skipping the partition scenarios; latency-loss runs on loopback through a relay"
         );
     }
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);

@@ -42,10 +42,21 @@ pub enum Verdict {
 }
 
 /// A named drill.
+/// What a scenario needs of network namespaces.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Netns {
+    /// Runs on loopback.
+    Unused,
+    /// Uses them when available, else runs a loopback variant and says so.
+    Preferred,
+    /// Skipped without them.
+    Required,
+}
+
 pub struct Scenario {
     pub name: &'static str,
     pub about: &'static str,
-    pub needs_netns: bool,
+    pub netns: Netns,
     /// Part of the fast subset `.ci/run` runs.
     pub in_ci: bool,
     pub run: fn(&Env) -> Result<Verdict>,
@@ -57,91 +68,92 @@ pub fn catalogue() -> Vec<Scenario> {
         Scenario {
             name: "planned-failover",
             about: "demote under load, wait for catch-up, promote, re-point clients: zero loss",
-            needs_netns: false,
+            netns: Netns::Unused,
             in_ci: true,
             run: planned::run,
         },
         Scenario {
             name: "emergency-failover",
             about: "kill -9 the primary under load, force-promote: loss bounded by the lag",
-            needs_netns: false,
+            netns: Netns::Unused,
             in_ci: true,
             run: emergency::run,
         },
         Scenario {
             name: "failback-planned",
             about: "after a planned failover, re-point the old primary; it resumes streaming",
-            needs_netns: false,
+            netns: Netns::Unused,
             in_ci: true,
             run: failback::run_planned,
         },
         Scenario {
             name: "failback-planned-divergent",
             about: "as failback-planned, but the old primary took writes after the fork",
-            needs_netns: false,
+            netns: Netns::Unused,
             in_ci: true,
             run: failback::run_planned_divergent,
         },
         Scenario {
             name: "failback-emergency",
             about: "after an emergency failover, the restarted old primary is demoted and re-pointed",
-            needs_netns: false,
+            netns: Netns::Unused,
             in_ci: true,
             run: failback::run_emergency,
         },
         Scenario {
             name: "failback-emergency-divergent",
             about: "as failback-emergency, but the old primary took writes after restarting",
-            needs_netns: false,
+            netns: Netns::Unused,
             in_ci: true,
             run: failback::run_emergency_divergent,
         },
         Scenario {
             name: "partition-short",
             about: "cut the link under load (within WAL retention), heal: streaming resumes",
-            needs_netns: true,
+            netns: Netns::Required,
             in_ci: false,
             run: partition::run_short,
         },
         Scenario {
             name: "partition-long",
             about: "cut the link beyond WAL retention, heal: the secondary catches up",
-            needs_netns: true,
+            netns: Netns::Required,
             in_ci: false,
             run: partition::run_long,
         },
         Scenario {
             name: "latency-loss",
-            about: "100 ms delay + 1% loss + reordering on the link: keeps up at 500 writes/s",
-            needs_netns: true,
+            about: "100 ms delay + 1% loss (+ reordering) on the link: keeps up at 500 writes/s; \
+                    tc netem in namespaces, else a user-space relay",
+            netns: Netns::Preferred,
             in_ci: false,
             run: latency::run,
         },
         Scenario {
             name: "crash-secondary-sync",
             about: "kill -9 the secondary mid merkle sync, restart, unseal, converge",
-            needs_netns: false,
+            netns: Netns::Unused,
             in_ci: false,
             run: crash::run_sync,
         },
         Scenario {
             name: "crash-secondary-stream",
             about: "kill -9 the secondary while streaming under load, restart, converge",
-            needs_netns: false,
+            netns: Netns::Unused,
             in_ci: false,
             run: crash::run_stream,
         },
         Scenario {
             name: "restart-primary",
             about: "restart the primary while the secondary streams: no full resync",
-            needs_netns: false,
+            netns: Netns::Unused,
             in_ci: false,
             run: restart::run,
         },
         Scenario {
             name: "slow-disk",
             about: "fsync delay on the secondary: primary not slowed, lag visible",
-            needs_netns: false,
+            netns: Netns::Unused,
             in_ci: false,
             run: slow_disk::run,
         },
@@ -246,6 +258,11 @@ impl Rig {
 
     /// Starts and initialises cluster `i` as the DR primary with a KV v2 mount at `secret/`.
     pub fn start_primary(&mut self, i: usize) -> Result<()> {
+        self.start_primary_with(i, json!({}))
+    }
+
+    /// As [`Rig::start_primary`], with these `dr/primary/enable` parameters.
+    pub fn start_primary_with(&mut self, i: usize, enable: serde_json::Value) -> Result<()> {
         let c = &mut self.clusters[i];
         c.start()?;
         self.root = c.init()?;
@@ -257,7 +274,8 @@ impl Rig {
             "mounting secret/",
         )?;
         c.call(
-            c.req(Method::PUT, "sys/replication/dr/primary/enable", &root),
+            c.req(Method::PUT, "sys/replication/dr/primary/enable", &root)
+                .json(&enable),
             "dr/primary/enable",
         )?;
         Ok(())
