@@ -61,7 +61,11 @@ impl Relay {
                     if stop.load(Ordering::Relaxed) {
                         break;
                     }
-                    let Ok(down) = incoming else { continue };
+                    let Ok(down) = incoming else {
+                        // Out of descriptors or similar: do not spin on it.
+                        thread::sleep(Duration::from_millis(10));
+                        continue;
+                    };
                     let Ok(up) = TcpStream::connect(upstream) else {
                         let _ = down.shutdown(Shutdown::Both);
                         continue;
@@ -96,15 +100,16 @@ impl Relay {
 impl Drop for Relay {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        // Wake the accept loop so it sees the flag, then cut every relayed stream.
+        // Wake the accept loop so it sees the flag and wait for it, so that no connection is
+        // added after the sweep; then cut every relayed stream, which ends their threads.
         let _ = TcpStream::connect(self.addr);
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
         if let Ok(all) = self.conns.lock() {
             for s in all.iter() {
                 let _ = s.shutdown(Shutdown::Both);
             }
-        }
-        if let Some(t) = self.accept.take() {
-            let _ = t.join();
         }
     }
 }
@@ -225,5 +230,38 @@ mod tests {
         assert_eq!(got, sent);
         assert!(rtt >= Duration::from_millis(60), "round trip {rtt:?}");
         assert_eq!(relay.penalised.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn lost_chunks_stall_the_stream_by_a_retransmission_timeout() {
+        // Why: the loss model is the only stand-in for netem's loss; with certain loss every
+        // chunk must pay the penalty, and the stream must still arrive whole.
+        let sink = TcpListener::bind("127.0.0.1:0").unwrap();
+        let upstream = sink.local_addr().unwrap();
+        let reader = thread::spawn(move || {
+            let (mut s, _) = sink.accept().unwrap();
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).unwrap();
+            got
+        });
+        let imp = Impairment {
+            one_way_delay: Duration::from_millis(1),
+            loss: 1.0,
+        };
+        let relay = Relay::start("127.0.0.1:0".parse().unwrap(), upstream, imp).unwrap();
+
+        let t0 = Instant::now();
+        let mut c = TcpStream::connect(relay.addr).unwrap();
+        c.write_all(b"one chunk").unwrap();
+        c.shutdown(Shutdown::Write).unwrap();
+        let got = reader.join().unwrap();
+
+        assert_eq!(got, b"one chunk");
+        assert!(
+            t0.elapsed() >= Duration::from_millis(200),
+            "{:?}",
+            t0.elapsed()
+        );
+        assert!(relay.penalised.load(Ordering::Relaxed) >= 1);
     }
 }

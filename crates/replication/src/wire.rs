@@ -15,8 +15,9 @@ use crate::error::ReplicationError;
 /// The ALPN protocol of the DR replication stream on the cluster port.
 pub const ALPN_DR: &[u8] = b"replication_dr_v1";
 /// Protocol version carried in [`SecondaryMsg::Hello`]. Postcard is positional, so any
-/// change to a message's shape bumps it (2: peer addresses in Hello, heartbeat echoes).
-pub const PROTOCOL_VERSION: u32 = 2;
+/// change to a message's shape or a field's meaning bumps it (2: peer addresses in Hello,
+/// heartbeat echoes; 3: a WAL entry's clock is in microseconds, was milliseconds).
+pub const PROTOCOL_VERSION: u32 = 3;
 /// Largest frame either side sends or accepts.
 pub const MAX_FRAME: usize = 16 * 1024 * 1024;
 /// Target size of one [`PrimaryMsg::Pairs`] chunk (keys plus values).

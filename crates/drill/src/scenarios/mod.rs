@@ -41,7 +41,6 @@ pub enum Verdict {
     Skip(String),
 }
 
-/// A named drill.
 /// What a scenario needs of network namespaces.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Netns {
@@ -53,6 +52,7 @@ pub enum Netns {
     Required,
 }
 
+/// A named drill.
 pub struct Scenario {
     pub name: &'static str,
     pub about: &'static str,

@@ -79,9 +79,28 @@ pub fn open(dir: &Path) -> Result<Files, StorageError> {
         )
     })?;
     let sm_file = dir.join(DB_FILE);
+    let log_file = dir.join(LOG_FILE);
+    let (sm_existed, log_existed) = (sm_file.exists(), log_file.exists());
     let sm = open_file(&sm_file, SM_CACHE_BYTES)?;
-    let log = open_file(&dir.join(LOG_FILE), LOG_CACHE_BYTES)?;
-    if stored_format(&sm, RAFT_META)? == Some(FORMAT_V1) {
+    let v1 = stored_format(&sm, RAFT_META)? == Some(FORMAT_V1);
+    let sm_v2 = stored_format(&sm, SM_META)?.is_some();
+    // The two files are one store: either alone would silently lose the log (vote, identity,
+    // unapplied entries) or the state machine, so a half directory is refused.
+    if (sm_v2 && !log_existed) || (!sm_existed && log_existed) {
+        let (missing, present) = if log_existed {
+            (&sm_file, &log_file)
+        } else {
+            (&log_file, &sm_file)
+        };
+        return Err(StorageError::Corrupt(format!(
+            "{} is missing but {} exists: the raft log and the state machine belong together; \
+             restore both files from the same backup, or restore a snapshot into an empty directory",
+            missing.display(),
+            present.display()
+        )));
+    }
+    let log = open_file(&log_file, LOG_CACHE_BYTES)?;
+    if v1 {
         upgrade_v1(&sm, &log)?;
         tracing::info!(file = %sm_file.display(), "moved the raft log into {LOG_FILE} (storage format 1 -> 2)");
     }
@@ -89,9 +108,12 @@ pub fn open(dir: &Path) -> Result<Files, StorageError> {
         txn.open_table(SM_DATA)?;
         txn.open_table(SNAPSHOT).map(drop)
     })?;
-    setup(&log, RAFT_META, &dir.join(LOG_FILE), |txn| {
+    setup(&log, RAFT_META, &log_file, |txn| {
         txn.open_table(LOG).map(drop)
     })?;
+    // Binaries of format 1 look for their format in this table of the state-machine file:
+    // finding 2 there, they refuse the directory instead of starting over with an empty log.
+    setup(&sm, RAFT_META, &sm_file, |_| Ok(()))?;
     Ok(Files {
         log: Arc::new(log),
         sm: Arc::new(sm),
@@ -193,8 +215,11 @@ fn upgrade_v1(sm: &Database, log: &Database) -> Result<(), StorageError> {
 
     let txn = sm.begin_write().map_err(|e| upgrade(&e))?;
     txn.delete_table(LOG).map_err(|e| upgrade(&e))?;
-    txn.delete_table(RAFT_META).map_err(|e| upgrade(&e))?;
     {
+        // Only the format stays, now 2 (see `open`).
+        let mut old_meta = txn.open_table(RAFT_META).map_err(|e| upgrade(&e))?;
+        old_meta.retain(|_, _| false).map_err(|e| upgrade(&e))?;
+        write_json(&mut old_meta, KEY_FORMAT, &FORMAT_VERSION).map_err(|e| upgrade(&e))?;
         let mut snapshot = txn.open_table(SNAPSHOT).map_err(|e| upgrade(&e))?;
         snapshot
             .remove(KEY_SNAPSHOT_DATA_V1)

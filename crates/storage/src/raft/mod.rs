@@ -43,6 +43,9 @@ use crate::{Op, Storage, StorageError, StorageStatus};
 /// node. On the leader that is the commit latency a client's write waits for, minus HTTP.
 pub const APPLY_LAG_SECONDS: &str = "vault_raft_storage_apply_lag_seconds";
 
+/// A WAL read this close to the newest entry runs inline (see `wal_read`).
+const WAL_READ_INLINE_ENTRIES: u64 = 64;
+
 /// How long `shutdown` waits for Raft's background tasks to release the database.
 const SHUTDOWN_RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -136,7 +139,9 @@ impl RaftStorage {
             election_timeout_max: 1000,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(tuning.snapshot_every_entries),
             max_in_snapshot_log_to_keep: tuning.logs_kept_after_snapshot,
-            // Safe here: every apply is fsync'd before clients are answered (see openraft docs).
+            // Applies and `committed` are not fsync'd, which openraft's docs name as the case
+            // where a restored leader could serve a rolled-back state machine; `bootstrap`
+            // therefore waits for `wait_for_recovery` before `open` returns.
             enable_leader_restore: Some(true),
             ..Config::default()
         }
@@ -162,14 +167,35 @@ impl RaftStorage {
             raft_id,
             tuning,
         };
-        if let Err(e) = storage.bootstrap(&opts).await {
+        let opened = match storage.bootstrap(&opts).await {
+            Ok(()) => storage.checkpoint().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = opened {
             // Stop the background tasks so the database file is released for a retry.
             if let Err(stop) = storage.shutdown().await {
                 tracing::warn!(error = %stop, "stopping raft after a failed open");
             }
             return Err(e);
         }
+        storage.repl.set_recovering(false);
         Ok(Arc::new(storage))
+    }
+
+    /// Makes everything applied so far durable in the state-machine file (an empty durable
+    /// commit). After recovery this turns what the log re-applied into the durable state, so
+    /// the snapshot meta openraft read at startup (the re-applied index) is durable too.
+    async fn checkpoint(&self) -> Result<(), StorageError> {
+        let db = self.db.clone();
+        db::blocking(move || {
+            let txn = db
+                .begin_write()
+                .map_err(|e| db::io_err("starting a checkpoint", e))?;
+            txn.commit()
+                .map_err(|e| db::io_err("committing a checkpoint", e))
+        })
+        .await
+        .map_err(|e| StorageError::io("checkpointing the state machine", e))
     }
 
     /// Initializes a pristine node, then waits for leadership when this node alone votes.
@@ -226,6 +252,17 @@ impl RaftStorage {
             );
         }
         if !sole_voter {
+            // With other voters, leadership and the commit index come from the cluster; wait
+            // (bounded) until this node has re-applied what it durably logged, so it never
+            // serves a state machine a crash rolled back.
+            let left = deadline.saturating_duration_since(Instant::now());
+            if let Err(e) = self
+                .raft
+                .wait_for_recovery(Some(left.max(Duration::from_millis(100))))
+                .await
+            {
+                tracing::warn!(error = %e, "raft has not yet re-applied its durable log");
+            }
             return Ok(());
         }
 
@@ -503,9 +540,18 @@ impl Storage for RaftStorage {
         max_entries: usize,
         max_bytes: usize,
     ) -> Result<WalRead, StorageError> {
-        self.read_point("wal_read", move |db| {
+        // Near the tail (a streaming secondary) the entries are few and in redb's cache; a
+        // secondary catching up reads long runs of cold pages, which belong off the worker.
+        let behind = self.repl.status().last_wal.saturating_sub(after.index);
+        if behind <= WAL_READ_INLINE_ENTRIES {
+            return self.read_point("wal_read", move |db| {
+                reads::wal_read(db, after, max_entries, max_bytes)
+            });
+        }
+        self.read("wal_read", move |db| {
             reads::wal_read(db, after, max_entries, max_bytes)
         })
+        .await
     }
 
     fn wal_watch(&self) -> tokio::sync::watch::Receiver<u64> {
@@ -552,16 +598,7 @@ impl Storage for RaftStorage {
             .shutdown()
             .await
             .map_err(|e| StorageError::io("shutting down raft", e))?;
-        let db = self.db.clone();
-        db::blocking(move || {
-            let txn = db
-                .begin_write()
-                .map_err(|e| db::io_err("starting the shutdown checkpoint", e))?;
-            txn.commit()
-                .map_err(|e| db::io_err("committing the shutdown checkpoint", e))
-        })
-        .await
-        .map_err(|e| StorageError::io("shutting down raft", e))?;
+        self.checkpoint().await?;
         let deadline = Instant::now() + SHUTDOWN_RELEASE_TIMEOUT;
         while Arc::strong_count(&self.db) > 1 || Arc::strong_count(&self.log_db) > 1 {
             if Instant::now() >= deadline {

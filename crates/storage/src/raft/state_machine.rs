@@ -267,7 +267,7 @@ fn apply_batch(
     txn.commit()
         .map_err(|e| io_err("committing applied entries", e))?;
     repl.finish(guard, stage);
-    if !stamps.is_empty() {
+    if !stamps.is_empty() && !repl.is_recovering() {
         let now = engine::unix_us();
         let lag = metrics::histogram!(super::APPLY_LAG_SECONDS);
         for stamp in stamps {

@@ -22,34 +22,51 @@ fn log_len(s: &RaftStorage) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn snapshots_purge_the_log_and_recovery_uses_them() {
-    // Why: without snapshot + purge the log grows forever; after purge, restart must rebuild
-    // state from the snapshot plus the remaining log.
+async fn a_crash_after_purge_recovers_from_the_checkpoint_and_the_kept_log() {
+    // Why: the log is purged behind checkpoints while applies after them are not durable; a
+    // crash that rolls the state machine back to its last checkpoint must find every entry
+    // after it still in the log.
     let dir = tempfile::tempdir().unwrap();
     let tuning = RaftTuning {
-        snapshot_every_entries: 10,
+        snapshot_every_entries: 10_000,
         logs_kept_after_snapshot: 0,
         ..RaftTuning::default()
     };
     let s = RaftStorage::open_with(options(dir.path()), tuning.clone())
         .await
         .unwrap();
-
     for i in 0..40 {
         s.put(&format!("k/{i:02}"), vec![i as u8]).await.unwrap();
     }
+    // A checkpoint now (the policy alone would not take one), and the purge behind it.
+    s.raft.trigger().snapshot().await.unwrap();
     let m = s
         .raft
         .wait(Some(Duration::from_secs(10)))
         .metrics(
-            |m| m.purged.is_some() && m.snapshot.is_some(),
-            "snapshot and purge",
+            |m| m.purged.is_some() && m.snapshot.is_some_and(|id| id.index >= 41),
+            "a snapshot covering the 40 writes, and a purge",
         )
         .await
         .unwrap();
     let kept = log_len(&s);
+    // Fewer writes than a checkpoint interval: applied, in the log, not yet checkpointed.
+    for i in 40..45 {
+        s.put(&format!("k/{i:02}"), vec![i as u8]).await.unwrap();
+    }
+    // The state machine file on disk is its last checkpoint (non-durable commits stay in
+    // redb's memory); keep it to put back after shutdown, as a crash would leave it.
+    let at_checkpoint = std::fs::read(dir.path().join(db::DB_FILE)).unwrap();
     s.shutdown().await.unwrap();
     drop(s);
+    std::fs::write(dir.path().join(db::DB_FILE), at_checkpoint).unwrap();
+    let newest_in_rolled_back_file = {
+        let sm = redb::Database::create(dir.path().join(db::DB_FILE)).unwrap();
+        let txn = sm.begin_read().unwrap();
+        let table = txn.open_table(db::SM_DATA).unwrap();
+        redb::ReadableTable::get(&table, "k/44").unwrap().is_some()
+    };
+
     let s = RaftStorage::open_with(options(dir.path()), tuning)
         .await
         .unwrap();
@@ -63,12 +80,42 @@ async fn snapshots_purge_the_log_and_recovery_uses_them() {
     };
 
     assert!(kept < 40, "log not purged: {kept} entries kept; {m:?}");
-    assert_eq!(recovered.len(), 40);
-    assert_eq!(recovered[39], ("k/39".to_owned(), vec![39]));
+    assert!(!newest_in_rolled_back_file, "nothing was rolled back");
+    assert_eq!(
+        recovered.len(),
+        45,
+        "entries after the checkpoint were lost"
+    );
+    assert_eq!(recovered[44], ("k/44".to_owned(), vec![44]));
     let pairs = snapshot_codec::decode(&snapshot.snapshot.encode().unwrap()).unwrap();
-    assert!(pairs.len() >= 8, "snapshot holds {} pairs", pairs.len());
+    assert!(
+        pairs.iter().any(|(k, v)| k == "k/44" && v == &vec![44]),
+        "the snapshot does not show the recovered state"
+    );
     assert!(s.raft.metrics().borrow_watched().state == ServerState::Leader);
     s.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_missing_one_of_its_two_files_is_refused() {
+    // Why: opening the state machine without its log (or the reverse) would start an empty
+    // log beside it and lose the vote, identity and unapplied entries without a word.
+    let dir = tempfile::tempdir().unwrap();
+    let s = RaftStorage::open(options(dir.path())).await.unwrap();
+    s.put("k/1", vec![1]).await.unwrap();
+    s.shutdown().await.unwrap();
+    drop(s);
+    let log = dir.path().join(db::LOG_FILE);
+    std::fs::rename(&log, dir.path().join("elsewhere")).unwrap();
+
+    let refused = RaftStorage::open(options(dir.path())).await;
+
+    match refused {
+        Err(StorageError::Corrupt(msg)) => assert!(msg.contains("raft-log.redb"), "{msg}"),
+        Err(other) => panic!("unexpected error: {other}"),
+        Ok(_) => panic!("a directory without its log was opened"),
+    }
+    assert!(!log.exists(), "an empty log was created");
 }
 
 /// Rewrites a closed format-2 directory into the format-1 layout: log and log metadata inside
@@ -119,10 +166,33 @@ async fn a_format_1_directory_is_upgraded_in_place() {
         txn.open_table(db::LOG).is_ok()
     };
 
+    let (vote, identity) = {
+        let txn = s.log_db.begin_read().unwrap();
+        let meta = txn.open_table(db::RAFT_META).unwrap();
+        (
+            redb::ReadableTable::get(&meta, db::KEY_VOTE)
+                .unwrap()
+                .is_some(),
+            redb::ReadableTable::get(&meta, db::KEY_IDENTITY)
+                .unwrap()
+                .is_some(),
+        )
+    };
+    let old_file_format: Option<u32> = {
+        let txn = s.db.begin_read().unwrap();
+        db::read_json(&txn.open_table(db::RAFT_META).unwrap(), db::KEY_FORMAT).unwrap()
+    };
+
     assert_eq!(recovered.len(), 21, "writes lost in the upgrade");
     assert_eq!(recovered[7], ("k/07".to_owned(), vec![7]));
     assert!(log_len(&s) > 20, "the log was not moved");
+    assert!(vote && identity, "vote or node identity left behind");
     assert!(!sm_still_has_log, "the old log table was left behind");
+    assert_eq!(
+        old_file_format,
+        Some(db::FORMAT_VERSION),
+        "a format-1 binary would not see that the directory moved on"
+    );
     s.shutdown().await.unwrap();
 }
 

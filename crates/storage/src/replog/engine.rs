@@ -8,7 +8,7 @@
 //! interleave with a commit.
 
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -101,6 +101,9 @@ pub(crate) struct ReplShared {
     max_entries: AtomicU64,
     max_bytes: AtomicU64,
     watch: watch::Sender<u64>,
+    /// True while a backend re-applies its log at open: entries applied then are old, and
+    /// their proposal-to-apply times would only pollute the lag histogram.
+    recovering: AtomicBool,
 }
 
 /// The lock held while a backend commits; pass it to [`ReplShared::finish`].
@@ -125,9 +128,19 @@ impl ReplShared {
             max_entries: AtomicU64::new(DEFAULT_RETAINED_ENTRIES),
             max_bytes: AtomicU64::new(DEFAULT_RETAINED_BYTES),
             watch,
+            recovering: AtomicBool::new(true),
         };
         shared.publish(&shared.lock().0.meta);
         shared
+    }
+
+    /// Marks the end (or start) of the open-time log replay.
+    pub fn set_recovering(&self, recovering: bool) {
+        self.recovering.store(recovering, Ordering::Relaxed);
+    }
+
+    pub fn is_recovering(&self) -> bool {
+        self.recovering.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> CommitGuard<'_> {
