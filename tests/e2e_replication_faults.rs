@@ -382,6 +382,8 @@ fn outages_within_retention_resume_and_beyond_retention_merkle_sync() {
         let m = scrape(&b, None);
         metric(&m, "vault_replication_stream_apply_seconds_count").is_some_and(|n| n > 0.0)
             && metric(&m, "vault_replication_stream_lag_seconds_count").is_some_and(|n| n > 0.0)
+            && metric(&m, "vault_replication_stream_commit_lag_seconds_count")
+                .is_some_and(|n| n > 0.0)
             && metric(
                 &m,
                 "vault_replication_stream_lag_seconds_bucket{le=\"0.002\"}",

@@ -50,6 +50,13 @@ impl Telemetry {
                 )
                 .ok()?
                 .set_buckets_for_metric(
+                    Matcher::Full(
+                        strongroom_replication::metrics::STREAM_COMMIT_LAG_SECONDS.to_owned(),
+                    ),
+                    strongroom_replication::metrics::STREAM_LAG_BUCKETS,
+                )
+                .ok()?
+                .set_buckets_for_metric(
                     Matcher::Full(strongroom_storage::APPLY_LAG_SECONDS.to_owned()),
                     strongroom_replication::metrics::STREAM_LAG_BUCKETS,
                 )

@@ -9,7 +9,11 @@ pub const STREAM_APPLY_SECONDS: &str = "vault_replication_stream_apply_seconds";
 /// clock) to the end of the apply that stored it here (our clock). Includes any clock skew
 /// between the clusters; exact when they share a clock.
 pub const STREAM_LAG_SECONDS: &str = "vault_replication_stream_lag_seconds";
-/// Bucket bounds of [`STREAM_LAG_SECONDS`]: fine below 10 ms, where the lag goals are.
+/// Per streamed WAL entry, on the secondary: from the primary's commit of the entry (its
+/// local apply, which a client's write waits for before its ack) to the end of the apply
+/// here. The replication lag as a client sees it; clock skew as above.
+pub const STREAM_COMMIT_LAG_SECONDS: &str = "vault_replication_stream_commit_lag_seconds";
+/// Bucket bounds of [`STREAM_LAG_SECONDS`] and [`STREAM_COMMIT_LAG_SECONDS`]: fine below 10 ms, where the lag goals are.
 pub const STREAM_LAG_BUCKETS: &[f64] = &[
     0.000_25, 0.000_5, 0.000_75, 0.001, 0.001_25, 0.001_5, 0.001_75, 0.002, 0.002_5, 0.003, 0.004,
     0.005, 0.007_5, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,

@@ -441,9 +441,19 @@ impl PrimaryServer {
             };
             cursor = last.position();
             let n = entries.len() as u64;
-            send(&mut s.wr, &PrimaryMsg::Wal(entries))
-                .await
-                .map_err(End::Failed)?;
+            let committed_us = entries
+                .iter()
+                .map(|e| self.storage.wal_committed_at(e.index).unwrap_or(0))
+                .collect();
+            send(
+                &mut s.wr,
+                &PrimaryMsg::Wal {
+                    entries,
+                    committed_us,
+                },
+            )
+            .await
+            .map_err(End::Failed)?;
             s.cursor = Some(cursor);
             metrics::counter!(m::RPC_SERVER_STREAM_WALS_TOTAL).increment(n);
         }

@@ -4,7 +4,7 @@
 //! (dial, send, apply, prune, sleep) and turns what happens back into events. Keeping it
 //! this thin is what makes the seeded FSM tests meaningful for the real thing.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -184,6 +184,7 @@ impl SecondaryRunner {
             sync_written: 0,
             sync_discarded: 0,
             last_sync: (0, 0),
+            commit_times: HashMap::new(),
         };
         let task = tokio::spawn(driver.run());
         Ok(SecondaryHandle {
@@ -220,6 +221,8 @@ struct Driver {
     sync_written: u64,
     sync_discarded: u64,
     last_sync: (u64, u64),
+    /// The primary's commit time (unix µs) of streamed entries not applied yet, by index.
+    commit_times: HashMap<u64, u64>,
 }
 
 fn now_ms() -> u64 {
@@ -303,7 +306,13 @@ impl Driver {
                     return;
                 }
                 Next::Tick => self.events.push_back(Event::Tick),
-                Next::Msg(PrimaryMsg::Wal(entries)) => self.coalesce_wal(entries),
+                Next::Msg(PrimaryMsg::Wal {
+                    entries,
+                    committed_us,
+                }) => {
+                    self.note_commit_times(&entries, &committed_us);
+                    self.coalesce_wal(entries)
+                }
                 Next::Msg(msg) => self.events.push_back(msg.into()),
                 Next::Lost(reason) => {
                     self.conn = None;
@@ -431,9 +440,9 @@ impl Driver {
 
     async fn apply(&mut self, cmd: ReplCommand) -> Flow {
         let started = Instant::now();
-        let stamps: Vec<u64> = match &cmd {
-            ReplCommand::ApplyRemote(e) => vec![e.unix_us],
-            ReplCommand::ApplyRemoteBatch(es) => es.iter().map(|e| e.unix_us).collect(),
+        let stamps: Vec<(u64, u64)> = match &cmd {
+            ReplCommand::ApplyRemote(e) => vec![(e.index, e.unix_us)],
+            ReplCommand::ApplyRemoteBatch(es) => es.iter().map(|e| (e.index, e.unix_us)).collect(),
             _ => Vec::new(),
         };
         let kind = match &cmd {
@@ -459,8 +468,14 @@ impl Driver {
                     .record(started.elapsed().as_secs_f64());
                 let now = unix_us();
                 let lag = metrics::histogram!(m::STREAM_LAG_SECONDS);
-                for stamp in stamps.into_iter().filter(|s| *s != 0) {
-                    lag.record(now.saturating_sub(stamp) as f64 / 1e6);
+                let commit_lag = metrics::histogram!(m::STREAM_COMMIT_LAG_SECONDS);
+                for (index, proposed) in stamps {
+                    if proposed != 0 {
+                        lag.record(now.saturating_sub(proposed) as f64 / 1e6);
+                    }
+                    if let Some(committed) = self.commit_times.remove(&index) {
+                        commit_lag.record(now.saturating_sub(committed) as f64 / 1e6);
+                    }
                 }
             }
             Some(false) => {
@@ -527,10 +542,28 @@ impl Driver {
     }
 }
 
+/// Most commit times held for entries not applied yet.
+const MAX_PENDING_COMMIT_TIMES: usize = 100_000;
+
 /// Most WAL bytes merged into one apply step from messages already received.
 const MAX_COALESCED_BYTES: usize = 1024 * 1024;
 
 impl Driver {
+    /// Remembers when the primary committed these entries, until they are applied here.
+    fn note_commit_times(&mut self, entries: &[WalEntry], committed_us: &[u64]) {
+        if self.commit_times.len() > MAX_PENDING_COMMIT_TIMES {
+            // Applies are failing or far behind: the figures would be stale anyway.
+            self.commit_times.clear();
+        }
+        self.commit_times.extend(
+            entries
+                .iter()
+                .zip(committed_us)
+                .filter(|(_, t)| **t != 0)
+                .map(|(e, t)| (e.index, *t)),
+        );
+    }
+
     /// Merges WAL messages that are already queued behind `entries` into one event, so a
     /// secondary that fell behind applies its backlog in large storage steps (one fsync each)
     /// instead of one step per message.
@@ -540,7 +573,16 @@ impl Driver {
         if let Some(conn) = self.conn.as_mut() {
             while bytes < MAX_COALESCED_BYTES {
                 match conn.incoming.try_recv() {
-                    Ok(Ok(PrimaryMsg::Wal(more))) => {
+                    Ok(Ok(PrimaryMsg::Wal {
+                        entries: more,
+                        committed_us,
+                    })) => {
+                        self.commit_times.extend(
+                            more.iter()
+                                .zip(&committed_us)
+                                .filter(|(_, t)| **t != 0)
+                                .map(|(e, t)| (e.index, *t)),
+                        );
                         bytes += more.iter().map(WalEntry::payload_bytes).sum::<usize>();
                         entries.extend(more);
                     }
@@ -552,7 +594,7 @@ impl Driver {
                 }
             }
         }
-        self.events.push_back(PrimaryMsg::Wal(entries).into());
+        self.events.push_back(Event::Wal(entries));
         match next {
             Some(Ok(msg)) => self.events.push_back(msg.into()),
             Some(Err(e)) => {

@@ -16,7 +16,8 @@ use crate::error::ReplicationError;
 pub const ALPN_DR: &[u8] = b"replication_dr_v1";
 /// Protocol version carried in [`SecondaryMsg::Hello`]. Postcard is positional, so any
 /// change to a message's shape or a field's meaning bumps it (2: peer addresses in Hello,
-/// heartbeat echoes; 3: a WAL entry's clock is in microseconds, was milliseconds).
+/// heartbeat echoes; 3: a WAL entry's clock is in microseconds, was milliseconds, and WAL
+/// messages carry commit times).
 pub const PROTOCOL_VERSION: u32 = 3;
 /// Largest frame either side sends or accepts.
 pub const MAX_FRAME: usize = 16 * 1024 * 1024;
@@ -91,10 +92,13 @@ pub enum PrimaryMsg {
     },
     /// The primary position taken before any merkle page or bucket was read on this
     /// connection: streaming from it after the sync converges.
-    SyncPoint {
-        position: WalPosition,
+    SyncPoint { position: WalPosition },
+    /// Consecutive WAL entries, and when each was committed on the primary (unix µs, 0 when
+    /// no longer remembered; informational, for the secondary's commit-to-apply histogram).
+    Wal {
+        entries: Vec<WalEntry>,
+        committed_us: Vec<u64>,
     },
-    Wal(Vec<WalEntry>),
     Heartbeat {
         unix_ms: u64,
         last_wal: u64,
@@ -106,10 +110,7 @@ pub enum PrimaryMsg {
         echo_held_ms: u64,
     },
     /// The primary refuses or aborts; see [`codes`].
-    Error {
-        code: String,
-        message: String,
-    },
+    Error { code: String, message: String },
 }
 
 /// Round trip of a heartbeat echo: `now - sent - held`, all on the echo receiver's clock;

@@ -351,7 +351,9 @@ async fn wire_carries_exactly_the_stored_ciphertext() {
                 assert!(!resume, "a forked position is not resumable")
             }
             PrimaryMsg::Pairs { pairs, .. } => synced.extend(pairs),
-            PrimaryMsg::Wal(entries) => streamed.extend(entries.into_iter().flat_map(|e| e.ops)),
+            PrimaryMsg::Wal { entries, .. } => {
+                streamed.extend(entries.into_iter().flat_map(|e| e.ops))
+            }
             _ => {}
         }
     }

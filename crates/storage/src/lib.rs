@@ -123,6 +123,12 @@ pub trait Storage: Send + Sync + 'static {
     /// The last WAL index, updated after every apply that moves it.
     fn wal_watch(&self) -> tokio::sync::watch::Receiver<u64>;
 
+    /// When WAL entry `index` was committed on this node (unix µs), if it is recent enough
+    /// to be remembered; sent with streamed entries so secondaries measure lag from it.
+    fn wal_committed_at(&self, _index: u64) -> Option<u64> {
+        None
+    }
+
     /// `None`: the 256 page hashes of `tree`; `Some(p)`: the 256 bucket sums of page `p`.
     fn merkle_hashes(&self, tree: MerkleTree, page: Option<u8>) -> Vec<[u8; 32]>;
 

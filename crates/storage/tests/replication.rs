@@ -312,6 +312,28 @@ async fn wal_watch_follows_last_wal(a: &dyn Storage, _b: &dyn Storage) {
     assert!(!rx.has_changed().unwrap(), "no WAL entry, no wake-up");
 }
 
+on_both_backends!(commit_times_of_recent_entries_are_remembered);
+async fn commit_times_of_recent_entries_are_remembered(a: &dyn Storage, _b: &dyn Storage) {
+    // Why: secondaries measure lag from these; an entry must map to its own commit, and an
+    // index this node never committed must map to nothing rather than to a neighbour's time.
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
+    a.put("logical/a", b"1".to_vec()).await.unwrap();
+    a.write(vec![put("logical/b", b"2"), put("logical/c", b"3")])
+        .await
+        .unwrap();
+
+    let first = a.wal_committed_at(1);
+    let second = a.wal_committed_at(2);
+
+    assert!(first.is_some_and(|t| t >= before), "{first:?}");
+    assert!(second >= first, "{second:?} < {first:?}");
+    assert_eq!(a.wal_committed_at(0), None);
+    assert_eq!(a.wal_committed_at(3), None, "no entry 3 was committed");
+}
+
 on_both_backends!(apply_remote_follows_the_chain);
 async fn apply_remote_follows_the_chain(primary: &dyn Storage, secondary: &dyn Storage) {
     // Why: a secondary must hold exactly the primary's history, refuse forks and gaps, and

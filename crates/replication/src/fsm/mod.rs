@@ -130,7 +130,7 @@ impl From<PrimaryMsg> for Event {
             PrimaryMsg::PageHashes(h) => Event::PageHashes(h),
             PrimaryMsg::Pairs { pairs, last } => Event::Pairs { pairs, last },
             PrimaryMsg::SyncPoint { position } => Event::SyncPoint { position },
-            PrimaryMsg::Wal(entries) => Event::Wal(entries),
+            PrimaryMsg::Wal { entries, .. } => Event::Wal(entries),
             PrimaryMsg::Heartbeat {
                 unix_ms,
                 last_wal,

@@ -276,7 +276,10 @@ impl Sim {
             Some(entries) if entries.is_empty() => {}
             Some(entries) => {
                 self.session.cursor = entries.last().map(|e| e.position());
-                self.to_secondary.push_back(PrimaryMsg::Wal(entries));
+                self.to_secondary.push_back(PrimaryMsg::Wal {
+                    entries,
+                    committed_us: Vec::new(),
+                });
             }
             None => {
                 self.to_secondary.push_back(PrimaryMsg::Error {
@@ -419,7 +422,7 @@ impl Sim {
                     let reorderable = |m: &PrimaryMsg| {
                         matches!(
                             m,
-                            PrimaryMsg::Wal(_)
+                            PrimaryMsg::Wal { .. }
                                 | PrimaryMsg::Heartbeat { .. }
                                 | PrimaryMsg::PageHashes(_)
                         )

@@ -558,6 +558,10 @@ impl Storage for RaftStorage {
         self.repl.watch()
     }
 
+    fn wal_committed_at(&self, index: u64) -> Option<u64> {
+        self.repl.committed_at(index)
+    }
+
     fn merkle_hashes(&self, tree: MerkleTree, page: Option<u8>) -> Vec<[u8; 32]> {
         self.repl.hashes(tree, page)
     }

@@ -7,6 +7,7 @@
 //! committed, under the same lock that [`ReplShared::rebuild`] takes, so a rebuild can never
 //! interleave with a commit.
 
+use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -95,12 +96,19 @@ struct State {
     merkle: MerkleIndex,
 }
 
+/// Commits whose WAL commit times are kept (a few seconds at the highest write rates).
+const COMMIT_TIMES_KEPT: usize = 16_384;
+
 /// Replication state shared by a backend's write path and its status readers.
 pub(crate) struct ReplShared {
     state: Mutex<State>,
     max_entries: AtomicU64,
     max_bytes: AtomicU64,
     watch: watch::Sender<u64>,
+    /// When recent WAL entries were committed here: `(first index, last index, unix µs)` per
+    /// commit, oldest first, at most [`COMMIT_TIMES_KEPT`] commits. For lag measured from the
+    /// commit a client's write waits for, rather than from its proposal.
+    commit_times: Mutex<VecDeque<(u64, u64, u64)>>,
     /// True while a backend re-applies its log at open: entries applied then are old, and
     /// their proposal-to-apply times would only pollute the lag histogram.
     recovering: AtomicBool,
@@ -129,9 +137,18 @@ impl ReplShared {
             max_bytes: AtomicU64::new(DEFAULT_RETAINED_BYTES),
             watch,
             recovering: AtomicBool::new(true),
+            commit_times: Mutex::new(VecDeque::new()),
         };
         shared.publish(&shared.lock().0.meta);
         shared
+    }
+
+    /// When WAL entry `index` was committed on this node (unix µs), while it is recent.
+    pub fn committed_at(&self, index: u64) -> Option<u64> {
+        let times = self.commit_times.lock().unwrap_or_else(|p| p.into_inner());
+        let at = times.partition_point(|&(_, last, _)| last < index);
+        let &(first, _, t) = times.get(at)?;
+        (first <= index).then_some(t)
     }
 
     /// Marks the end (or start) of the open-time log replay.
@@ -174,10 +191,22 @@ impl ReplShared {
         for d in &stage.deltas {
             state.merkle.apply(d);
         }
+        let before = state.meta.last_wal;
         state.meta = stage.meta;
         self.publish(&state.meta);
         let last_wal = state.meta.last_wal;
         drop(guard);
+        if last_wal > before {
+            let mut times = self.commit_times.lock().unwrap_or_else(|p| p.into_inner());
+            if times.back().is_some_and(|&(_, last, _)| last >= last_wal) {
+                // The chain moved back (wipe, restore): older times describe other entries.
+                times.clear();
+            }
+            if times.len() == COMMIT_TIMES_KEPT {
+                times.pop_front();
+            }
+            times.push_back((before + 1, last_wal, unix_us()));
+        }
         self.watch.send_if_modified(|v| {
             let changed = *v != last_wal;
             *v = last_wal;
