@@ -7,6 +7,7 @@
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,7 +26,14 @@ pub struct LogStore {
     db: Arc<Database>,
     /// When the committed id was last written (see `save_committed`).
     committed_saved_at: Arc<Mutex<Option<Instant>>>,
+    /// Whether the last append took longer than [`SLOW_APPEND`] (see `append`).
+    disk_slow: Arc<AtomicBool>,
 }
+
+/// Appends up to this size run inline while the disk is fast (see `append`).
+const INLINE_APPEND_BYTES: usize = 64 * 1024;
+/// An append (write and fsync) slower than this marks the disk slow.
+const SLOW_APPEND: Duration = Duration::from_millis(4);
 
 /// Least time between two writes of the committed id.
 const COMMITTED_SAVE_INTERVAL: Duration = Duration::from_millis(100);
@@ -35,6 +43,7 @@ impl LogStore {
         Self {
             db,
             committed_saved_at: Arc::default(),
+            disk_slow: Arc::default(),
         }
     }
 
@@ -201,8 +210,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             encoded.push((entry.log_id.index, bytes));
         }
         metrics::histogram!("vault_raft_storage_fsync_batch_size").record(encoded.len() as f64);
+        // Small appends on a fast disk run right here: the thread hand-off of `blocking`
+        // costs a good part of a fast fsync. A slow disk would stall this worker, so once an
+        // append takes long the next ones go through `blocking` until the disk is fast again.
+        let small = encoded.iter().map(|(_, b)| b.len()).sum::<usize>() <= INLINE_APPEND_BYTES;
+        let inline = small && !self.disk_slow.load(Ordering::Relaxed);
+        let started = Instant::now();
         let db = self.db.clone();
-        blocking(move || {
+        let write = move || {
             let txn = db
                 .begin_write()
                 .map_err(|e| io_err("starting a write", e))?;
@@ -218,8 +233,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             super::fault::slow_disk();
             txn.commit()
                 .map_err(|e| io_err("committing log entries", e))
-        })
-        .await?;
+        };
+        if inline {
+            write()?;
+        } else {
+            blocking(write).await?;
+        }
+        let took = started.elapsed();
+        if took > SLOW_APPEND {
+            self.disk_slow.store(true, Ordering::Relaxed);
+        } else if took < SLOW_APPEND / 2 {
+            self.disk_slow.store(false, Ordering::Relaxed);
+        }
         callback.io_completed(Ok(()));
         Ok(())
     }
