@@ -4,7 +4,7 @@
 //! (dial, send, apply, prune, sleep) and turns what happens back into events. Keeping it
 //! this thin is what makes the seeded FSM tests meaningful for the real thing.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -184,7 +184,7 @@ impl SecondaryRunner {
             sync_written: 0,
             sync_discarded: 0,
             last_sync: (0, 0),
-            commit_times: HashMap::new(),
+            commit_times: BTreeMap::new(),
         };
         let task = tokio::spawn(driver.run());
         Ok(SecondaryHandle {
@@ -221,8 +221,9 @@ struct Driver {
     sync_written: u64,
     sync_discarded: u64,
     last_sync: (u64, u64),
-    /// The primary's commit time (unix µs) of streamed entries not applied yet, by index.
-    commit_times: HashMap<u64, u64>,
+    /// The primary's commit time (unix µs) of streamed entries not applied yet, by index;
+    /// emptied on every new connection, trimmed to what is past each apply.
+    commit_times: BTreeMap<u64, u64>,
 }
 
 fn now_ms() -> u64 {
@@ -310,7 +311,7 @@ impl Driver {
                     entries,
                     committed_us,
                 }) => {
-                    self.note_commit_times(&entries, &committed_us);
+                    note_commit_times(&mut self.commit_times, &entries, &committed_us);
                     self.coalesce_wal(entries)
                 }
                 Next::Msg(msg) => self.events.push_back(msg.into()),
@@ -414,6 +415,7 @@ impl Driver {
                     reader,
                 });
                 tracing::info!(%addr, "connected to the DR primary");
+                self.commit_times.clear();
                 self.events.push_back(Event::Connected);
             }
             Err(e) => {
@@ -469,6 +471,7 @@ impl Driver {
                 let now = unix_us();
                 let lag = metrics::histogram!(m::STREAM_LAG_SECONDS);
                 let commit_lag = metrics::histogram!(m::STREAM_COMMIT_LAG_SECONDS);
+                let mut newest = 0;
                 for (index, proposed) in stamps {
                     if proposed != 0 {
                         lag.record(now.saturating_sub(proposed) as f64 / 1e6);
@@ -476,7 +479,11 @@ impl Driver {
                     if let Some(committed) = self.commit_times.remove(&index) {
                         commit_lag.record(now.saturating_sub(committed) as f64 / 1e6);
                     }
+                    newest = newest.max(index);
                 }
+                // Entries at or before the newest applied one will not be applied again here
+                // (duplicates the FSM skipped, say): their times are stale.
+                self.commit_times = self.commit_times.split_off(&(newest + 1));
             }
             Some(false) => {
                 tracing::info!(
@@ -545,25 +552,26 @@ impl Driver {
 /// Most commit times held for entries not applied yet.
 const MAX_PENDING_COMMIT_TIMES: usize = 100_000;
 
+/// Remembers when the primary committed these entries, until they are applied here; a time of
+/// 0 (the primary no longer knew it) forgets any older time for that index.
+fn note_commit_times(times: &mut BTreeMap<u64, u64>, entries: &[WalEntry], committed_us: &[u64]) {
+    if times.len() > MAX_PENDING_COMMIT_TIMES {
+        // Applies are failing or far behind: the figures would be stale anyway.
+        times.clear();
+    }
+    for (e, &t) in entries.iter().zip(committed_us) {
+        if t == 0 {
+            times.remove(&e.index);
+        } else {
+            times.insert(e.index, t);
+        }
+    }
+}
+
 /// Most WAL bytes merged into one apply step from messages already received.
 const MAX_COALESCED_BYTES: usize = 1024 * 1024;
 
 impl Driver {
-    /// Remembers when the primary committed these entries, until they are applied here.
-    fn note_commit_times(&mut self, entries: &[WalEntry], committed_us: &[u64]) {
-        if self.commit_times.len() > MAX_PENDING_COMMIT_TIMES {
-            // Applies are failing or far behind: the figures would be stale anyway.
-            self.commit_times.clear();
-        }
-        self.commit_times.extend(
-            entries
-                .iter()
-                .zip(committed_us)
-                .filter(|(_, t)| **t != 0)
-                .map(|(e, t)| (e.index, *t)),
-        );
-    }
-
     /// Merges WAL messages that are already queued behind `entries` into one event, so a
     /// secondary that fell behind applies its backlog in large storage steps (one fsync each)
     /// instead of one step per message.
@@ -577,12 +585,7 @@ impl Driver {
                         entries: more,
                         committed_us,
                     })) => {
-                        self.commit_times.extend(
-                            more.iter()
-                                .zip(&committed_us)
-                                .filter(|(_, t)| **t != 0)
-                                .map(|(e, t)| (e.index, *t)),
-                        );
+                        note_commit_times(&mut self.commit_times, &more, &committed_us);
                         bytes += more.iter().map(WalEntry::payload_bytes).sum::<usize>();
                         entries.extend(more);
                     }

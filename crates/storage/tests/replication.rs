@@ -332,6 +332,12 @@ async fn commit_times_of_recent_entries_are_remembered(a: &dyn Storage, _b: &dyn
     assert!(second >= first, "{second:?} < {first:?}");
     assert_eq!(a.wal_committed_at(0), None);
     assert_eq!(a.wal_committed_at(3), None, "no entry 3 was committed");
+
+    // A wipe starts another chain: the old times must not answer for its entries.
+    a.apply_replication(ReplCommand::WipeReplicated)
+        .await
+        .unwrap();
+    assert_eq!(a.wal_committed_at(1), None, "a time survived the wipe");
 }
 
 on_both_backends!(apply_remote_follows_the_chain);

@@ -366,12 +366,22 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             batch.push(entry);
             responders.push(responder);
         }
-        // A small batch commits without an fsync in well under a millisecond: run it right
-        // here, as a hand-off to another thread would cost more than the work.
+        // A few small writes commit without an fsync in well under a millisecond: run them
+        // right here, as a hand-off to another thread would cost more than the work. Commands
+        // whose cost is not their size (wipes, restores, positions that drop the retained WAL)
+        // leave the worker. An inline apply can still wait for a checkpoint's fsync or a
+        // reindex holding the locks; that stalls this worker, not the runtime.
         let small = batch.len() <= INLINE_APPLY_ENTRIES
             && batch.iter().all(|e| match &e.payload {
-                EntryPayload::Normal(cmd) => cmd.payload_bytes() <= INLINE_APPLY_BYTES,
-                _ => true,
+                EntryPayload::Normal(
+                    cmd @ (Command::Batch(_)
+                    | Command::BatchAt { .. }
+                    | Command::BatchStamped { .. }
+                    | Command::ApplyRemote(_)
+                    | Command::ApplyRemoteBatch(_)),
+                ) => cmd.payload_bytes() <= INLINE_APPLY_BYTES,
+                EntryPayload::Normal(_) => false,
+                EntryPayload::Blank | EntryPayload::Membership(_) => true,
             });
         let outcomes = if small {
             apply_batch(&self.db, &self.repl, batch)?

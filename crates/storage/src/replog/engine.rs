@@ -124,9 +124,11 @@ impl ReplShared {
         Ok(Self::from_parts(meta, merkle))
     }
 
-    /// The state of an empty keyspace.
+    /// The state of an empty keyspace (nothing to recover).
     pub fn empty() -> Self {
-        Self::from_parts(WalMeta::default(), MerkleIndex::new())
+        let shared = Self::from_parts(WalMeta::default(), MerkleIndex::new());
+        shared.set_recovering(false);
+        shared
     }
 
     fn from_parts(meta: WalMeta, merkle: MerkleIndex) -> Self {
@@ -174,6 +176,7 @@ impl ReplShared {
             deltas: Vec::new(),
             max_entries: self.max_entries.load(Ordering::Relaxed),
             max_bytes: self.max_bytes.load(Ordering::Relaxed),
+            appended: None,
         }
     }
 
@@ -185,6 +188,7 @@ impl ReplShared {
     /// Publishes a committed stage.
     pub fn finish(&self, mut guard: CommitGuard<'_>, stage: Stage) {
         let state = &mut guard.0;
+        let rebuilt = stage.base.is_some();
         if let Some(base) = stage.base {
             state.merkle = base;
         }
@@ -195,18 +199,34 @@ impl ReplShared {
         state.meta = stage.meta;
         self.publish(&state.meta);
         let last_wal = state.meta.last_wal;
-        drop(guard);
-        if last_wal > before {
+        // Recorded before the guard is released, so a reader that sees the new entries also
+        // finds their time (lock order: state, then commit times; lookups take only the latter).
+        {
             let mut times = self.commit_times.lock().unwrap_or_else(|p| p.into_inner());
-            if times.back().is_some_and(|&(_, last, _)| last >= last_wal) {
-                // The chain moved back (wipe, restore): older times describe other entries.
-                times.clear();
+            let continues = times.back().is_none_or(|&(_, last, _)| last == before);
+            match stage.appended {
+                // Entries appended right after the last recorded ones: a commit to remember,
+                // unless it is the open-time replay of old entries.
+                Some((first, last)) if first == before + 1 && !rebuilt => {
+                    if !continues {
+                        times.clear();
+                    }
+                    if self.is_recovering() {
+                        times.clear();
+                    } else {
+                        if times.len() == COMMIT_TIMES_KEPT {
+                            times.pop_front();
+                        }
+                        times.push_back((first, last, unix_us()));
+                    }
+                }
+                // The chain jumped or was replaced (wipe, sync, restore, adopted position):
+                // the remembered times describe other entries.
+                _ if last_wal != before || rebuilt => times.clear(),
+                _ => {}
             }
-            if times.len() == COMMIT_TIMES_KEPT {
-                times.pop_front();
-            }
-            times.push_back((before + 1, last_wal, unix_us()));
         }
+        drop(guard);
         self.watch.send_if_modified(|v| {
             let changed = *v != last_wal;
             *v = last_wal;
@@ -266,6 +286,8 @@ pub(crate) struct Stage {
     deltas: Vec<LeafDelta>,
     max_entries: u64,
     max_bytes: u64,
+    /// First and last index of the WAL entries this stage appended, if any.
+    appended: Option<(u64, u64)>,
 }
 
 impl Stage {
@@ -327,6 +349,10 @@ impl Stage {
     fn append(&mut self, txn: &mut impl KvTxn, entry: &WalEntry) -> io::Result<()> {
         let bytes = entry.encode();
         txn.put(&wal_entry_key(entry.index), &bytes)?;
+        self.appended = Some(match self.appended {
+            Some((first, _)) => (first, entry.index),
+            None => (entry.index, entry.index),
+        });
         let m = &mut self.meta;
         m.last_wal = entry.index;
         m.last_hash = entry.hash;
