@@ -279,17 +279,21 @@ impl Node {
         Ok(v["data"].clone())
     }
 
-    /// (sum, count) of a Prometheus histogram in `sys/metrics` (read without a token, so it
-    /// works on a DR secondary too).
-    pub async fn histogram(&self, name: &str) -> Result<(f64, f64)> {
-        let text = self
+    /// `sys/metrics` in Prometheus text, read without a token (so it works on a DR secondary).
+    async fn metrics_text(&self) -> Result<String> {
+        Ok(self
             .client
             .get(self.url("sys/metrics?format=prometheus"))
             .send()
             .await?
             .error_for_status()?
             .text()
-            .await?;
+            .await?)
+    }
+
+    /// (sum, count) of a Prometheus histogram in `sys/metrics`.
+    pub async fn histogram(&self, name: &str) -> Result<(f64, f64)> {
+        let text = self.metrics_text().await?;
         let get = |suffix: &str| {
             let series = format!("{name}{suffix}");
             text.lines()
@@ -305,14 +309,7 @@ impl Node {
 
     /// The cumulative `_bucket` series of a Prometheus histogram in `sys/metrics`.
     pub async fn buckets(&self, name: &str) -> Result<crate::stats::Buckets> {
-        let text = self
-            .client
-            .get(self.url("sys/metrics?format=prometheus"))
-            .send()
-            .await?
-            .error_for_status()?
-            .text()
-            .await?;
+        let text = self.metrics_text().await?;
         let prefix = format!("{name}_bucket{{le=\"");
         let mut out: crate::stats::Buckets = text
             .lines()
