@@ -2,14 +2,12 @@
 //! streaming under load. After a restart and an unseal with the primary's key it must
 //! converge without help, and the primary must not have lost anything.
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
 use super::planned::CLIENTS;
 use super::{Env, Rig, Verdict, ms};
-use crate::checker::{self, Expect};
 use crate::cluster::ClusterOptions;
 use crate::workload::{LoadSpec, Target, Workload, make_tokens};
 
@@ -42,17 +40,7 @@ fn recover_and_check(rig: &mut Rig, w: &mut Workload, tokens: &[String]) -> Resu
     rig.wait_caught_up(A, B, Duration::from_secs(120))?;
     let converge_ms = ms(t0, Instant::now());
     let attempts = w.ledger.snapshot();
-    let report = checker::check(
-        &rig.clusters[A],
-        &rig.root,
-        &[&rig.clusters[B]],
-        &Expect {
-            attempts: &attempts,
-            may_lose: &HashSet::new(),
-            must_be_gone: &HashSet::new(),
-            tokens,
-        },
-    )?;
+    let report = rig.check_nothing_lost(A, B, &attempts, &tokens)?;
     let clean = report.clean();
     let mut line = format!("{} converge_ms={converge_ms}", report.figures());
     if !clean {

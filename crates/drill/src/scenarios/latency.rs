@@ -7,13 +7,11 @@
 //! reaches the primary's cluster port through [`crate::relay`], which delays the stream as
 //! netem would and models loss by its retransmission stalls; the verdict names the link used.
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
 use super::{Env, Monitor, Rig, Verdict, ms, num};
-use crate::checker::{self, Expect};
 use crate::cluster::{CLUSTER_PORT, ClusterOptions};
 use crate::relay::{Impairment, Relay};
 use crate::workload::{LoadSpec, Target, Workload, make_tokens};
@@ -142,17 +140,7 @@ pub fn run(env: &Env) -> Result<Verdict> {
 
     // Assert: every write there, trees equal, the rate held and the lag drained quickly.
     let attempts = w.ledger.snapshot();
-    let report = checker::check(
-        &rig.clusters[A],
-        &rig.root,
-        &[&rig.clusters[B]],
-        &Expect {
-            attempts: &attempts,
-            may_lose: &HashSet::new(),
-            must_be_gone: &HashSet::new(),
-            tokens: &tokens,
-        },
-    )?;
+    let report = rig.check_nothing_lost(A, B, &attempts, &tokens)?;
     let line = format!(
         "{} writes_per_s={achieved:.0} lag_entries_p50={} lag_entries_max={} catchup_ms={catchup_ms} {}",
         report.figures(),

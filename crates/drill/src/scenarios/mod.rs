@@ -12,6 +12,7 @@ pub mod planned;
 pub mod restart;
 pub mod slow_disk;
 
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,8 +24,10 @@ use reqwest::Method;
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
 
+use crate::checker;
 use crate::cluster::{Cluster, ClusterOptions, Pki, Placement};
 use crate::netns::{self, Topology};
+use crate::workload::Attempt;
 
 /// What the drill was started with.
 pub struct Env {
@@ -332,6 +335,28 @@ impl Rig {
     }
 
     /// Waits until `s` streams from `p`, has applied `p`'s last WAL index, and the trees agree.
+    /// Checks primary `p` (and `s`'s merkle roots) against every attempt, for scenarios whose
+    /// design allows no loss at all.
+    pub fn check_nothing_lost(
+        &self,
+        p: usize,
+        s: usize,
+        attempts: &HashMap<String, Attempt>,
+        tokens: &[String],
+    ) -> Result<checker::Report> {
+        checker::check(
+            &self.clusters[p],
+            &self.root,
+            &[&self.clusters[s]],
+            &checker::Expect {
+                attempts,
+                may_lose: &HashSet::new(),
+                must_be_gone: &HashSet::new(),
+                tokens,
+            },
+        )
+    }
+
     pub fn wait_caught_up(&self, p: usize, s: usize, timeout: Duration) -> Result<()> {
         let (pc, sc) = (&self.clusters[p], &self.clusters[s]);
         wait_for(timeout, "the secondary to catch up", || {

@@ -3,14 +3,12 @@
 //! secondary must catch up, and while cut off both its status and the primary's metrics
 //! must have said so: an operator relies on those to notice a partition.
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
 use super::planned::CLIENTS;
 use super::{Env, Monitor, Rig, SECONDARY_ID, Verdict, ms, num, saw_resync, wait_for};
-use crate::checker::{self, Expect};
 use crate::cluster::{Cluster, ClusterOptions};
 use crate::workload::{LoadSpec, Target, Workload, make_tokens};
 
@@ -121,17 +119,7 @@ fn drill(env: &Env, long: bool) -> Result<Verdict> {
     // Assert: nothing lost, trees equal, the cut was visible, and a short cut resumed the
     // stream without a merkle sync.
     let attempts = w.ledger.snapshot();
-    let report = checker::check(
-        &rig.clusters[A],
-        &rig.root,
-        &[&rig.clusters[B]],
-        &Expect {
-            attempts: &attempts,
-            may_lose: &HashSet::new(),
-            must_be_gone: &HashSet::new(),
-            tokens: &tokens,
-        },
-    )?;
+    let report = rig.check_nothing_lost(A, B, &attempts, &tokens)?;
     let line = format!(
         "{} partition_ms={} wal_during_partition={wal_during} status_said_disconnected={status_seen} disconnected_after_ms={disconnected_ms} metrics_said_disconnected={metrics_seen} catchup={} catchup_ms={catchup_ms}",
         report.figures(),

@@ -2,14 +2,12 @@
 //! under load. The secondary still holds a position the primary retains, so it must resume
 //! streaming; a full merkle resync here would mean positions are not persisted correctly.
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
 use super::planned::CLIENTS;
 use super::{Env, Monitor, Rig, Verdict, ms, num, saw_resync};
-use crate::checker::{self, Expect};
 use crate::cluster::ClusterOptions;
 use crate::workload::{LoadSpec, Target, Workload, make_tokens};
 
@@ -58,17 +56,7 @@ pub fn run(env: &Env) -> Result<Verdict> {
 
     // Assert: nothing lost, trees equal, and no merkle diff/sync was needed.
     let attempts = w.ledger.snapshot();
-    let report = checker::check(
-        &rig.clusters[A],
-        &rig.root,
-        &[&rig.clusters[B]],
-        &Expect {
-            attempts: &attempts,
-            may_lose: &HashSet::new(),
-            must_be_gone: &HashSet::new(),
-            tokens: &tokens,
-        },
-    )?;
+    let report = rig.check_nothing_lost(A, B, &attempts, &tokens)?;
     let line = format!(
         "{} full_resync={resync} restart_ms={} resumed_ms={}",
         report.figures(),

@@ -11,7 +11,7 @@
 //! the baseline (secondary healthy), then the secondary is restarted with every Raft log
 //! fsync delayed and the same offered load runs again.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,6 @@ use reqwest::blocking::Client;
 use serde_json::{Value, json};
 
 use super::{Env, Monitor, Rig, Sample, Verdict, ms, num};
-use crate::checker::{self, Expect};
 use crate::cluster::ClusterOptions;
 use crate::workload::{Attempt, Outcome, make_tokens};
 
@@ -102,17 +101,7 @@ pub fn run(env: &Env) -> Result<Verdict> {
         .chain(&slow.attempts)
         .map(|a| (a.key.clone(), a.clone()))
         .collect();
-    let report = checker::check(
-        &rig.clusters[A],
-        &rig.root,
-        &[&rig.clusters[B]],
-        &Expect {
-            attempts: &attempts,
-            may_lose: &HashSet::new(),
-            must_be_gone: &HashSet::new(),
-            tokens: &tokens,
-        },
-    )?;
+    let report = rig.check_nothing_lost(A, B, &attempts, &tokens)?;
     let (b50, b99) = (q(&base.latency_ms, 0.5), q(&base.latency_ms, 0.99));
     let (s50, s99) = (q(&slow.latency_ms, 0.5), q(&slow.latency_ms, 0.99));
     let line = format!(

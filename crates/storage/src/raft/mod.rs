@@ -542,7 +542,7 @@ impl Storage for RaftStorage {
     ) -> Result<WalRead, StorageError> {
         // Near the tail (a streaming secondary) the entries are few and in redb's cache; a
         // secondary catching up reads long runs of cold pages, which belong off the worker.
-        let behind = self.repl.status().last_wal.saturating_sub(after.index);
+        let behind = self.repl.last_wal().saturating_sub(after.index);
         if behind <= WAL_READ_INLINE_ENTRIES {
             return self.read_point("wal_read", move |db| {
                 reads::wal_read(db, after, max_entries, max_bytes)

@@ -268,6 +268,11 @@ impl ReplShared {
         self.lock().0.merkle.hashes(tree, page)
     }
 
+    /// The newest committed WAL index, without taking the commit lock.
+    pub fn last_wal(&self) -> u64 {
+        *self.watch.borrow()
+    }
+
     pub fn watch(&self) -> watch::Receiver<u64> {
         self.watch.subscribe()
     }
