@@ -40,7 +40,7 @@ fn recover_and_check(rig: &mut Rig, w: &mut Workload, tokens: &[String]) -> Resu
     rig.wait_caught_up(A, B, Duration::from_secs(120))?;
     let converge_ms = ms(t0, Instant::now());
     let attempts = w.ledger.snapshot();
-    let report = rig.check_nothing_lost(A, B, &attempts, &tokens)?;
+    let report = rig.check_nothing_lost(A, B, &attempts, tokens)?;
     let clean = report.clean();
     let mut line = format!("{} converge_ms={converge_ms}", report.figures());
     if !clean {
