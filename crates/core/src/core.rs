@@ -238,57 +238,6 @@ impl Core {
         ))
     }
 
-    /// Authorizes a raw (un-pipelined) sys endpoint through the ACL: the token's policies
-    /// must grant `op` on `path`, and `sudo` too when `sudo` is set.
-    pub(crate) async fn authorize_raw(
-        &self,
-        token: Option<&str>,
-        op: Operation,
-        path: &str,
-        sudo: bool,
-    ) -> Result<(), CoreError> {
-        let entry = self.authenticate(token).await?;
-        let decision =
-            self.acl_for(&entry.policies)
-                .await?
-                .check(op, path, &serde_json::Map::new());
-        if decision.allowed && (!sudo || decision.sudo) {
-            Ok(())
-        } else {
-            Err(CoreError::PermissionDenied)
-        }
-    }
-
-    /// `PUT sys/step-down`: needs `update` and `sudo` on the path. A single node has no one to hand leadership
-    /// to, so after the check nothing changes; multi-node clusters will transfer leadership.
-    pub async fn step_down(&self, token: Option<&str>) -> Result<(), CoreError> {
-        if self.barrier.sealed() {
-            return Err(CoreError::Sealed);
-        }
-        self.refuse_on_dr_secondary()?;
-        self.authorize_raw(token, Operation::Update, "sys/step-down", true)
-            .await
-    }
-
-    /// `GET sys/metrics`: needs `read` on the path unless the listener allows unauthenticated
-    /// access.
-    pub async fn metrics(
-        &self,
-        token: Option<&str>,
-        format: crate::MetricsFormat,
-        unauthenticated_access: bool,
-    ) -> Result<(&'static str, String), CoreError> {
-        if !unauthenticated_access {
-            if self.barrier.sealed() {
-                return Err(CoreError::Sealed);
-            }
-            self.refuse_on_dr_secondary()?;
-            self.authorize_raw(token, Operation::Read, "sys/metrics", false)
-                .await?;
-        }
-        self.config.telemetry.render(format)
-    }
-
     /// Stops serving and flushes storage.
     pub async fn shutdown(&self) {
         self.barrier.seal().await;

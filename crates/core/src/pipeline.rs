@@ -1,9 +1,12 @@
-//! The request pipeline: the one path every logical request takes.
+//! The door: the one path every request takes, logical or raw.
 //!
-//! seal gate -> route -> authenticate -> ACL (+ sudo, + wrapping bounds) -> audit request
-//! (fail closed) -> count token use -> handler -> issue token on login -> wrap ->
-//! audit response. Keeping the order in one function makes the security argument readable:
-//! nothing reaches a handler without passing the checks above it.
+//! seal gate -> replication-mode gate -> route -> token lookup -> bound CIDRs -> ACL (+ sudo,
+//! + wrapping bounds) -> audit request (fail closed) -> count token use -> handler -> issue
+//! token on login -> wrap -> audit response. Keeping the order in one function makes the
+//! security argument readable: nothing reaches a handler without passing the checks above
+//! it. Raw endpoints (seal, step-down, metrics, snapshots) come through here too and differ
+//! only in how `http` writes their answer; the only paths that do not are the node-state
+//! paths of the route table, answered before the seal gate as Vault does.
 
 use std::time::Duration;
 
@@ -15,10 +18,21 @@ use crate::{Core, CoreError, Operation, Request, Response};
 /// Longest wrapping TTL accepted from a client.
 const MAX_WRAP_TTL: Duration = Duration::from_secs(768 * 3600);
 
-/// Runs one logical request through the pipeline.
+/// Runs one request through the door.
 pub(crate) async fn handle(core: &Core, mut req: Request) -> Result<Response, CoreError> {
-    let _gate = core.request_gate.read().await;
+    // A snapshot restore replaces the whole keyspace, so it holds the request gate alone;
+    // every other request holds it shared.
+    let _gate = if replaces_keyspace(&req) {
+        GateGuard::Exclusive(core.request_gate.write().await)
+    } else {
+        GateGuard::Shared(core.request_gate.read().await)
+    };
     if core.barrier.sealed() {
+        // Sealing a sealed node changes nothing and has nothing to authorize (Vault answers
+        // 204 too); everything else waits for the keys.
+        if req.path == "sys/seal" && Core::is_write(req.operation) {
+            return Ok(Response::no_content());
+        }
         return Err(CoreError::Sealed);
     }
     // Client requests hold the client gate across the DR check and their whole handling, so
@@ -36,45 +50,95 @@ pub(crate) async fn handle(core: &Core, mut req: Request) -> Result<Response, Co
     let route = routing::resolve(core, &req.path).await;
     let checked = check(core, &mut req, route.as_ref()).await;
     let (token, decision) = match &checked {
-        Ok((t, d)) => (t.clone(), Some(d.clone())),
+        Ok(admitted) => (admitted.token.clone(), Some(admitted.decision.clone())),
         Err(_) => (None, None),
     };
     let mount = route.as_ref().and_then(Route::mount).cloned();
 
-    // Fail closed: a request that cannot be audited is not served.
-    core.audit_request(&req, token.as_ref(), mount.as_ref(), decision.as_ref())
+    // Fail closed: a request that cannot be audited is not served, and spends no token use.
+    let trail = core
+        .audit_request(&req, token.as_ref(), mount.as_ref(), decision.as_ref())
         .await?;
     let result = match checked {
         Err(e) => Err(e),
-        Ok((token, decision)) => match route {
-            None => Err(CoreError::UnsupportedPath(req.path.clone())),
-            Some(route) => serve(core, &req, route, token.as_ref(), &decision).await,
+        Ok(admitted) => match spend_use(core, &req, &admitted).await {
+            Err(e) => Err(e),
+            Ok(()) => match route {
+                None => Err(CoreError::UnsupportedPath(req.path.clone())),
+                Some(route) => {
+                    serve(
+                        core,
+                        &req,
+                        route,
+                        admitted.token.as_ref(),
+                        &admitted.decision,
+                    )
+                    .await
+                }
+            },
         },
     };
-    core.audit_response(&req, token.as_ref(), mount.as_ref(), &result)
-        .await?;
+    core.audit_response(&trail, &req, token.as_ref(), mount.as_ref(), &result)?;
     result
 }
 
-/// Authentication and authorization; returns the caller's token (if any) and the ACL verdict.
+/// Whether `req` replaces the whole keyspace (snapshot restore).
+fn replaces_keyspace(req: &Request) -> bool {
+    matches!(
+        req.path.as_str(),
+        "sys/storage/raft/snapshot" | "sys/storage/raft/snapshot-force"
+    ) && Core::is_write(req.operation)
+}
+
+/// The request gate, held shared or exclusively for the whole request.
+enum GateGuard<'a> {
+    Shared(#[allow(dead_code)] tokio::sync::RwLockReadGuard<'a, ()>),
+    Exclusive(#[allow(dead_code)] tokio::sync::RwLockWriteGuard<'a, ()>),
+}
+
+/// What the checks admitted: the caller's token (absent on unauthenticated paths without
+/// one) and the ACL verdict.
+struct Admitted {
+    token: Option<TokenEntry>,
+    decision: AclDecision,
+    /// Whether the token was required, so this request spends one of its uses.
+    spends_use: bool,
+}
+
+/// Runs the checks of the door without auditing or spending a use: `http` asks this before
+/// reading a snapshot-sized body, to decide the body limit. The request itself then passes
+/// the whole door.
+pub(crate) async fn preflight(core: &Core, req: &Request) -> Result<(), CoreError> {
+    let _gate = core.request_gate.read().await;
+    if core.barrier.sealed() {
+        return Err(CoreError::Sealed);
+    }
+    core.dr_gate(req).await?;
+    let route = routing::resolve(core, &req.path).await;
+    let mut req = req.clone();
+    check(core, &mut req, route.as_ref()).await.map(|_| ())
+}
+
+/// Token lookup, bound CIDRs, ACL with sudo and wrapping bounds.
 async fn check(
     core: &Core,
     req: &mut Request,
     route: Option<&Route>,
-) -> Result<(Option<TokenEntry>, AclDecision), CoreError> {
+) -> Result<Admitted, CoreError> {
     let unauth = route.is_some_and(|r| routing::unauthenticated(r, &req.path, req.operation));
     let token = match req.token.as_deref() {
         Some(t) if !t.trim().is_empty() => core.lookup_token(t.trim()).await?,
         _ => None,
     };
     if unauth {
-        return Ok((
+        return Ok(Admitted {
             token,
-            AclDecision {
+            decision: AclDecision {
                 allowed: true,
                 ..AclDecision::default()
             },
-        ));
+            spends_use: false,
+        });
     }
     // Vault answers 403, not 404, to unauthenticated requests for unknown paths.
     let token = token.ok_or(CoreError::PermissionDenied)?;
@@ -98,10 +162,21 @@ async fn check(
         (Some(ttl), _, Some(max)) if ttl > max => return Err(CoreError::PermissionDenied),
         _ => {}
     }
-    if let Some(raw) = req.token.clone() {
-        core.consume_token_use(raw.trim(), &token).await?;
+    Ok(Admitted {
+        token: Some(token),
+        decision,
+        spends_use: true,
+    })
+}
+
+/// Counts one use of a use-limited token, after the request was audited.
+async fn spend_use(core: &Core, req: &Request, admitted: &Admitted) -> Result<(), CoreError> {
+    match (&admitted.token, req.token.as_deref()) {
+        (Some(entry), Some(raw)) if admitted.spends_use => {
+            core.consume_token_use(raw.trim(), entry).await
+        }
+        _ => Ok(()),
     }
-    Ok((Some(token), decision))
 }
 
 /// Create versus update: decided by the backend's existence check where it has one.

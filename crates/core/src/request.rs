@@ -33,6 +33,9 @@ pub struct Request {
     pub client_addr: Option<SocketAddr>,
     /// Requested response-wrapping TTL (`X-Vault-Wrap-TTL`).
     pub wrap_ttl: Option<Duration>,
+    /// The body as received, for the one endpoint whose body is not JSON (a snapshot
+    /// upload); `data` is then empty. Never audited.
+    pub raw_body: Option<bytes::Bytes>,
 }
 
 impl Request {
@@ -46,12 +49,19 @@ impl Request {
             token: None,
             client_addr: None,
             wrap_ttl: None,
+            raw_body: None,
         }
     }
 
     /// Sets the token (builder style, for tests and internal callers).
     pub fn with_token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
+        self
+    }
+
+    /// Sets the client address (builder style).
+    pub fn with_client_addr(mut self, addr: SocketAddr) -> Self {
+        self.client_addr = Some(addr);
         self
     }
 

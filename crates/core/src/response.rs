@@ -35,6 +35,14 @@ pub struct LoginRequest {
     pub no_default_policy: bool,
 }
 
+/// A finished non-JSON answer (Prometheus text, a snapshot archive) that `http` sends as
+/// it is with status 200, outside the envelope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawBody {
+    pub content_type: &'static str,
+    pub bytes: bytes::Bytes,
+}
+
 /// A successful logical answer. All fields empty means 204 No Content.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Response {
@@ -51,6 +59,8 @@ pub struct Response {
     /// A complete JSON body to send as-is with status 200 (unwrap returns the stored
     /// envelope verbatim).
     pub raw_body: Option<Value>,
+    /// A non-JSON body to send as-is (see [`RawBody`]); never wrapped or audited.
+    pub raw: Option<RawBody>,
 }
 
 impl Response {
@@ -74,6 +84,7 @@ impl Response {
             && self.auth.is_none()
             && self.wrap_info.is_none()
             && self.raw_body.is_none()
+            && self.raw.is_none()
             && self.lease.is_none()
     }
 }

@@ -213,19 +213,6 @@ impl Core {
         self.seal_status().await
     }
 
-    /// `PUT sys/seal`: needs `update` and `sudo` on `sys/seal` (a root token has both).
-    pub async fn seal(&self, token: Option<&str>) -> Result<(), CoreError> {
-        if self.barrier.sealed() {
-            return Ok(());
-        }
-        self.refuse_on_dr_secondary()?;
-        self.authorize_raw(token, crate::Operation::Update, "sys/seal", true)
-            .await?;
-        let _guard = self.transition.lock().await;
-        self.seal_internal().await;
-        Ok(())
-    }
-
     /// Drops every piece of unsealed state.
     pub(crate) async fn seal_internal(&self) {
         self.expiration_stop().await;

@@ -36,9 +36,9 @@ struct Meta {
 }
 
 impl Core {
-    /// Builds a snapshot archive of the whole storage. Needs a root token.
-    pub async fn snapshot_save(&self, token: Option<&str>) -> Result<Vec<u8>, CoreError> {
-        self.require_root(token).await?;
+    /// Builds a snapshot archive of the whole storage (the handler of
+    /// `GET sys/storage/raft/snapshot`, behind the door).
+    pub(crate) async fn build_snapshot(&self) -> Result<Vec<u8>, CoreError> {
         let status = self.storage.status();
         // One consistent read: a snapshot is the state at one instant, never torn by writes
         // that land while it is taken. A snapshot too big for restore is refused here, not
@@ -93,13 +93,8 @@ impl Core {
 
     /// Restores a snapshot archive, replacing all data. Without `force`, refuses a snapshot
     /// taken under another keyring; a corrupt archive is refused before anything changes.
-    pub async fn snapshot_restore(
-        &self,
-        token: Option<&str>,
-        body: &[u8],
-        force: bool,
-    ) -> Result<(), CoreError> {
-        self.require_root(token).await?;
+    /// The caller (the door) holds the request gate exclusively.
+    pub(crate) async fn restore_snapshot(&self, body: &[u8], force: bool) -> Result<(), CoreError> {
         let files = read_archive(body)?;
         let get = |name: &str| {
             files
@@ -149,7 +144,6 @@ impl Core {
             .find(|(k, _)| k == "core/keyring")
             .is_some_and(|(_, v)| self.barrier.keyring_opens(v));
 
-        let _exclusive = self.request_gate.write().await;
         let _guard = self.transition.lock().await;
         self.storage.replace_all(pairs).await?;
         *lock(&self.unseal_progress) = Default::default();
@@ -174,22 +168,6 @@ impl Core {
         }
         tracing::info!(pairs = meta.pairs, force, "snapshot restored");
         Ok(())
-    }
-
-    /// Checks that `token` may use raft snapshots (`update` and `sudo` on
-    /// `sys/storage/raft/snapshot`; a root token has both) on an unsealed core.
-    pub async fn require_root(&self, token: Option<&str>) -> Result<(), CoreError> {
-        if self.barrier.sealed() {
-            return Err(CoreError::Sealed);
-        }
-        self.refuse_on_dr_secondary()?;
-        self.authorize_raw(
-            token,
-            crate::Operation::Update,
-            "sys/storage/raft/snapshot",
-            true,
-        )
-        .await
     }
 }
 

@@ -478,7 +478,7 @@ async fn seal_and_metrics_follow_the_acl_not_just_the_root_policy() {
 
     // Act + assert: metrics and seal by policy; the plain token is refused and changes nothing.
     let metrics = core
-        .metrics(Some(&operator), strongroom_core::MetricsFormat::Json, false)
+        .metrics(Some(&operator), strongroom_core::MetricsFormat::Json)
         .await;
     // (This core has no metrics recorder, so render may refuse; the ACL check must not.)
     assert!(
@@ -486,7 +486,7 @@ async fn seal_and_metrics_follow_the_acl_not_just_the_root_policy() {
         "{metrics:?}"
     );
     assert!(matches!(
-        core.metrics(Some(&plain), strongroom_core::MetricsFormat::Json, false)
+        core.metrics(Some(&plain), strongroom_core::MetricsFormat::Json)
             .await,
         Err(CoreError::PermissionDenied)
     ));

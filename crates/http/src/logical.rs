@@ -28,6 +28,10 @@ pub(crate) async fn handle(core: &Arc<Core>, call: &Call) -> axum::response::Res
     let request_id = req.id.clone();
     match core.handle(req).await {
         Ok(resp) if resp.is_empty() => reply::no_content(),
+        // Metrics and snapshots answer their own bytes, outside the envelope.
+        Ok(Response { raw: Some(raw), .. }) => {
+            reply::with_body(StatusCode::OK, raw.content_type, raw.bytes)
+        }
         Ok(resp) => reply::json(StatusCode::OK, &envelope(&call.path, request_id, resp)),
         // KV v2 answers a deleted or destroyed version with 404 *and* the full envelope, so
         // clients can read its metadata.
@@ -59,7 +63,11 @@ pub(crate) fn build_request(call: &Call) -> Result<Option<Request>, BadRequest> 
             _ => return Ok(None),
         }
     };
+    // A snapshot upload is the one body that is not JSON: core gets it as it came.
+    let raw_body = (operation == Operation::Update && crate::raw::is_snapshot_upload(&call.path))
+        .then(|| call.body.clone());
     let data = match operation {
+        _ if raw_body.is_some() => Map::new(),
         Operation::Read | Operation::List => parse::query_data(&call.query, &["list"]),
         Operation::Delete if call.body.iter().all(u8::is_ascii_whitespace) => {
             parse::query_data(&call.query, &[])
@@ -74,6 +82,7 @@ pub(crate) fn build_request(call: &Call) -> Result<Option<Request>, BadRequest> 
         token: call.token()?,
         client_addr: call.peer,
         wrap_ttl: parse::wrap_ttl(&call.headers)?,
+        raw_body,
     }))
 }
 

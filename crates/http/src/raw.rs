@@ -1,8 +1,10 @@
-//! Raw endpoints: bare JSON (or bytes) answers outside the logical envelope.
+//! Node-state endpoints: bare JSON answers outside the logical envelope, before the door.
 //!
-//! Init, unseal, health, leader and root generation must work while the barrier is sealed and
-//! before any token exists, so they bypass core's logical pipeline and call dedicated core
-//! methods. Metrics and snapshots check a token but answer with non-JSON bodies.
+//! Init, seal-status, unseal, health, leader and root generation must work while the barrier
+//! is sealed and before any token exists, so they are answered here by dedicated core methods
+//! (core's route table lists them as node-state paths). So is `sys/metrics` when the listener
+//! allows unauthenticated access, as in Vault. Seal, step-down, authenticated metrics and
+//! snapshots pass the door like every other request (see `logical.rs`).
 
 use std::sync::Arc;
 
@@ -11,11 +13,11 @@ use serde_json::json;
 use strongroom_api::{
     GenerateRootStartRequest, GenerateRootUpdateRequest, InitRequest, UnsealRequest,
 };
-use strongroom_core::{Core, CoreError, MetricsFormat};
+use strongroom_core::{Core, CoreError};
 
 use crate::call::Call;
 use crate::health;
-use crate::parse::{self, BadRequest};
+use crate::parse;
 use crate::reply;
 
 type Resp = axum::response::Response;
@@ -32,15 +34,11 @@ pub(crate) async fn handle(
             get_only(call, || async { json_result(core.seal_status().await) }).await
         }
         "sys/unseal" => unseal(core, call).await,
-        "sys/seal" => seal(core, call).await,
-        "sys/step-down" => step_down(core, call).await,
         "sys/leader" => get_only(call, || async { json_result(core.leader().await) }).await,
         "sys/health" => health(core, call).await,
         "sys/generate-root/attempt" => generate_root_attempt(core, call).await,
         "sys/generate-root/update" => generate_root_update(core, call).await,
-        "sys/metrics" => metrics(core, call, unauthenticated_metrics).await,
-        "sys/storage/raft/snapshot" => snapshot(core, call, false).await,
-        "sys/storage/raft/snapshot-force" => snapshot(core, call, true).await,
+        "sys/metrics" if unauthenticated_metrics => metrics(core, call).await,
         _ => return None,
     };
     Some(resp)
@@ -57,13 +55,6 @@ pub(crate) fn is_snapshot_upload(path: &str) -> bool {
 fn json_result<T: serde::Serialize>(r: Result<T, CoreError>) -> Resp {
     match r {
         Ok(v) => reply::json(StatusCode::OK, &v),
-        Err(e) => reply::core_error(&e),
-    }
-}
-
-fn empty_result(r: Result<(), CoreError>) -> Resp {
-    match r {
-        Ok(()) => reply::no_content(),
         Err(e) => reply::core_error(&e),
     }
 }
@@ -102,27 +93,6 @@ async fn unseal(core: &Arc<Core>, call: &Call) -> Resp {
     }
     match parse::typed_body::<UnsealRequest>(&call.body) {
         Ok(req) => json_result(core.unseal(req).await),
-        Err(e) => e.into(),
-    }
-}
-
-async fn seal(core: &Arc<Core>, call: &Call) -> Resp {
-    if !call.is_write() {
-        return reply::method_not_allowed();
-    }
-    match call.token() {
-        Ok(token) => empty_result(core.seal(token.as_deref()).await),
-        Err(e) => e.into(),
-    }
-}
-
-/// `sys/step-down`: needs a root (sudo) token, as Vault's.
-async fn step_down(core: &Arc<Core>, call: &Call) -> Resp {
-    if !call.is_write() {
-        return reply::method_not_allowed();
-    }
-    match call.token() {
-        Ok(token) => empty_result(core.step_down(token.as_deref()).await),
         Err(e) => e.into(),
     }
 }
@@ -171,49 +141,17 @@ async fn generate_root_update(core: &Arc<Core>, call: &Call) -> Resp {
     }
 }
 
-async fn metrics(core: &Arc<Core>, call: &Call, unauthenticated: bool) -> Resp {
+/// `sys/metrics` on a listener with `unauthenticated_metrics_access`: no token, no audit,
+/// served even while sealed or on a DR secondary (monitoring must see those nodes too).
+async fn metrics(core: &Arc<Core>, call: &Call) -> Resp {
     if call.method != Method::GET {
         return reply::method_not_allowed();
     }
-    let format = match parse::query_value(&call.query, "format") {
-        None | Some("") | Some("json") => MetricsFormat::Json,
-        Some("prometheus") => MetricsFormat::Prometheus,
-        Some(other) => {
-            return BadRequest::new(format!(
-                "unknown metrics format {other:?}: use \"json\" or \"prometheus\""
-            ))
-            .into();
-        }
-    };
-    let token = match call.token() {
-        Ok(t) => t,
-        Err(e) => return e.into(),
-    };
-    match core
-        .metrics(token.as_deref(), format, unauthenticated)
-        .await
-    {
+    let format = parse::query_value(&call.query, "format");
+    let rendered =
+        strongroom_core::sys::parse_metrics_format(format).and_then(|f| core.telemetry().render(f));
+    match rendered {
         Ok((content_type, body)) => reply::with_body(StatusCode::OK, content_type, body),
         Err(e) => reply::core_error(&e),
     }
-}
-
-async fn snapshot(core: &Arc<Core>, call: &Call, force: bool) -> Resp {
-    let token = match call.token() {
-        Ok(t) => t,
-        Err(e) => return e.into(),
-    };
-    if call.method == Method::GET && !force {
-        return match core.snapshot_save(token.as_deref()).await {
-            Ok(bytes) => reply::with_body(StatusCode::OK, "application/octet-stream", bytes),
-            Err(e) => reply::core_error(&e),
-        };
-    }
-    if !call.is_write() {
-        return reply::method_not_allowed();
-    }
-    empty_result(
-        core.snapshot_restore(token.as_deref(), &call.body, force)
-            .await,
-    )
 }

@@ -109,13 +109,23 @@ async fn handle(state: AppState, req: axum::extract::Request) -> Response {
     if let Err(e) = parse::check_namespace(&parts.headers) {
         return e.into();
     }
-    let limit = if raw::is_snapshot_upload(&path) {
-        // Only a root token may make the server buffer a snapshot-sized body.
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let uploads_snapshot = raw::is_snapshot_upload(&path)
+        && (parts.method == Method::PUT || parts.method == Method::POST);
+    let limit = if uploads_snapshot {
+        // Only a caller the door would admit may make the server buffer a snapshot-sized
+        // body; the upload itself then passes the whole door.
         let token = match parse::token(&parts.headers) {
             Ok(t) => t,
             Err(e) => return e.into(),
         };
-        if let Err(e) = state.core.require_root(token.as_deref()).await {
+        let mut probe = strongroom_core::Request::new(strongroom_core::Operation::Update, &path);
+        probe.token = token;
+        probe.client_addr = peer;
+        if let Err(e) = state.core.preflight(&probe).await {
             return reply::core_error(&e);
         }
         MAX_SNAPSHOT_BYTES
@@ -128,10 +138,7 @@ async fn handle(state: AppState, req: axum::extract::Request) -> Response {
     };
     let call = Call {
         query: parse::query_pairs(parts.uri.query()),
-        peer: parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0),
+        peer,
         method: parts.method,
         headers: parts.headers,
         path,

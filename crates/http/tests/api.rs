@@ -608,3 +608,74 @@ async fn snapshot_round_trip_ignores_max_request_size() {
     assert_eq!(restored.status(), 204);
     assert_eq!(other.status, 413);
 }
+
+#[tokio::test]
+async fn raw_endpoints_pass_the_door_audit_and_use_limits() {
+    // Why: snapshots, metrics, seal and step-down used to authorize through a smaller door
+    // that skipped audit and use counting; a one-use token downloaded every secret thrice.
+    let telemetry = strongroom_core::Telemetry::install(std::time::Duration::from_secs(86_400));
+    let core = Core::new(
+        CoreConfig {
+            telemetry,
+            ..CoreConfig::default()
+        },
+        Arc::new(InmemStorage::new()),
+    );
+    let app = router(core, RouterOptions::default());
+    let root = init_and_unseal(&app).await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.log");
+    let enable = json!({"type": "file", "options": {"file_path": log}}).to_string();
+    let r = send(&app, "PUT", "/v1/sys/audit/file", Some(&root), &enable).await;
+    assert_eq!(r.status, 204);
+
+    // A one-use token: the snapshot downloads once, then the token is spent.
+    let create = json!({"num_uses": 1}).to_string();
+    let created = send(&app, "POST", "/v1/auth/token/create", Some(&root), &create).await;
+    let once = created.json()["auth"]["client_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let snapshot = "/v1/sys/storage/raft/snapshot";
+    let first = send(&app, "GET", snapshot, Some(&once), "").await;
+    assert_eq!(first.status, 200);
+    let second = send(&app, "GET", snapshot, Some(&once), "").await;
+    assert_eq!(second.status, 403);
+
+    // Metrics, step-down and seal leave request and response entries too.
+    let metrics = send(
+        &app,
+        "GET",
+        "/v1/sys/metrics?format=prometheus",
+        Some(&root),
+        "",
+    )
+    .await;
+    assert_eq!(metrics.status, 200);
+    let step_down = send(&app, "PUT", "/v1/sys/step-down", Some(&root), "").await;
+    assert_eq!(step_down.status, 204);
+    let seal = send(&app, "PUT", "/v1/sys/seal", Some(&root), "").await;
+    assert_eq!(seal.status, 204);
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    let entries: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for path in [
+        "sys/storage/raft/snapshot",
+        "sys/metrics",
+        "sys/step-down",
+        "sys/seal",
+    ] {
+        for kind in ["request", "response"] {
+            assert!(
+                entries
+                    .iter()
+                    .any(|e| e["type"] == kind && e["request"]["path"] == path),
+                "no {kind} entry for {path}"
+            );
+        }
+    }
+    assert!(!text.contains(&once), "a raw token reached the audit log");
+}

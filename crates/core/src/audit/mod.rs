@@ -37,6 +37,9 @@ pub(crate) use routes::route;
 
 type Devices = Arc<Vec<Arc<Device>>>;
 
+/// The devices that recorded a request (`None`: the request was not audited).
+pub(crate) struct AuditTrail(Option<Devices>);
+
 /// The in-memory audit devices of a core (the `Core::audit` field).
 #[derive(Default)]
 pub(crate) struct AuditBroker {
@@ -51,8 +54,6 @@ fn audited(path: &str) -> bool {
     const EXACT: &[&str] = &[
         "sys/init",
         "sys/seal-status",
-        "sys/seal",
-        "sys/step-down",
         "sys/unseal",
         "sys/leader",
         "sys/health",
@@ -85,20 +86,22 @@ impl Core {
         *write_lock(&self.audit.devices) = None;
     }
 
-    /// Records a request before it is served.
+    /// Records a request before it is served, and returns the devices that recorded it: the
+    /// response goes to the same devices, even if the request itself sealed the node or
+    /// replaced the audit table.
     pub(crate) async fn audit_request(
         &self,
         req: &Request,
         token: Option<&TokenEntry>,
         mount: Option<&MountEntry>,
         decision: Option<&AclDecision>,
-    ) -> Result<(), CoreError> {
+    ) -> Result<AuditTrail, CoreError> {
         if !audited(&req.path) {
-            return Ok(());
+            return Ok(AuditTrail(None));
         }
         let devices = self.audit_devices().await?;
         if devices.is_empty() {
-            return Ok(());
+            return Ok(AuditTrail(None));
         }
         let time = crate::util::rfc3339(std::time::SystemTime::now(), false);
         let ev = Event {
@@ -109,24 +112,22 @@ impl Core {
             result: None,
             time: &time,
         };
-        broadcast(&devices, &ev, "request")
+        broadcast(&devices, &ev, "request")?;
+        Ok(AuditTrail(Some(devices)))
     }
 
-    /// Records the outcome of a request.
-    pub(crate) async fn audit_response(
+    /// Records the outcome of a request on the devices that recorded the request.
+    pub(crate) fn audit_response(
         &self,
+        trail: &AuditTrail,
         req: &Request,
         token: Option<&TokenEntry>,
         mount: Option<&MountEntry>,
         result: &Result<Response, CoreError>,
     ) -> Result<(), CoreError> {
-        if !audited(&req.path) {
+        let Some(devices) = &trail.0 else {
             return Ok(());
-        }
-        let devices = self.audit_devices().await?;
-        if devices.is_empty() {
-            return Ok(());
-        }
+        };
         let time = crate::util::rfc3339(std::time::SystemTime::now(), false);
         let ev = Event {
             req,
@@ -136,7 +137,7 @@ impl Core {
             result: Some(result),
             time: &time,
         };
-        broadcast(&devices, &ev, "response")
+        broadcast(devices, &ev, "response")
     }
 
     /// The current devices, reading the table on first use after unseal.

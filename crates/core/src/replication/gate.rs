@@ -52,8 +52,8 @@ impl Core {
         Ok(None)
     }
 
-    /// Refuses raw endpoints (seal, step-down, snapshot, authenticated metrics) on a DR
-    /// secondary, with the same 400 as the logical paths.
+    /// Refuses node-state operations that would write (root generation) on a DR secondary,
+    /// with the same 400 as the door's gate.
     pub(crate) fn refuse_on_dr_secondary(&self) -> Result<(), CoreError> {
         if self.replication.is_dr_secondary() {
             return Err(CoreError::InvalidRequest(DISABLED_ON_SECONDARY.into()));

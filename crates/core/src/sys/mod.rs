@@ -1,7 +1,8 @@
 //! The logical part of the system backend (`sys/...` paths that go through the pipeline).
 //!
-//! Raw sys endpoints (init, seal-status, unseal, health, leader, generate-root) are answered
-//! by `http` calling `Core` methods directly, before authentication, as Vault does.
+//! Node-state endpoints (init, seal-status, unseal, health, leader, generate-root) are
+//! answered by `http` calling `Core` methods directly, before the door, as Vault does; see
+//! `routing::table`. Everything else under `sys/` comes through the door to here.
 
 use serde_json::{Map, Value, json};
 
@@ -10,6 +11,9 @@ use crate::token::TokenEntry;
 use crate::{Core, CoreError, Operation, Request, Response};
 
 mod mounts;
+mod node;
+
+pub use node::parse_format as parse_metrics_format;
 
 /// Dispatches a `sys/...` path to the subsystem that owns it.
 pub(crate) async fn route(
@@ -42,6 +46,9 @@ pub(crate) async fn route(
         || under("sys/mounts-all")
     {
         return mounts::route(core, req, token).await;
+    }
+    if let Some(result) = node::route(core, req).await {
+        return result;
     }
     let mut resp = match (path, req.operation) {
         ("sys/rotate", Operation::Update | Operation::Create) => {

@@ -5,12 +5,12 @@
 //! of storage (already barrier-encrypted) does not even reveal token hashes.
 //!
 //! Interface used by the rest of core (keep these signatures):
-//! - [`Core::authenticate`] resolves a presented token (expired or used-up tokens fail);
+//! - [`Core::lookup_token`] resolves a presented token (expired or used-up tokens fail);
 //! - [`Core::consume_token_use`] counts one use of a limited-use token;
 //! - [`Core::issue_token`] creates a token (token create, logins, wrapping tokens);
 //! - [`route`] serves `auth/token/*`.
 //!
-//! [`Core::authenticate`]: crate::Core::authenticate
+//! [`Core::lookup_token`]: crate::Core::lookup_token
 //! [`Core::consume_token_use`]: crate::Core::consume_token_use
 //! [`Core::issue_token`]: crate::Core::issue_token
 

@@ -61,18 +61,6 @@ fn expiry(ttl: i64) -> Option<i64> {
 }
 
 impl Core {
-    /// Resolves a client token to its entry; unknown, expired or missing tokens are
-    /// `PermissionDenied`.
-    pub(crate) async fn authenticate(&self, token: Option<&str>) -> Result<TokenEntry, CoreError> {
-        let token = token
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or(CoreError::PermissionDenied)?;
-        self.lookup_token(token)
-            .await?
-            .ok_or(CoreError::PermissionDenied)
-    }
-
     /// Looks a token up; `None` if unknown, expired, used up, or (batch) its parent is gone.
     pub(crate) async fn lookup_token(&self, token: &str) -> Result<Option<TokenEntry>, CoreError> {
         if token.is_empty() || token.len() > MAX_TOKEN_LEN {

@@ -1,7 +1,12 @@
 //! Which handler owns a path, and which paths need no token or need `sudo`.
 //!
-//! Kept in one table-like module so the security-relevant lists (unauthenticated and
-//! root-protected paths) can be reviewed in one place.
+//! Kept in one module so the security-relevant lists can be reviewed in one place: the
+//! table of built-in paths and how each is admitted (`table.rs`), and the root-protected
+//! paths (below).
+
+pub mod table;
+
+pub use table::{Access, ROUTES, RouteSpec};
 
 use crate::engines::backend_for;
 use crate::mounts::MountEntry;
@@ -28,16 +33,20 @@ impl Route {
     }
 }
 
-/// Resolves `path` to its handler; `None` when nothing is mounted there.
+/// Resolves `path` to its handler; `None` when nothing answers there. A built-in path
+/// resolves only if the route table lists it and core serves it (node-state paths are
+/// answered by `http` before the door and never reach here).
 pub(crate) async fn resolve(core: &Core, path: &str) -> Option<Route> {
-    if path == "sys" || path.starts_with("sys/") {
-        return Some(Route::Sys);
-    }
-    if path == "auth/token" {
-        return Some(Route::Token(String::new()));
-    }
-    if let Some(rest) = path.strip_prefix("auth/token/") {
-        return Some(Route::Token(rest.to_owned()));
+    if table::is_builtin(path) {
+        let row = table::lookup(path)?;
+        if row.access == Access::NodeState {
+            return None;
+        }
+        return match path.strip_prefix("auth/token/") {
+            Some(rest) => Some(Route::Token(rest.to_owned())),
+            None if path == "auth/token" => Some(Route::Token(String::new())),
+            None => Some(Route::Sys),
+        };
     }
     core.resolve_mount(path)
         .await
@@ -47,41 +56,28 @@ pub(crate) async fn resolve(core: &Core, path: &str) -> Option<Route> {
 /// Whether a request may proceed without a token.
 pub(crate) fn unauthenticated(route: &Route, path: &str, op: Operation) -> bool {
     match route {
-        Route::Sys => {
-            matches!(path, "sys/wrapping/unwrap" | "sys/wrapping/lookup")
-                || replication_unauthenticated(path.trim_end_matches('/'))
-                || (op == Operation::Read
-                    && (path == "sys/internal/ui/mounts"
-                        || path.starts_with("sys/internal/ui/mounts/")
-                        || path.starts_with("sys/mounts-all/")))
-        }
-        Route::Token(_) => false,
+        Route::Sys | Route::Token(_) => match table::lookup(path).map(|r| r.access) {
+            Some(Access::Unauthenticated) => true,
+            Some(Access::UnauthenticatedRead) => op == Operation::Read,
+            _ => false,
+        },
         Route::Mount(m, rest) => backend_for(m).is_some_and(|b| b.unauthenticated(rest, op)),
     }
 }
 
 /// Replication paths that need no token: status (polled by monitoring) and the DR operation
 /// paths, which check their own `dr_operation_token` (a DR secondary has no usable ACL).
+#[cfg(test)]
 fn replication_unauthenticated(path: &str) -> bool {
-    matches!(
-        path,
-        "sys/replication/status"
-            | "sys/replication/dr/status"
-            | "sys/replication/performance/status"
-            | "sys/replication/dr/secondary/promote"
-            | "sys/replication/dr/secondary/disable"
-            | "sys/replication/dr/secondary/recover"
-            | "sys/replication/dr/secondary/reindex"
-            | "sys/replication/dr/secondary/update-primary"
-            | "sys/replication/dr/secondary/operation-token/delete"
-            | "sys/replication/dr/secondary/generate-operation-token/attempt"
-            | "sys/replication/dr/secondary/generate-operation-token/update"
-    )
+    path.starts_with("sys/replication/")
+        && table::lookup(path).is_some_and(|r| r.access == Access::Unauthenticated)
 }
 
 /// Root-protected paths: the ACL must grant `sudo` besides the verb capability.
 pub(crate) fn requires_sudo(path: &str, op: Operation) -> bool {
     const EXACT: &[&str] = &[
+        "sys/seal",
+        "sys/step-down",
         "sys/audit",
         "sys/rotate",
         "sys/remount",
