@@ -155,3 +155,54 @@ async fn metrics(core: &Arc<Core>, call: &Call) -> Resp {
         Err(e) => reply::core_error(&e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strongroom_core::routing::{Access, ROUTES};
+
+    #[tokio::test]
+    async fn every_node_state_route_has_a_handler_here() {
+        // Why: core's route table declares which paths skip the door because `http`
+        // answers them; a row without a handler here would fall through to the door and
+        // answer 404, and a handler without a row would be a way in that nobody listed.
+        let core = Core::new(
+            Default::default(),
+            Arc::new(strongroom_storage::InmemStorage::new()),
+        );
+        for row in ROUTES.iter().filter(|r| r.access == Access::NodeState) {
+            let call = Call {
+                method: Method::GET,
+                headers: Default::default(),
+                query: Vec::new(),
+                path: row.sample.0.to_owned(),
+                body: Default::default(),
+                peer: None,
+            };
+            assert!(
+                handle(&core, &call, false).await.is_some(),
+                "{}",
+                row.pattern
+            );
+        }
+        for path in [
+            "sys/seal",
+            "sys/step-down",
+            "sys/storage/raft/snapshot",
+            "sys/metrics",
+        ] {
+            let call = Call {
+                method: Method::GET,
+                headers: Default::default(),
+                query: Vec::new(),
+                path: path.to_owned(),
+                body: Default::default(),
+                peer: None,
+            };
+            assert!(
+                handle(&core, &call, false).await.is_none(),
+                "{path} skips the door"
+            );
+        }
+    }
+}
