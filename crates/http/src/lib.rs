@@ -5,6 +5,7 @@
 //! one crate means a wire-compatibility fix (a header, a status code, a field) is made once and
 //! cannot leak into the business logic.
 
+mod body;
 mod call;
 mod error;
 mod health;

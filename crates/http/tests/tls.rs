@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls::RootCertStore;
@@ -247,4 +248,60 @@ async fn shutdown_stops_accepting() {
         .unwrap();
 
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+/// A body of `chunks` 64 KiB chunks that counts how many the HTTP client has taken.
+fn counted_body(chunks: usize) -> (reqwest::Body, Arc<AtomicUsize>) {
+    let taken = Arc::new(AtomicUsize::new(0));
+    let counter = taken.clone();
+    let stream = futures::stream::iter((0..chunks).map(move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Ok::<_, std::io::Error>(vec![b'x'; 64 * 1024])
+    }));
+    (reqwest::Body::wrap_stream(stream), taken)
+}
+
+#[tokio::test]
+async fn oversize_body_over_h2_is_413_with_the_message() {
+    // An h2 client over the limit must hear why, as an HTTP/1.1 client does: the server reads
+    // the rest of the upload instead of resetting the stream under the client's feet.
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new();
+    let (cert_file, key_file) = write_pair(dir.path(), &ca.leaf());
+    let (handle, stop) = start(TlsOptions::new(cert_file, key_file)).await;
+    let url = format!("https://{}/v1/secret/big", handle.bound_addr());
+    let chunks = (strongroom_http::DEFAULT_MAX_REQUEST_SIZE as usize) / (64 * 1024) + 16;
+    let http = client(&ca, None);
+
+    let (declared_body, declared_taken) = counted_body(chunks);
+    let declared = http
+        .put(&url)
+        .header("content-length", (chunks * 64 * 1024).to_string())
+        .body(declared_body)
+        .send()
+        .await
+        .unwrap();
+    let (streamed_body, streamed_taken) = counted_body(chunks);
+    let streamed = http.put(&url).body(streamed_body).send().await.unwrap();
+
+    for resp in [declared, streamed] {
+        assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+        assert_eq!(resp.status(), 413);
+        let json: serde_json::Value = resp.json().await.unwrap();
+        let message = json["errors"][0].as_str().unwrap();
+        assert!(message.contains("request body too large"), "{json}");
+    }
+    for taken in [declared_taken, streamed_taken] {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        while taken.load(Ordering::SeqCst) < chunks && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            taken.load(Ordering::SeqCst),
+            chunks,
+            "upload cut off by a reset"
+        );
+    }
+    stop.send(()).unwrap();
+    handle.wait().await;
 }
