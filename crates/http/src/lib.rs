@@ -7,6 +7,7 @@
 
 mod body;
 mod call;
+mod client_cert;
 mod error;
 mod health;
 mod listener;
