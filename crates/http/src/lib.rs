@@ -5,7 +5,9 @@
 //! one crate means a wire-compatibility fix (a header, a status code, a field) is made once and
 //! cannot leak into the business logic.
 
+mod body;
 mod call;
+mod client_cert;
 mod error;
 mod health;
 mod listener;

@@ -10,15 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
-use bytes::Bytes;
-use http::{HeaderMap, Method, StatusCode};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http::{Method, StatusCode};
 use strongroom_core::Core;
 use strongroom_core::snapshot::MAX_SNAPSHOT_BYTES;
 
+use crate::body::read_body;
 use crate::call::Call;
 use crate::parse;
 use crate::{logical, raw, reply};
@@ -132,7 +130,7 @@ async fn handle(state: AppState, req: axum::extract::Request) -> Response {
     } else {
         state.opts.max_request_size
     };
-    let body = match read_body(&parts.headers, body, limit).await {
+    let body = match read_body(parts.version, &parts.headers, body, limit).await {
         Ok(b) => b,
         Err(resp) => return resp,
     };
@@ -175,57 +173,4 @@ async fn handle(state: AppState, req: axum::extract::Request) -> Response {
             "internal error: request handler failed",
         )
     })
-}
-
-/// Reads the whole body, refusing more than `limit` bytes with 413.
-/// Time allowed to receive a request body.
-const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// Time allowed to receive a snapshot upload.
-const BODY_READ_TIMEOUT_LARGE: Duration = Duration::from_secs(600);
-
-async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<Bytes, Response> {
-    let too_large = || {
-        reply::error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "http: request body too large: the limit for this path is {limit} bytes (listener max_request_size)"
-            ),
-        )
-    };
-    let declared = headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large());
-    }
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    // A client that trickles its body cannot hold a connection slot forever (Vault's
-    // http_read_timeout defaults to 30 s; snapshot uploads get longer).
-    let read_timeout = if limit > DEFAULT_MAX_REQUEST_SIZE as usize {
-        BODY_READ_TIMEOUT_LARGE
-    } else {
-        BODY_READ_TIMEOUT
-    };
-    let collected =
-        match tokio::time::timeout(read_timeout, Limited::new(body, limit).collect()).await {
-            Ok(r) => r,
-            Err(_) => {
-                return Err(reply::error(
-                    StatusCode::REQUEST_TIMEOUT,
-                    format!("timed out after {read_timeout:?} reading the request body"),
-                ));
-            }
-        };
-    match collected {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Err(e) => {
-            tracing::debug!(error = %e, "failed to read a request body");
-            Err(reply::error(
-                StatusCode::BAD_REQUEST,
-                "failed to read the request body",
-            ))
-        }
-    }
 }

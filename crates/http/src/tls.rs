@@ -5,26 +5,25 @@
 //! SIGHUP), so the server config resolves its certificate through [`ReloadableCert`] on every
 //! handshake instead of fixing it at startup. Client certificates follow Vault: by default they
 //! are requested but neither required nor verified, because clients such as hvac present
-//! certificates from unrelated CAs and must not be rejected for it.
+//! certificates from unrelated CAs and must not be rejected for it (see `client_cert.rs`, which
+//! also reads the X.509 v1 certificates webpki refuses). `tls_client_ca_file` alone only names
+//! the CAs; as in Vault, chains are verified with `tls_require_and_verify_client_cert`.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, RwLock};
 
-use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::{
-    DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
-};
+use rustls::{RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use zeroize::Zeroizing;
 
 use crate::HttpError;
+use crate::client_cert::{ChainCheck, ClientCertPolicy};
 
 /// A TLS protocol version accepted in `tls_min_version`/`tls_max_version`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -180,21 +179,24 @@ pub fn server_config(
         .with_protocol_versions(&versions)
         .map_err(|e| HttpError::TlsConfig(e.to_string()))?;
     let client_ca = opts.client_ca_file.as_deref().map(load_roots).transpose()?;
+    let algorithms = provider.signature_verification_algorithms;
     let builder = if opts.disable_client_certs {
         builder.with_no_client_auth()
     } else if opts.require_and_verify_client_cert {
-        let roots = client_ca.ok_or_else(|| {
+        let (store, roots) = client_ca.ok_or_else(|| {
             HttpError::TlsConfig(
                 "tls_require_and_verify_client_cert needs tls_client_ca_file".into(),
             )
         })?;
         let verifier =
-            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider.clone())
                 .build()
                 .map_err(|e| HttpError::TlsConfig(format!("client CA: {e}")))?;
-        builder.with_client_cert_verifier(verifier)
+        let chain = ChainCheck { verifier, roots };
+        builder
+            .with_client_cert_verifier(Arc::new(ClientCertPolicy::verify_chain(algorithms, chain)))
     } else {
-        builder.with_client_cert_verifier(Arc::new(RequestAnyClientCert { provider }))
+        builder.with_client_cert_verifier(Arc::new(ClientCertPolicy::accept_any(algorithms)))
     };
     let mut config = builder.with_cert_resolver(cert.clone());
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -245,81 +247,16 @@ fn load_certified_key(
         .map_err(|e| invalid_key(format!("{e} (does it match {}?)", cert_file.display())))
 }
 
-fn load_roots(path: &Path) -> Result<RootCertStore, HttpError> {
-    let mut roots = RootCertStore::empty();
-    for cert in load_certs("client CA", path)? {
-        roots.add(cert).map_err(|e| HttpError::InvalidPem {
+/// The client CAs of `path`, as a webpki trust store and as the certificates themselves.
+fn load_roots(path: &Path) -> Result<(RootCertStore, Vec<CertificateDer<'static>>), HttpError> {
+    let certs = load_certs("client CA", path)?;
+    let mut store = RootCertStore::empty();
+    for cert in &certs {
+        store.add(cert.clone()).map_err(|e| HttpError::InvalidPem {
             what: "client CA",
             path: path.to_owned(),
             detail: e.to_string(),
         })?;
     }
-    Ok(roots)
-}
-
-/// Vault's default client-certificate policy: ask for one, accept any or none.
-///
-/// The API authenticates with tokens; a client certificate carries no authority here, so
-/// accepting an unverified one grants nothing. The handshake signature is still checked so a
-/// client cannot present a certificate whose key it does not hold.
-#[derive(Debug)]
-struct RequestAnyClientCert {
-    provider: Arc<CryptoProvider>,
-}
-
-impl ClientCertVerifier for RequestAnyClientCert {
-    fn offer_client_auth(&self) -> bool {
-        true
-    }
-
-    fn client_auth_mandatory(&self) -> bool {
-        false
-    }
-
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        &[]
-    }
-
-    fn verify_client_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        Ok(ClientCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
+    Ok((store, certs))
 }

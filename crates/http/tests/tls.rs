@@ -1,98 +1,16 @@
 //! A real listener over TLS: handshake, ALPN, client-certificate policy, reload, shutdown.
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+mod common;
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::{Ca, client, health_url, provider, start, write_pair};
 use rustls::RootCertStore;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use strongroom_core::{Core, CoreConfig};
-use strongroom_http::{HttpError, ListenerOptions, ServerHandle, TlsOptions, serve};
+use strongroom_http::{HttpError, ListenerOptions, TlsOptions, serve};
 use strongroom_storage::InmemStorage;
 use tokio::sync::oneshot;
-
-struct Ca {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl Ca {
-    fn new() -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        Ca {
-            issuer: CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap(),
-        }
-    }
-
-    /// A leaf for 127.0.0.1: (cert PEM, key PEM).
-    fn leaf(&self) -> (String, String) {
-        let key = KeyPair::generate().unwrap();
-        let params =
-            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-
-    fn roots(&self) -> RootCertStore {
-        let mut roots = RootCertStore::empty();
-        roots.add(self.issuer.der().clone()).unwrap();
-        roots
-    }
-}
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// An HTTPS client trusting `ca`, optionally presenting a client certificate.
-fn client(ca: &Ca, client_cert: Option<(String, String)>) -> reqwest::Client {
-    let builder = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(ca.roots());
-    let mut config = match client_cert {
-        None => builder.with_no_client_auth(),
-        Some((cert, key)) => {
-            let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
-                .collect::<Result<Vec<_>, _>>()
-                .unwrap();
-            let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
-            builder.with_client_auth_cert(chain, key).unwrap()
-        }
-    };
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(config)
-        .build()
-        .unwrap()
-}
-
-fn write_pair(dir: &Path, (cert, key): &(String, String)) -> (PathBuf, PathBuf) {
-    let cert_file = dir.join("tls.crt");
-    let key_file = dir.join("tls.key");
-    std::fs::write(&cert_file, cert).unwrap();
-    std::fs::write(&key_file, key).unwrap();
-    (cert_file, key_file)
-}
-
-async fn start(tls: TlsOptions) -> (ServerHandle, oneshot::Sender<()>) {
-    let core = Core::new(CoreConfig::default(), Arc::new(InmemStorage::new()));
-    let mut opts = ListenerOptions::new("127.0.0.1:0");
-    opts.tls = Some(tls);
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let handle = serve(opts, core, async move {
-        let _ = stop_rx.await;
-    })
-    .await
-    .unwrap();
-    (handle, stop_tx)
-}
-
-fn health_url(addr: SocketAddr) -> String {
-    format!("https://{addr}/v1/sys/health")
-}
 
 #[tokio::test]
 async fn https_round_trip_over_h2_with_unrelated_client_cert() {
@@ -247,4 +165,60 @@ async fn shutdown_stops_accepting() {
         .unwrap();
 
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+/// A body of `chunks` 64 KiB chunks that counts how many the HTTP client has taken.
+fn counted_body(chunks: usize) -> (reqwest::Body, Arc<AtomicUsize>) {
+    let taken = Arc::new(AtomicUsize::new(0));
+    let counter = taken.clone();
+    let stream = futures::stream::iter((0..chunks).map(move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Ok::<_, std::io::Error>(vec![b'x'; 64 * 1024])
+    }));
+    (reqwest::Body::wrap_stream(stream), taken)
+}
+
+#[tokio::test]
+async fn oversize_body_over_h2_is_413_with_the_message() {
+    // An h2 client over the limit must hear why, as an HTTP/1.1 client does: the server reads
+    // the rest of the upload instead of resetting the stream under the client's feet.
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new();
+    let (cert_file, key_file) = write_pair(dir.path(), &ca.leaf());
+    let (handle, stop) = start(TlsOptions::new(cert_file, key_file)).await;
+    let url = format!("https://{}/v1/secret/big", handle.bound_addr());
+    let chunks = (strongroom_http::DEFAULT_MAX_REQUEST_SIZE as usize) / (64 * 1024) + 16;
+    let http = client(&ca, None);
+
+    let (declared_body, declared_taken) = counted_body(chunks);
+    let declared = http
+        .put(&url)
+        .header("content-length", (chunks * 64 * 1024).to_string())
+        .body(declared_body)
+        .send()
+        .await
+        .unwrap();
+    let (streamed_body, streamed_taken) = counted_body(chunks);
+    let streamed = http.put(&url).body(streamed_body).send().await.unwrap();
+
+    for resp in [declared, streamed] {
+        assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+        assert_eq!(resp.status(), 413);
+        let json: serde_json::Value = resp.json().await.unwrap();
+        let message = json["errors"][0].as_str().unwrap();
+        assert!(message.contains("request body too large"), "{json}");
+    }
+    for taken in [declared_taken, streamed_taken] {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        while taken.load(Ordering::SeqCst) < chunks && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            taken.load(Ordering::SeqCst),
+            chunks,
+            "upload cut off by a reset"
+        );
+    }
+    stop.send(()).unwrap();
+    handle.wait().await;
 }

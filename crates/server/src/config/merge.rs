@@ -127,8 +127,11 @@ impl PartialConfig {
                 prometheus_retention_time: self
                     .telemetry
                     .prometheus_retention_time
-                    .unwrap_or(Duration::ZERO),
-                disable_hostname: self.telemetry.disable_hostname.unwrap_or(false),
+                    .unwrap_or(TelemetryConfig::default().prometheus_retention_time),
+                disable_hostname: self
+                    .telemetry
+                    .disable_hostname
+                    .unwrap_or(TelemetryConfig::default().disable_hostname),
             },
             replication: ReplicationConfig {
                 wal_retention_entries: self

@@ -27,6 +27,8 @@ mod values;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_telemetry;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -35,8 +37,9 @@ pub use self::duration::parse_duration;
 pub use self::error::ConfigError;
 pub use self::merge::{PartialConfig, PartialTelemetry};
 pub use self::model::{
-    DEFAULT_LISTENER_ADDRESS, DEFAULT_MAX_REQUEST_SIZE, ListenerConfig, ReplicationConfig,
-    ServerConfig, SourceLocation, StorageConfig, TelemetryConfig, TlsVersion,
+    DEFAULT_LISTENER_ADDRESS, DEFAULT_MAX_REQUEST_SIZE, DEFAULT_PROMETHEUS_RETENTION,
+    ListenerConfig, ReplicationConfig, ServerConfig, SourceLocation, StorageConfig,
+    TelemetryConfig, TlsVersion,
 };
 
 /// Largest configuration file read; anything bigger is certainly not a configuration file.

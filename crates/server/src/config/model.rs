@@ -107,12 +107,26 @@ impl Default for ReplicationConfig {
     }
 }
 
+/// Vault's default `prometheus_retention_time`: Prometheus metrics are on unless turned off.
+pub const DEFAULT_PROMETHEUS_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
 /// Process-wide metrics settings (the top-level `telemetry` stanza).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TelemetryConfig {
-    /// How long Prometheus metrics are kept; zero disables `sys/metrics?format=prometheus`.
+    /// How long Prometheus metrics are kept (default 24h, as in Vault); zero disables
+    /// `sys/metrics?format=prometheus`.
     pub prometheus_retention_time: Duration,
     pub disable_hostname: bool,
+}
+
+impl Default for TelemetryConfig {
+    /// Vault's defaults: Prometheus on with 24h retention, hostname prefix on.
+    fn default() -> Self {
+        TelemetryConfig {
+            prometheus_retention_time: DEFAULT_PROMETHEUS_RETENTION,
+            disable_hostname: false,
+        }
+    }
 }
 
 /// TLS protocol versions a listener may negotiate. TLS 1.0 and 1.1 are not offered at all.
