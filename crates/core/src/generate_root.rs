@@ -10,7 +10,7 @@ use strongroom_barrier::{SealConfig, combine_shares};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::core::lock;
+use crate::util::lock;
 use crate::seal::decode_share;
 use crate::{Core, CoreError};
 

@@ -3,7 +3,7 @@
 //! Kept in one table-like module so the security-relevant lists (unauthenticated and
 //! root-protected paths) can be reviewed in one place.
 
-use crate::engines::backend_for;
+use crate::backend::backend_for;
 use crate::mounts::MountEntry;
 use crate::{Core, Operation};
 

@@ -16,7 +16,7 @@ use super::acl::Acl;
 use super::builtin::{DEFAULT, DEFAULT_POLICY, RESPONSE_WRAPPING, RESPONSE_WRAPPING_POLICY, ROOT};
 use super::parse::{PathRule, parse_policy};
 use crate::CoreError;
-use crate::core::lock;
+use crate::util::lock;
 use crate::keys::POLICY_PREFIX;
 
 /// Compiled ACLs kept at most; past this the ACL cache starts over (token policy sets are

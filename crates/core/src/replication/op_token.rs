@@ -12,7 +12,7 @@ use strongroom_barrier::{BarrierError, SealConfig, combine_shares};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::core::lock;
+use crate::util::lock;
 use crate::generate_root::encode_token;
 use crate::seal::decode_share;
 use crate::{Core, CoreError, Response};

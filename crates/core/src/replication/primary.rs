@@ -15,7 +15,7 @@ use super::bundle::{ActivationBundle, BOOTSTRAP_KEYS};
 use super::config::{DrConfig, PrimaryMaterial, ReplicationMode, SecondaryRecord};
 use super::jwt::{self, ActivationClaims};
 use super::{now_secs, string_param as str_param_opt, warning};
-use crate::core::lock;
+use crate::util::lock;
 use crate::params::duration_param;
 use crate::{Core, CoreError, Request, Response};
 

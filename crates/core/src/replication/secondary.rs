@@ -17,7 +17,8 @@ use super::fetch::{UnwrapTls, fetch_bundle};
 use super::jwt;
 use super::primary::DISABLE_WARNING;
 use super::{now_secs, string_param, warning};
-use crate::core::{CLUSTER_INFO_KEY, lock};
+use crate::core::CLUSTER_INFO_KEY;
+use crate::util::lock;
 use crate::params::bool_param;
 use crate::{Core, CoreError, Request, Response};
 
