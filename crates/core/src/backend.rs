@@ -145,7 +145,9 @@ pub(crate) async fn exists(
         return Ok(None);
     };
     let store = BarrierStore(&core.barrier);
-    Ok(backend.exists(&ctx(core, &store, mount, None), rest).await?)
+    Ok(backend
+        .exists(&ctx(core, &store, mount, None), rest)
+        .await?)
 }
 
 /// Hands a request to the backend of `mount`.

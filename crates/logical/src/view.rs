@@ -84,7 +84,9 @@ impl<'a> View<'a> {
 
     fn full(&self, key: &str) -> Result<String, BackendError> {
         if key.split('/').any(|seg| seg == "..") {
-            return Err(BackendError::InvalidRequest(format!("invalid path {key:?}")));
+            return Err(BackendError::InvalidRequest(format!(
+                "invalid path {key:?}"
+            )));
         }
         Ok(format!("{}{key}", self.prefix))
     }

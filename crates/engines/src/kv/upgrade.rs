@@ -198,7 +198,10 @@ mod tests {
 
     fn secret_of(resp: &Response) -> (Value, Value) {
         let data = resp.data.as_ref().unwrap();
-        (data["data"]["n"].clone(), data["metadata"]["version"].clone())
+        (
+            data["data"]["n"].clone(),
+            data["metadata"]["version"].clone(),
+        )
     }
 
     #[tokio::test]
@@ -207,8 +210,16 @@ mod tests {
         // `versions/...`) or like the staging area must neither be lost nor overwrite others.
         let mut fx = Fixture::kv(1);
         let keys = [
-            "a", "meta/a", "meta/meta/a", "config", "versions/x/1", "kv-upgrade/z", "b/c",
-            "zz", "m", "n/o/p",
+            "a",
+            "meta/a",
+            "meta/meta/a",
+            "config",
+            "versions/x/1",
+            "kv-upgrade/z",
+            "b/c",
+            "zz",
+            "m",
+            "n/o/p",
         ];
         for k in keys {
             put_v1(&fx, k).await;
@@ -228,7 +239,10 @@ mod tests {
             .filter_map(|k| k.strip_prefix(&fx.prefix).map(str::to_owned))
             .filter(|k| !k.starts_with("meta/") && !k.starts_with("versions/"))
             .collect();
-        assert!(stray.is_empty(), "v1 or staging keys left behind: {stray:?}");
+        assert!(
+            stray.is_empty(),
+            "v1 or staging keys left behind: {stray:?}"
+        );
         assert_eq!(fx.store.keys().len(), 2 * keys.len());
     }
 

@@ -71,7 +71,8 @@ fn role_name(raw: &str) -> Result<String, BackendError> {
 }
 
 fn decode<T: DeserializeOwned>(raw: &[u8], what: &str) -> Result<T, BackendError> {
-    serde_json::from_slice(raw).map_err(|e| BackendError::Internal(format!("{what} is corrupt: {e}")))
+    serde_json::from_slice(raw)
+        .map_err(|e| BackendError::Internal(format!("{what} is corrupt: {e}")))
 }
 
 fn encode<T: Serialize>(value: &T, what: &str) -> Result<Vec<u8>, BackendError> {

@@ -196,7 +196,11 @@ fn apply(role: &mut RoleEntry, req: &Request, creating: bool) -> Result<(), Back
     Ok(())
 }
 
-pub(super) async fn write(ctx: &Ctx<'_>, req: &Request, name: &str) -> Result<Response, BackendError> {
+pub(super) async fn write(
+    ctx: &Ctx<'_>,
+    req: &Request,
+    name: &str,
+) -> Result<Response, BackendError> {
     let key = hmac_key(ctx).await?;
     let _guard = STATE_LOCK.lock().await;
     let existing = load(ctx, name).await?;

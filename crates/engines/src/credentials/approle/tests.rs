@@ -332,7 +332,10 @@ async fn deleting_a_role_removes_its_secret_ids_and_index() {
     let ctx = fx.ctx();
     let (rid, sid) = role_with_secret(&ctx, "r", json!({"local_secret_ids": true})).await;
     let staged = ctx.local_view.list("").await.unwrap();
-    assert!(!staged.is_empty(), "local secret IDs were not in the local view");
+    assert!(
+        !staged.is_empty(),
+        "local secret IDs were not in the local view"
+    );
 
     call(&ctx, Operation::Delete, "role/r", json!({}))
         .await

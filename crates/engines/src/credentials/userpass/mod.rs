@@ -93,7 +93,12 @@ impl Userpass {
         Ok(Response::with_data(data))
     }
 
-    async fn write(&self, ctx: &Ctx<'_>, req: &Request, name: &str) -> Result<Response, BackendError> {
+    async fn write(
+        &self,
+        ctx: &Ctx<'_>,
+        req: &Request,
+        name: &str,
+    ) -> Result<Response, BackendError> {
         if str_param(&req.data, "password_hash")?.is_some() {
             return Err(BackendError::InvalidRequest(
                 "\"password_hash\" (bcrypt import) is not supported: send \"password\" instead"
@@ -155,7 +160,12 @@ impl Userpass {
         Ok(Response::no_content())
     }
 
-    async fn login(&self, ctx: &Ctx<'_>, req: &Request, raw: &str) -> Result<Response, BackendError> {
+    async fn login(
+        &self,
+        ctx: &Ctx<'_>,
+        req: &Request,
+        raw: &str,
+    ) -> Result<Response, BackendError> {
         let invalid = || BackendError::InvalidRequest(INVALID_LOGIN.into());
         let password = password_param(&req.data)?
             .ok_or_else(|| BackendError::InvalidRequest("missing password".into()))?;

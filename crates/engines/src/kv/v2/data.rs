@@ -12,7 +12,11 @@ use super::model::{
 use super::{load_config, load_meta, lock_key, non_negative, object_param};
 
 /// Serves `data/:key`.
-pub(super) async fn handle(ctx: &Ctx<'_>, req: &Request, key: &str) -> Result<Response, BackendError> {
+pub(super) async fn handle(
+    ctx: &Ctx<'_>,
+    req: &Request,
+    key: &str,
+) -> Result<Response, BackendError> {
     match req.operation {
         Operation::Read => read(ctx, req, key).await,
         Operation::Create | Operation::Update => write(ctx, req, key, false).await,
@@ -126,7 +130,7 @@ async fn write(
         Some(opts) => int_param(opts, "cas")?,
         None => None,
     };
-    let _guard = lock_key(&ctx.mount.uuid, key).await;
+    let _guard = lock_key(ctx.mount.uuid, key).await;
     let cfg = load_config(&ctx.view).await?;
     let now = now_nanos();
     let existing = load_meta(&ctx.view, key).await?;
@@ -216,7 +220,7 @@ pub(super) fn prune(meta: &mut KeyMetadata, cfg: &V2Config, key: &str) -> Vec<Op
 
 /// `DELETE data/:key`: soft-deletes the latest version (204 even when absent).
 async fn soft_delete_latest(ctx: &Ctx<'_>, key: &str) -> Result<Response, BackendError> {
-    let _guard = lock_key(&ctx.mount.uuid, key).await;
+    let _guard = lock_key(ctx.mount.uuid, key).await;
     let Some(mut meta) = load_meta(&ctx.view, key).await? else {
         return Ok(Response::no_content());
     };

@@ -15,7 +15,11 @@ const MAX_CUSTOM_KEY_LEN: usize = 128;
 const MAX_CUSTOM_VALUE_LEN: usize = 512;
 
 /// Serves `metadata/:key` (LIST is handled by the caller).
-pub(super) async fn handle(ctx: &Ctx<'_>, req: &Request, key: &str) -> Result<Response, BackendError> {
+pub(super) async fn handle(
+    ctx: &Ctx<'_>,
+    req: &Request,
+    key: &str,
+) -> Result<Response, BackendError> {
     match req.operation {
         Operation::Read => {
             let meta = load_meta(&ctx.view, key)
@@ -38,7 +42,7 @@ async fn write(
     key: &str,
     patch: bool,
 ) -> Result<Response, BackendError> {
-    let _guard = lock_key(&ctx.mount.uuid, key).await;
+    let _guard = lock_key(ctx.mount.uuid, key).await;
     let now = now_nanos();
     let mut meta = match load_meta(&ctx.view, key).await? {
         Some(m) => m,
@@ -127,7 +131,7 @@ fn check_custom(custom: &BTreeMap<String, String>) -> Result<(), BackendError> {
 
 /// `DELETE metadata/:key`: the key, its settings and every version (204 when absent).
 async fn delete_all(ctx: &Ctx<'_>, key: &str) -> Result<Response, BackendError> {
-    let _guard = lock_key(&ctx.mount.uuid, key).await;
+    let _guard = lock_key(ctx.mount.uuid, key).await;
     let Some(meta) = load_meta(&ctx.view, key).await? else {
         return Ok(Response::no_content());
     };
@@ -171,7 +175,7 @@ pub(super) async fn version_op(
     key: &str,
 ) -> Result<Response, BackendError> {
     let versions = versions_param(&req.data)?;
-    let _guard = lock_key(&ctx.mount.uuid, key).await;
+    let _guard = lock_key(ctx.mount.uuid, key).await;
     let Some(mut meta) = load_meta(&ctx.view, key).await? else {
         return Ok(Response::no_content());
     };

@@ -60,7 +60,9 @@ pub(crate) async fn handle(
             metadata::version_op(ctx, req, section, key).await
         }
         ("subkeys", Operation::Read) => data::subkeys(ctx, req, key).await,
-        ("delete" | "undelete" | "destroy" | "subkeys", _) => Err(BackendError::UnsupportedOperation),
+        ("delete" | "undelete" | "destroy" | "subkeys", _) => {
+            Err(BackendError::UnsupportedOperation)
+        }
         _ => invalid_path(),
     }
 }
@@ -102,7 +104,7 @@ async fn config(ctx: &Ctx<'_>, req: &Request) -> Result<Response, BackendError> 
             Ok(Response::with_data(data))
         }
         Operation::Create | Operation::Update => {
-            let _guard = lock_key(&ctx.mount.uuid, "\0config").await;
+            let _guard = lock_key(ctx.mount.uuid, "\0config").await;
             let mut c = load_config(&ctx.view).await?;
             if let Some(n) = int_param(&req.data, "max_versions")? {
                 c.max_versions = non_negative("max_versions", n)?;

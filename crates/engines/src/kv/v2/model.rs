@@ -156,7 +156,8 @@ pub(crate) async fn load<T: serde::de::DeserializeOwned>(
 
 /// Encodes a record for storage.
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, BackendError> {
-    serde_json::to_vec(value).map_err(|e| BackendError::Internal(format!("encoding KV record: {e}")))
+    serde_json::to_vec(value)
+        .map_err(|e| BackendError::Internal(format!("encoding KV record: {e}")))
 }
 
 /// Now, in Unix nanoseconds.
