@@ -8,12 +8,15 @@
 use async_trait::async_trait;
 use strongroom_barrier::{Barrier, BarrierError, BarrierOp};
 use strongroom_logical::{
-    Backend, BackendError, Ctx, MountInfo, Store, StoreOp, TokenInfo, TokenType, View,
+    Backend, BackendError, Ctx, MountInfo, Op, Store, TokenInfo, TokenType, View,
 };
 
 use crate::mounts::MountEntry;
 use crate::token::TokenEntry;
 use crate::{Core, CoreError, Request, Response};
+
+/// Keys fetched per storage scan while serving [`Store::scan_keys`].
+const SCAN_CHUNK: usize = 64;
 
 /// The barrier as a backend's [`Store`]: every view core hands out writes through it.
 struct BarrierStore<'a>(&'a Barrier);
@@ -48,22 +51,34 @@ impl Store for BarrierStore<'_> {
         if self.0.sealed() {
             return Err(BackendError::Sealed);
         }
-        // Keys are stored in the clear; the ciphertext values of the page are dropped.
-        let page = self
-            .0
-            .storage()
-            .scan(prefix, after, limit)
-            .await
-            .map_err(|e| store_error(BarrierError::Storage(e)))?;
-        Ok(page.into_iter().map(|(k, _)| k).collect())
+        // Keys are stored in the clear. Storage scans return values too, so the page is
+        // read in chunks and each chunk's ciphertext dropped: a page of large secrets never
+        // sits in memory at once.
+        let mut keys: Vec<String> = Vec::new();
+        while keys.len() < limit {
+            let want = (limit - keys.len()).min(SCAN_CHUNK);
+            let cursor = keys.last().map(String::as_str).or(after);
+            let chunk = self
+                .0
+                .storage()
+                .scan(prefix, cursor, want)
+                .await
+                .map_err(|e| store_error(BarrierError::Storage(e)))?;
+            let done = chunk.len() < want;
+            keys.extend(chunk.into_iter().map(|(k, _)| k));
+            if done {
+                break;
+            }
+        }
+        Ok(keys)
     }
 
-    async fn write(&self, ops: Vec<StoreOp>) -> Result<(), BackendError> {
+    async fn write(&self, ops: Vec<Op>) -> Result<(), BackendError> {
         let ops = ops
             .into_iter()
             .map(|op| match op {
-                StoreOp::Put { key, value } => BarrierOp::Put { key, value },
-                StoreOp::Delete { key } => BarrierOp::Delete { key },
+                Op::Put { key, value } => BarrierOp::Put { key, value },
+                Op::Delete { key } => BarrierOp::Delete { key },
             })
             .collect();
         self.0.write(ops).await.map_err(store_error)

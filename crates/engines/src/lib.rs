@@ -1,4 +1,5 @@
-//! Secrets engines and auth methods: each sees only the views its [`Ctx`] carries.
+//! Secrets engines and auth methods: each sees only the views its
+//! [`strongroom_logical::Ctx`] carries.
 //!
 //! A backend receives the path below its mount and reads and writes through views that
 //! prefix every key with the mount's data prefix (or, for cubbyhole, the calling token's), so
@@ -14,8 +15,6 @@ pub mod kv;
 mod test_support;
 
 use strongroom_logical::Backend;
-#[cfg(doc)]
-use strongroom_logical::Ctx;
 
 /// The backend implementing a mount type (`kv`, `generic`, `cubbyhole`, `userpass`,
 /// `approle`), or `None` for a type this server does not know.

@@ -2,7 +2,7 @@
 //! backend can be driven directly, without core, the barrier or a mount table.
 
 use serde_json::{Map, Value};
-use strongroom_logical::{Ctx, MemStore, MountInfo, Operation, Request, TokenInfo, View};
+use strongroom_logical::{Ctx, MemStore, MountInfo, Operation, Request, View};
 
 /// One mount over a fresh [`MemStore`], laid out as core lays out mounts.
 pub(crate) struct Fixture {
@@ -48,7 +48,7 @@ impl Fixture {
                 kv_version: self.kv_version,
                 default_lease_ttl: 0,
             },
-            token: None::<TokenInfo>,
+            token: None,
             view: View::new(&self.store, self.prefix.clone()),
             local_view: View::new(&self.store, format!("local/{}/", self.uuid)),
             cubbyhole: None,

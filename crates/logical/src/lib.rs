@@ -27,6 +27,6 @@ pub use error::BackendError;
 pub use mem::MemStore;
 pub use request::{Operation, Request};
 pub use response::{LeaseInfo, LoginRequest, Response};
-pub use storage::{Store, StoreOp};
+pub use storage::Store;
 pub use token::TokenType;
 pub use view::{Batch, Op, View};

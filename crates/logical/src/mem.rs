@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 
-use crate::{BackendError, Store, StoreOp};
+use crate::{BackendError, Op, Store};
 
 /// A map with the [`Store`] contract: ordered keys, Vault-style listing, atomic batches.
 #[derive(Default)]
@@ -69,15 +69,15 @@ impl Store for MemStore {
             .collect())
     }
 
-    async fn write(&self, ops: Vec<StoreOp>) -> Result<(), BackendError> {
+    async fn write(&self, ops: Vec<Op>) -> Result<(), BackendError> {
         self.largest_write.fetch_max(ops.len(), Ordering::Relaxed);
         let mut map = self.map();
         for op in ops {
             match op {
-                StoreOp::Put { key, value } => {
+                Op::Put { key, value } => {
                     map.insert(key, value);
                 }
-                StoreOp::Delete { key } => {
+                Op::Delete { key } => {
                     map.remove(&key);
                 }
             }

@@ -4,9 +4,11 @@
 //! cannot read or overwrite another mount's data or the system's own records: every key a
 //! view touches is its prefix plus a relative key, and `..` segments are refused.
 
-use crate::{BackendError, Store, StoreOp};
+use crate::{BackendError, Store};
 
-/// One change relative to a single view, for [`View::write`].
+/// One change in an atomic write. Keys are relative to whatever applies it: a [`View`]
+/// (what backends hold) prefixes them, so a backend cannot name an absolute key; a [`Store`]
+/// (what core implements) takes them as they are.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Op {
     Put { key: String, value: Vec<u8> },
@@ -31,7 +33,7 @@ impl std::fmt::Debug for Op {
 /// data, say). Built only through views, so every key in it is inside one of them.
 #[derive(Debug, Default)]
 pub struct Batch {
-    ops: Vec<StoreOp>,
+    ops: Vec<Op>,
 }
 
 impl Batch {
@@ -41,7 +43,7 @@ impl Batch {
 
     /// Adds a put of `key` (relative to `view`).
     pub fn put(&mut self, view: &View<'_>, key: &str, value: Vec<u8>) -> Result<(), BackendError> {
-        self.ops.push(StoreOp::Put {
+        self.ops.push(Op::Put {
             key: view.full(key)?,
             value,
         });
@@ -50,15 +52,10 @@ impl Batch {
 
     /// Adds a delete of `key` (relative to `view`).
     pub fn delete(&mut self, view: &View<'_>, key: &str) -> Result<(), BackendError> {
-        self.ops.push(StoreOp::Delete {
+        self.ops.push(Op::Delete {
             key: view.full(key)?,
         });
         Ok(())
-    }
-
-    /// Moves every op of `other` to the end of this batch.
-    pub fn append(&mut self, other: Batch) {
-        self.ops.extend(other.ops);
     }
 
     pub fn len(&self) -> usize {
