@@ -8,6 +8,8 @@
 //! behind their views. Auth methods (userpass, approle) are backends too: a login answers with
 //! a [`strongroom_logical::LoginRequest`] and core issues the token.
 
+#![forbid(unsafe_code)]
+
 mod credentials;
 mod cubbyhole;
 pub mod kv;

@@ -8,6 +8,8 @@
 //! time helpers are here because core and the backends parse the same client input the same
 //! way.
 
+#![forbid(unsafe_code)]
+
 mod backend;
 pub mod cidr;
 mod ctx;
