@@ -14,6 +14,7 @@ use crate::generate_root::GenerateRootAttempt;
 use crate::mounts::MountTable;
 use crate::seal::UnsealProgress;
 use crate::telemetry::Telemetry;
+use crate::util::lock;
 use crate::{CoreError, Operation, Request, Response};
 
 /// Storage key of this cluster's name and id (cluster-local, encrypted).
@@ -250,10 +251,4 @@ impl Core {
     pub fn is_write(op: Operation) -> bool {
         !matches!(op, Operation::Read | Operation::List)
     }
-}
-
-/// Locks a std mutex, recovering the data if a panicking thread poisoned it: every guarded
-/// value here stays consistent between statements, so poisoning carries no meaning.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }

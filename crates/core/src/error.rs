@@ -1,6 +1,7 @@
 //! Typed errors of the request pipeline; `http` maps each variant to one status code.
 
 use strongroom_barrier::BarrierError;
+use strongroom_logical::BackendError;
 use strongroom_storage::StorageError;
 use thiserror::Error;
 
@@ -61,6 +62,25 @@ impl From<StorageError> for CoreError {
             StorageError::NotLeader(m) => CoreError::Unavailable(m),
             StorageError::TooLarge(m) => CoreError::TooLarge(m),
             other => CoreError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<BackendError> for CoreError {
+    /// Variant for variant, so a backend's error answers with the same status and message
+    /// as when backends lived in core.
+    fn from(e: BackendError) -> Self {
+        match e {
+            BackendError::Sealed => CoreError::Sealed,
+            BackendError::PermissionDenied => CoreError::PermissionDenied,
+            BackendError::InvalidRequest(m) => CoreError::InvalidRequest(m),
+            BackendError::NotFound => CoreError::NotFound,
+            BackendError::NotFoundWith(r) => CoreError::NotFoundWith(r),
+            BackendError::UnsupportedPath(p) => CoreError::UnsupportedPath(p),
+            BackendError::UnsupportedOperation => CoreError::UnsupportedOperation,
+            BackendError::Unavailable(m) => CoreError::Unavailable(m),
+            BackendError::TooLarge(m) => CoreError::TooLarge(m),
+            BackendError::Internal(m) => CoreError::Internal(m),
         }
     }
 }

@@ -10,8 +10,8 @@ use strongroom_barrier::{SealConfig, combine_shares};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::core::lock;
 use crate::seal::decode_share;
+use crate::util::lock;
 use crate::{Core, CoreError};
 
 /// Length of the OTP and of the generated root token (`hvs.` + 24 characters).

@@ -4,21 +4,21 @@
 //! returns typed [`Response`]s and [`CoreError`]s and never speaks HTTP: only the `http` crate
 //! knows the Vault JSON envelope and status codes. That split lets the same core serve the
 //! HTTP API, tests and (later) request forwarding between nodes.
+//!
+//! The secrets engines and auth methods live in `strongroom-engines` and see only what
+//! [`strongroom_logical::Ctx`] carries; `backend.rs` is the one place that builds it.
 
 mod audit;
+mod backend;
 mod core;
-mod credentials;
 mod error;
 mod expiration;
 mod generate_root;
 mod keys;
 mod mounts;
-mod params;
 mod pipeline;
 mod policy;
 mod replication;
-mod request;
-mod response;
 pub mod routing;
 mod seal;
 pub mod snapshot;
@@ -27,13 +27,14 @@ mod token;
 mod util;
 mod wrapping;
 
-pub mod engines;
 pub mod sys;
 
 pub use crate::core::{Core, CoreConfig, HealthState};
 pub use error::CoreError;
 pub use replication::ReplicationMode;
-pub use request::{Operation, Request};
-pub use response::{LeaseInfo, LoginRequest, RawBody, Response};
+pub use strongroom_logical::{LeaseInfo, LoginRequest, Operation, RawBody, Request, Response};
 pub use telemetry::{MetricsFormat, Telemetry};
 pub use token::TokenType;
+
+/// Core's parameter parsers are the ones backends use (`crate::params::int_param`, ...).
+pub(crate) use strongroom_logical::params;

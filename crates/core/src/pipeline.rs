@@ -189,12 +189,9 @@ async fn effective_operation(
         return Ok(req.operation);
     }
     if let Some(Route::Mount(mount, rest)) = route
-        && let Some(backend) = crate::engines::backend_for(mount)
+        && crate::backend::exists(core, mount, rest).await? == Some(false)
     {
-        let ctx = crate::engines::Ctx::new(core, mount, None);
-        if backend.exists(&ctx, rest).await? == Some(false) {
-            return Ok(Operation::Create);
-        }
+        return Ok(Operation::Create);
     }
     Ok(Operation::Update)
 }
@@ -211,7 +208,7 @@ async fn serve(
         Route::Sys => crate::sys::route(core, req, token, decision).await?,
         Route::Token(rest) => crate::token::route(core, req, token, rest).await?,
         Route::Mount(mount, rest) => {
-            crate::engines::dispatch(core, mount, req, rest, token).await?
+            crate::backend::dispatch(core, mount, req, rest, token).await?
         }
     };
     if let Some(login) = resp.login.take() {

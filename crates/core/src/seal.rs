@@ -15,7 +15,8 @@ use strongroom_barrier::{
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::core::{CLUSTER_INFO_KEY, ClusterInfo, lock};
+use crate::core::{CLUSTER_INFO_KEY, ClusterInfo};
+use crate::util::lock;
 use crate::{Core, CoreError};
 
 /// Shares collected so far for the current unseal attempt.

@@ -12,7 +12,7 @@ use std::io::Read;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::core::lock;
+use crate::util::lock;
 use crate::{Core, CoreError};
 
 const META: &str = "meta.json";

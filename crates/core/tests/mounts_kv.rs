@@ -886,6 +886,43 @@ async fn kv_v1_to_v2_upgrade_keeps_data_and_downgrade_is_refused() {
 }
 
 #[tokio::test]
+async fn kv_upgrade_of_more_than_one_page_keeps_every_key_and_no_other_mount() {
+    // Why: the upgrade walks the mount in pages of 1,000 keys; every page must convert, and
+    // the walk must stay inside the mount it upgrades.
+    let (core, storage, root) = setup().await;
+    put(&core, &root, "sys/mounts/big", json!({"type": "kv"})).await;
+    put(&core, &root, "sys/mounts/other", json!({"type": "kv"})).await;
+    put(&core, &root, "other/keep", json!({"v": "kept"})).await;
+    let count = 1_050;
+    for i in 0..count {
+        put(&core, &root, &format!("big/k{i:04}"), json!({ "i": i })).await;
+    }
+
+    call(
+        &core,
+        &root,
+        Operation::Update,
+        "sys/mounts/big/tune",
+        json!({"options": {"version": "2"}}),
+    )
+    .await
+    .unwrap();
+
+    let list = data(&core, &root, Operation::List, "big/metadata/", json!({})).await;
+    assert_eq!(list["keys"].as_array().map(Vec::len), Some(count));
+    for i in [0, 999, 1_000, count - 1] {
+        let secret = get(&core, &root, &format!("big/data/k{i:04}")).await;
+        assert_eq!(secret["data"], json!({ "i": i }), "key {i}");
+    }
+    assert_eq!(get(&core, &root, "other/keep").await, json!({"v": "kept"}));
+    let staged = raw_keys(&storage, "logical/").await;
+    assert!(
+        !staged.iter().any(|k| k.contains("/kv-upgrade")),
+        "staging left behind"
+    );
+}
+
+#[tokio::test]
 async fn kv_v1_read_write_list_delete() {
     // Why: v1 must keep working exactly as before v2 arrived.
     let (core, _, root) = setup().await;

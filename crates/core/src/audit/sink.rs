@@ -75,7 +75,7 @@ impl FileSink {
     }
 
     fn write_line(&self, line: &[u8]) -> std::io::Result<()> {
-        let mut guard = crate::core::lock(&self.open);
+        let mut guard = crate::util::lock(&self.open);
         let current = std::fs::metadata(&self.path)
             .ok()
             .map(|m| (m.dev(), m.ino()));

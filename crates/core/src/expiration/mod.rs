@@ -22,7 +22,7 @@ use strongroom_barrier::BarrierOp;
 pub(crate) use lease::{LeaseEntry, LeaseIndex, lease_key, lease_root};
 pub(crate) use routes::route;
 
-use crate::core::lock;
+use crate::util::lock;
 use crate::{Core, CoreError};
 
 /// Leases revoked per timer tick at most, so a backlog cannot starve other work.

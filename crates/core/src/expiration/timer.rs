@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use super::REVOKE_BATCH;
 use crate::Core;
-use crate::core::lock;
+use crate::util::lock;
 
 /// Seconds before a failed revocation is retried.
 pub(crate) const RETRY_SECS: i64 = 5;

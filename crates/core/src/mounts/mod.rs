@@ -413,7 +413,7 @@ impl Core {
         if outcome.upgraded_kv {
             // The write lock is held through the migration so no request sees a half-moved
             // mount; upgrades are rare and operator-initiated.
-            crate::engines::kv::upgrade_kv_v1_to_v2(self, &entry).await?;
+            crate::backend::upgrade_kv_v1_to_v2(self, &entry).await?;
         }
         let mut next = table.clone();
         next.entries.retain(|m| m.path != path);

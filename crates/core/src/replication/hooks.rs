@@ -77,7 +77,7 @@ impl SecondaryHooks for Hooks {
         }
         s.known_primary_cluster_addrs = addrs;
         match core.write_dr_config(&config).await {
-            Ok(()) => *crate::core::lock(&core.replication.config) = Some(config),
+            Ok(()) => *crate::util::lock(&core.replication.config) = Some(config),
             Err(e) => {
                 tracing::warn!(error = %e, "persisting the primary's cluster addresses failed")
             }

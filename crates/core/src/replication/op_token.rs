@@ -12,9 +12,9 @@ use strongroom_barrier::{BarrierError, SealConfig, combine_shares};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::core::lock;
 use crate::generate_root::encode_token;
 use crate::seal::decode_share;
+use crate::util::lock;
 use crate::{Core, CoreError, Response};
 
 /// Length of the OTP and of the DR operation token (Vault reports 24).

@@ -15,8 +15,8 @@ use super::bundle::{ActivationBundle, BOOTSTRAP_KEYS};
 use super::config::{DrConfig, PrimaryMaterial, ReplicationMode, SecondaryRecord};
 use super::jwt::{self, ActivationClaims};
 use super::{now_secs, string_param as str_param_opt, warning};
-use crate::core::lock;
 use crate::params::duration_param;
+use crate::util::lock;
 use crate::{Core, CoreError, Request, Response};
 
 /// Default lifetime of an activation token (Vault: 30 minutes).

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::bundle::ActivationBundle;
-use crate::core::lock;
+use crate::util::lock;
 use crate::{Core, CoreError};
 
 /// Prefix of encrypted activation tokens (JWT-wrapped ones start with `eyJ`).

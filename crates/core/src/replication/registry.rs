@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use strongroom_replication::{PeerInfo, SecondaryRegistry};
 
 use super::config::{DrConfig, ReplicationMode};
-use crate::core::lock;
+use crate::util::lock;
 
 #[derive(Default)]
 struct View {

@@ -17,8 +17,9 @@ use super::fetch::{UnwrapTls, fetch_bundle};
 use super::jwt;
 use super::primary::DISABLE_WARNING;
 use super::{now_secs, string_param, warning};
-use crate::core::{CLUSTER_INFO_KEY, lock};
+use crate::core::CLUSTER_INFO_KEY;
 use crate::params::bool_param;
+use crate::util::lock;
 use crate::{Core, CoreError, Request, Response};
 
 const ENABLE_WARNING: &str = "Vault has successfully found secondary information; it may take a while to perform setup tasks. Vault will be unavailable until these tasks and initial sync complete.";

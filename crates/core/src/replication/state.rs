@@ -20,7 +20,7 @@ use super::config::{DrConfig, ReplicationMode};
 use super::hooks::Hooks;
 use super::op_token::OpTokenAttempt;
 use super::registry::Registry;
-use crate::core::lock;
+use crate::util::lock;
 use crate::{Core, CoreError};
 
 /// How often a primary writes its canary.

@@ -99,7 +99,7 @@ impl Core {
                             .unwrap_or_default()
                     ),
                 );
-                let runner = crate::core::lock(&self.replication.runner)
+                let runner = crate::util::lock(&self.replication.runner)
                     .as_ref()
                     .map(|h| h.status());
                 let mut known: Vec<String> = secondary

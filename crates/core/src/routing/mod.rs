@@ -8,7 +8,7 @@ pub mod table;
 
 pub use table::{Access, ROUTES, RouteSpec};
 
-use crate::engines::backend_for;
+use crate::backend::backend_for;
 use crate::mounts::MountEntry;
 use crate::{Core, Operation};
 

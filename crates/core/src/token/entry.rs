@@ -11,24 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::now_secs;
 
-/// Service tokens are stored; batch tokens are self-contained ciphertext.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TokenType {
-    #[default]
-    Service,
-    Batch,
-}
-
-impl TokenType {
-    /// The wire name (`service`, `batch`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TokenType::Service => "service",
-            TokenType::Batch => "batch",
-        }
-    }
-}
+pub use strongroom_logical::TokenType;
 
 /// What the store knows about one token.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -21,7 +21,7 @@ impl Claim {
     /// Claims `hash`; a token already being consumed is reported as invalid, exactly like a
     /// consumed one.
     pub(super) fn take(hash: String) -> Result<Claim, CoreError> {
-        let mut set = crate::core::lock(&CLAIMED);
+        let mut set = crate::util::lock(&CLAIMED);
         if !set.insert(hash.clone()) {
             return Err(CoreError::InvalidRequest(super::INVALID_TOKEN.into()));
         }
@@ -31,7 +31,7 @@ impl Claim {
 
 impl Drop for Claim {
     fn drop(&mut self) {
-        crate::core::lock(&CLAIMED).remove(&self.hash);
+        crate::util::lock(&CLAIMED).remove(&self.hash);
     }
 }
 
