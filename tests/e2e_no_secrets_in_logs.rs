@@ -49,7 +49,7 @@ fn no_secret_reaches_the_logs_or_the_audit_file() {
         .unwrap());
 
     // Act: the client flows on A, then DR enable and a planned failover to B.
-    client_flows(&a, &root, &mut s);
+    let kv2_hmac = client_flows(&a, &root, &mut s);
     let streamed = dr_flows(&a, &b, &root, &b_root, &mut s);
     assert_eq!(
         read_kv2(&b, &root),
@@ -75,8 +75,8 @@ fn no_secret_reaches_the_logs_or_the_audit_file() {
         "audit log too short: {audit_text}"
     );
     assert!(
-        audit_text.contains("hmac-sha256:"),
-        "audit log holds no HMACs"
+        audit_text.contains(&kv2_hmac),
+        "the audit log lacks the KV v2 value's HMAC {kv2_hmac}"
     );
     for file in logs.iter().chain([&audit]) {
         let bytes = std::fs::read(file).unwrap();
@@ -121,9 +121,10 @@ fn init_and_unseal(node: &Node, name: &str, shares: u32, s: &mut Secrets) -> Str
     )
 }
 
-/// Mounts, KV v1 and v2 writes, userpass and approle logins, a child token, a wrapped read
-/// and its unwrap.
-fn client_flows(a: &Node, root: &str, s: &mut Secrets) {
+/// Mounts, KV v1 and v2 writes, userpass (also refused) and approle logins, a created token,
+/// a wrapped read and its unwrap (then refused). Returns the audit device's HMAC of the KV v2
+/// value.
+fn client_flows(a: &Node, root: &str, s: &mut Secrets) -> String {
     for (path, body) in [
         (
             "sys/mounts/secret",
@@ -158,6 +159,15 @@ fn client_flows(a: &Node, root: &str, s: &mut Secrets) {
         json!({"password": password}),
     );
     s.add("the userpass login's token", &token);
+    // Why: error paths are where inputs get quoted; a wrong password is a secret too.
+    let wrong = s.add("a wrong userpass password", "wrong-pw-Rb8Ue2Wc");
+    let refused = a
+        .client()
+        .post(format!("{}/v1/auth/userpass/login/alice", a.addr))
+        .json(&json!({"password": wrong}))
+        .send()
+        .unwrap();
+    assert_eq!(refused.status(), 400);
 
     ok(a.req(Method::PUT, "auth/approle/role/ci", root)
         .json(&json!({"token_policies": ["default"]}))
@@ -211,6 +221,19 @@ fn client_flows(a: &Node, root: &str, s: &mut Secrets) {
         .send()
         .unwrap());
     assert_eq!(unwrapped["data"]["data"]["password"], kv2.as_str());
+    let again = a
+        .client()
+        .post(format!("{}/v1/sys/wrapping/unwrap", a.addr))
+        .header("X-Vault-Token", &wrapping)
+        .send()
+        .unwrap();
+    assert_eq!(again.status(), 400, "a wrapping token unwraps once");
+    let hmac = ok(a
+        .req(Method::PUT, "sys/audit-hash/file", root)
+        .json(&json!({"input": kv2}))
+        .send()
+        .unwrap());
+    hmac["data"]["hash"].as_str().unwrap().to_string()
 }
 
 /// DR primary enable, activation token, secondary enable, catch-up, demote A, promote B with
