@@ -10,7 +10,8 @@ pub struct LogControl {
     handle: reload::Handle<EnvFilter, tracing_subscriber::Registry>,
 }
 
-/// Maps Vault's level names to a filter: our crates at `level`, dependencies one step quieter.
+/// Maps Vault's level names to a filter: our crates at `level`, dependencies at `warn`
+/// whatever the level (their debug and trace output is not vetted for secrets).
 fn filter(level: &str) -> Result<EnvFilter, String> {
     let level = match level.to_ascii_lowercase().as_str() {
         "trace" => "trace",
@@ -87,8 +88,8 @@ mod tests {
             .with(super::filter("trace").unwrap())
             .with(tracing_subscriber::fmt::layer().with_writer(move || writer.clone()));
 
-        // Act: trace events from our crates and from dependencies that, at trace, print
-        // request headers and frames (h2, hyper).
+        // Act: trace events from our crates and from dependencies (h2, hyper), whose debug
+        // and trace output describes connections and frames we have not vetted for secrets.
         tracing::subscriber::with_default(subscriber, || {
             tracing::trace!(target: "strongroom_http::router", "ours-http");
             tracing::trace!(target: "strongroom_replication::runner", "ours-replication");
