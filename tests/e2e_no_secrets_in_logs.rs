@@ -180,6 +180,7 @@ fn client_flows(a: &Node, root: &str, s: &mut Secrets) -> String {
         root,
         "role_id",
     );
+    s.add("the approle role_id", &role_id);
     let secret_id = field(
         a,
         Method::POST,
