@@ -196,15 +196,8 @@ fn client_flows(a: &Node, root: &str, s: &mut Secrets) -> String {
     );
     s.add("the approle login's token", &token);
 
-    let created = ok(a
-        .req(Method::POST, "auth/token/create", root)
-        .json(&json!({"policies": ["default"], "ttl": "1h"}))
-        .send()
-        .unwrap());
-    s.add(
-        "a created token",
-        created["auth"]["client_token"].as_str().unwrap(),
-    );
+    let created = create_token(a, root, json!({"policies": ["default"], "ttl": "1h"}));
+    s.add("a created token", &created);
 
     let wrapped = ok(a
         .req(Method::GET, "secret/data/app", root)
@@ -276,14 +269,11 @@ fn dr_flows(a: &Node, b: &Node, root: &str, b_root: &str, s: &mut Secrets) -> St
         .json(&json!({"policy": "path \"sys/replication/dr/secondary/promote\" { capabilities = [\"update\"] }"}))
         .send()
         .unwrap());
-    let dr_op = ok(a
-        .req(Method::POST, "auth/token/create", root)
-        .json(&json!({"policies": ["dr-promote"], "type": "batch", "no_parent": true, "ttl": "1h"}))
-        .send()
-        .unwrap())["auth"]["client_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let dr_op = create_token(
+        a,
+        root,
+        json!({"policies": ["dr-promote"], "type": "batch", "no_parent": true, "ttl": "1h"}),
+    );
     s.add("the batch DR operation token", &dr_op);
     wait_caught_up(a, b, 60);
     // Why: a write after the catch-up reaches B as a streamed WAL entry, not by merkle sync.
@@ -315,15 +305,8 @@ fn dr_flows(a: &Node, b: &Node, root: &str, b_root: &str, s: &mut Secrets) -> St
             .send()
             .is_ok_and(|r| r.status() == 200)
     });
-    let issued = ok(b
-        .req(Method::POST, "auth/token/create", root)
-        .json(&json!({"policies": ["default"], "ttl": "1h"}))
-        .send()
-        .unwrap());
-    s.add(
-        "a token issued by the promoted B",
-        issued["auth"]["client_token"].as_str().unwrap(),
-    );
+    let issued = create_token(b, root, json!({"policies": ["default"], "ttl": "1h"}));
+    s.add("a token issued by the promoted B", &issued);
     streamed
 }
 
@@ -343,6 +326,16 @@ fn read_kv2(node: &Node, token: &str) -> String {
         .send()
         .unwrap());
     v["data"]["data"]["password"].as_str().unwrap().to_string()
+}
+
+/// `auth/token/create` with `body`; returns the new token.
+fn create_token(node: &Node, token: &str, body: Value) -> String {
+    let r = ok(node
+        .req(Method::POST, "auth/token/create", token)
+        .json(&body)
+        .send()
+        .unwrap());
+    r["auth"]["client_token"].as_str().unwrap().to_string()
 }
 
 /// Logs in without a token; returns the client token.
