@@ -2,14 +2,17 @@
 //!
 //! Each test gets its own temporary directory with a CA and a server certificate whose SANs
 //! match the loopback address, a config file, and a raft data directory. Servers bind port 0
-//! and report their bound address on stdout, so tests never race for ports.
+//! and report their bound address on stdout, so tests never race for ports. A started node's
+//! stdout and stderr are kept in `stdout.log` and `stderr.log` in its directory, so a test can
+//! read what the server logged.
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
@@ -54,6 +57,8 @@ pub struct Node {
     pub config: PathBuf,
     pub child: Option<Child>,
     pub addr: String,
+    /// The threads copying the running process's output into the log files.
+    drains: Vec<JoinHandle<()>>,
 }
 
 impl Node {
@@ -108,11 +113,22 @@ telemetry {{
             config,
             child: None,
             addr: String::new(),
+            drains: Vec::new(),
         }
     }
 
     pub fn raft_dir(&self) -> PathBuf {
         self.dir.path().join("raft")
+    }
+
+    /// Everything the server wrote to stdout (appended across restarts).
+    pub fn stdout_log(&self) -> PathBuf {
+        self.dir.path().join("stdout.log")
+    }
+
+    /// Everything the server wrote to stderr, where its log lines go (appended across restarts).
+    pub fn stderr_log(&self) -> PathBuf {
+        self.dir.path().join("stderr.log")
     }
 
     /// Starts the server and waits until it answers `sys/seal-status`.
@@ -124,7 +140,10 @@ telemetry {{
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        self.addr = read_api_addr(&mut child);
+        let logs = (self.stdout_log(), self.stderr_log());
+        let (addr, drains) = read_api_addr_logging(&mut child, Some(logs));
+        self.addr = addr;
+        self.drains = drains;
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         let client = self.client();
@@ -147,6 +166,14 @@ telemetry {{
             let _ = c.kill();
             let _ = c.wait();
         }
+        self.join_drains();
+    }
+
+    /// Waits until the log files hold all the output of the exited process.
+    fn join_drains(&mut self) {
+        for d in self.drains.drain(..) {
+            let _ = d.join();
+        }
     }
 
     /// SIGTERM and wait; returns the exit code.
@@ -156,11 +183,13 @@ telemetry {{
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(status)) = c.try_wait() {
+                self.join_drains();
                 return status.code();
             }
             if Instant::now() > deadline {
                 let _ = c.kill();
                 let _ = c.wait();
+                self.join_drains();
                 return None;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -270,27 +299,69 @@ impl Drop for Node {
 /// Reads the server's stdout until the banner names the API address; keeps draining both
 /// pipes afterwards so the server never blocks on a full pipe.
 pub fn read_api_addr(child: &mut Child) -> String {
+    read_api_addr_logging(child, None).0
+}
+
+/// As [`read_api_addr`], and when `logs` names (stdout file, stderr file) appends every line
+/// of each pipe to its file. Returns the draining threads, which end when the process exits.
+pub fn read_api_addr_logging(
+    child: &mut Child,
+    logs: Option<(PathBuf, PathBuf)>,
+) -> (String, Vec<JoinHandle<()>>) {
     let stdout = child.stdout.take().unwrap();
     let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || for _ in BufReader::new(stderr).lines() {});
-    let mut lines = BufReader::new(stdout).lines();
+    let (mut out_log, err_log) = match logs {
+        Some((out, err)) => (Some(append(&out)), Some(append(&err))),
+        None => (None, None),
+    };
+    let stderr_drain = std::thread::spawn(move || copy_lines(BufReader::new(stderr), err_log));
+    let mut stdout = BufReader::new(stdout);
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut seen = String::new();
+    let mut line = Vec::new();
     while Instant::now() < deadline {
-        match lines.next() {
-            Some(Ok(line)) => {
-                seen.push_str(&line);
-                seen.push('\n');
-                if let Some(addr) = line.trim().strip_prefix("Api Address: ") {
+        line.clear();
+        match stdout.read_until(b'\n', &mut line) {
+            Ok(n) if n > 0 => {
+                if let Some(f) = out_log.as_mut() {
+                    f.write_all(&line).unwrap();
+                }
+                let text = String::from_utf8_lossy(&line);
+                seen.push_str(&text);
+                if let Some(addr) = text.trim().strip_prefix("Api Address: ") {
                     let addr = addr.to_string();
-                    std::thread::spawn(move || for _ in lines {});
-                    return addr;
+                    let stdout_drain = std::thread::spawn(move || copy_lines(stdout, out_log));
+                    return (addr, vec![stdout_drain, stderr_drain]);
                 }
             }
             _ => break,
         }
     }
     panic!("server did not print its API address; stdout was:\n{seen}");
+}
+
+fn append(path: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap()
+}
+
+/// Copies the pipe to `log` line by line, bytes as they are (or drops them), until it closes.
+fn copy_lines(mut pipe: impl BufRead, mut log: Option<std::fs::File>) {
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match pipe.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                if let Some(f) = log.as_mut() {
+                    let _ = f.write_all(&line);
+                }
+            }
+        }
+    }
 }
 
 pub fn client_for(ca: &Path) -> reqwest::blocking::Client {

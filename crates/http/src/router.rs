@@ -65,7 +65,20 @@ pub fn router(core: Arc<Core>, mut opts: RouterOptions) -> Router {
 
 async fn dispatch(State(state): State<AppState>, req: axum::extract::Request) -> Response {
     let method = method_label(req.method());
+    // The path only: the query string and headers (tokens) and the body (secrets) stay out of
+    // the log. Vault treats request paths as non-secret too (its audit log keeps them clear).
+    let path = tracing::enabled!(tracing::Level::TRACE).then(|| req.uri().path().to_owned());
+    let started = std::time::Instant::now();
     let resp = handle(state, req).await;
+    if let Some(path) = path {
+        tracing::trace!(
+            method,
+            path,
+            status = resp.status().as_u16(),
+            elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            "request served"
+        );
+    }
     let class = match resp.status().as_u16() {
         100..=199 => "1xx",
         200..=299 => "2xx",

@@ -456,6 +456,7 @@ impl PrimaryServer {
             .map_err(End::Failed)?;
             s.cursor = Some(cursor);
             metrics::counter!(m::RPC_SERVER_STREAM_WALS_TOTAL).increment(n);
+            tracing::trace!(secondary_id = %s.peer_id, entries = n, last_index = cursor.index, "streamed WAL entries");
         }
         Ok(())
     }

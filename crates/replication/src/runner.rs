@@ -484,6 +484,11 @@ impl Driver {
                 // Entries at or before the newest applied one will not be applied again here
                 // (duplicates the FSM skipped, say): their times are stale.
                 self.commit_times = self.commit_times.split_off(&(newest + 1));
+                tracing::trace!(
+                    last_index = newest,
+                    elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                    "applied streamed WAL entries"
+                );
             }
             Some(false) => {
                 tracing::info!(
