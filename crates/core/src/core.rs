@@ -1,18 +1,15 @@
 //! The `Core`: one per server process, shared by every request.
 
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::time::SystemTime;
 
-use serde::{Deserialize, Serialize};
 use strongroom_api::{HealthResponse, LeaderResponse, VAULT_COMPAT_VERSION};
 use strongroom_barrier::Barrier;
 use strongroom_storage::Storage;
 use tokio::sync::RwLock;
 
-use crate::generate_root::GenerateRootAttempt;
 use crate::mounts::MountTable;
-use crate::seal::UnsealProgress;
+use crate::node_state::{Gates, NodeIdentity, SealState};
 use crate::telemetry::Telemetry;
 use crate::util::lock;
 use crate::{CoreError, Operation, Request, Response};
@@ -63,32 +60,19 @@ pub enum HealthState {
     DrSecondary,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct ClusterInfo {
-    pub name: String,
-    pub id: String,
-}
-
 /// The shared state of one server.
 pub struct Core {
     pub(crate) config: CoreConfig,
     pub(crate) storage: Arc<dyn Storage>,
     pub(crate) barrier: Barrier,
-    pub(crate) unseal_progress: Mutex<UnsealProgress>,
-    pub(crate) generate_root: Mutex<Option<GenerateRootAttempt>>,
-    pub(crate) active_since: Mutex<Option<SystemTime>>,
-    pub(crate) cluster: Mutex<Option<ClusterInfo>>,
+    /// Seal transitions, unseal progress, root generation.
+    pub(crate) seal_state: SealState,
+    /// The gates every request holds.
+    pub(crate) gates: Gates,
+    /// The cluster's name and id and the advertised addresses.
+    pub(crate) node: NodeIdentity,
+    /// Secrets engines and auth methods (see `mounts`).
     pub(crate) mounts: RwLock<MountTable>,
-    /// Advertised (api_addr, cluster_addr), known once the listeners are bound.
-    pub(crate) advertised: Mutex<(String, String)>,
-    /// Held shared by every logical request and exclusively by snapshot restore, so no
-    /// request reads or writes while the whole keyspace is being replaced.
-    pub(crate) request_gate: tokio::sync::RwLock<()>,
-    /// Held shared by client (non-replication) requests; a DR demote takes it exclusively to
-    /// wait out the writes it admitted before the mode changed.
-    pub(crate) client_gate: tokio::sync::RwLock<()>,
-    /// Serializes seal-state transitions (unseal, seal, restore) against each other.
-    pub(crate) transition: tokio::sync::Mutex<()>,
     /// ACL policies and their parsed/compiled cache.
     pub(crate) policies: crate::policy::PolicyStore,
     /// Lease index and revocation timer (see `expiration`).
@@ -103,30 +87,25 @@ impl Core {
     /// Builds a sealed core over `storage`.
     pub fn new(config: CoreConfig, storage: Arc<dyn Storage>) -> Arc<Core> {
         let barrier = Barrier::new(storage.clone());
-        let advertised = (config.api_addr.clone(), config.cluster_addr.clone());
+        let node = NodeIdentity::new(config.api_addr.clone(), config.cluster_addr.clone());
         Arc::new_cyclic(|me| Core {
             expiration: crate::expiration::ExpirationState::new(me.clone()),
             replication: crate::replication::ReplicationState::new(me.clone(), storage.clone()),
-            advertised: Mutex::new(advertised),
+            node,
             config,
             storage,
             barrier,
-            unseal_progress: Mutex::new(UnsealProgress::default()),
-            generate_root: Mutex::new(None),
-            active_since: Mutex::new(None),
-            cluster: Mutex::new(None),
+            seal_state: SealState::default(),
+            gates: Gates::default(),
             mounts: RwLock::new(MountTable::default()),
-            transition: tokio::sync::Mutex::new(()),
             policies: crate::policy::PolicyStore::default(),
-            request_gate: tokio::sync::RwLock::new(()),
-            client_gate: tokio::sync::RwLock::new(()),
             audit: crate::audit::AuditBroker::default(),
         })
     }
 
     /// Sets the addresses reported by `sys/leader`, once the listeners are bound.
     pub fn set_advertised_addrs(&self, api_addr: String, cluster_addr: String) {
-        *lock(&self.advertised) = (api_addr, cluster_addr);
+        *lock(&self.node.advertised) = (api_addr, cluster_addr);
     }
 
     /// The metrics sink.
@@ -162,9 +141,9 @@ impl Core {
             return Err(CoreError::Sealed);
         }
         let status = self.storage.status();
-        let active = *lock(&self.active_since);
+        let active = *lock(&self.seal_state.active_since);
         let is_self = status.is_leader;
-        let (api_addr, cluster_addr) = lock(&self.advertised).clone();
+        let (api_addr, cluster_addr) = lock(&self.node.advertised).clone();
         Ok(LeaderResponse {
             ha_enabled: status.ha_enabled,
             is_self,
@@ -206,7 +185,7 @@ impl Core {
         } else {
             HealthState::Active
         };
-        let cluster = lock(&self.cluster).clone();
+        let cluster = lock(&self.node.cluster).clone();
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)

@@ -45,7 +45,7 @@ impl Core {
     /// `GET sys/generate-root/attempt`.
     pub async fn generate_root_status(&self) -> Result<GenerateRootStatus, CoreError> {
         let required = self.generate_root_required().await?;
-        let g = lock(&self.generate_root);
+        let g = lock(&self.seal_state.generate_root);
         Ok(match g.as_ref() {
             Some(a) => GenerateRootStatus {
                 started: true,
@@ -91,7 +91,7 @@ impl Core {
             (Zeroizing::new(req.otp.clone()), false)
         };
         {
-            let mut g = lock(&self.generate_root);
+            let mut g = lock(&self.seal_state.generate_root);
             if g.is_some() {
                 return Err(CoreError::InvalidRequest(
                     "root generation already in progress".into(),
@@ -112,7 +112,7 @@ impl Core {
 
     /// `DELETE sys/generate-root/attempt`.
     pub fn generate_root_cancel(&self) {
-        *lock(&self.generate_root) = None;
+        *lock(&self.seal_state.generate_root) = None;
     }
 
     /// `PUT sys/generate-root/update`: adds one share; on the last one mints the token.
@@ -133,7 +133,7 @@ impl Core {
         let share = decode_share(&req.key)?;
         let required = self.generate_root_required().await?;
         let (shares, otp, nonce) = {
-            let mut g = lock(&self.generate_root);
+            let mut g = lock(&self.seal_state.generate_root);
             let Some(a) = g.as_mut() else {
                 return Err(CoreError::InvalidRequest(
                     "no root generation in progress".into(),

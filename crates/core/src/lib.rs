@@ -16,6 +16,7 @@ mod expiration;
 mod generate_root;
 mod keys;
 mod mounts;
+mod node_state;
 mod pipeline;
 mod policy;
 mod replication;

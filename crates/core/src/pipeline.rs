@@ -23,9 +23,9 @@ pub(crate) async fn handle(core: &Core, mut req: Request) -> Result<Response, Co
     // A snapshot restore replaces the whole keyspace, so it holds the request gate alone;
     // every other request holds it shared.
     let _gate = if replaces_keyspace(&req) {
-        GateGuard::Exclusive(core.request_gate.write().await)
+        GateGuard::Exclusive(core.gates.request.write().await)
     } else {
-        GateGuard::Shared(core.request_gate.read().await)
+        GateGuard::Shared(core.gates.request.read().await)
     };
     if core.barrier.sealed() {
         // Sealing a sealed node changes nothing and has nothing to authorize (Vault answers
@@ -41,7 +41,7 @@ pub(crate) async fn handle(core: &Core, mut req: Request) -> Result<Response, Co
     let _client = if req.path.starts_with("sys/replication/") {
         None
     } else {
-        Some(core.client_gate.read().await)
+        Some(core.gates.client.read().await)
     };
     // A DR secondary serves only status and DR operation paths.
     if let Some(resp) = core.dr_gate(&req).await? {
@@ -109,7 +109,7 @@ struct Admitted {
 /// reading a snapshot-sized body, to decide the body limit. The request itself then passes
 /// the whole door.
 pub(crate) async fn preflight(core: &Core, req: &Request) -> Result<(), CoreError> {
-    let _gate = core.request_gate.read().await;
+    let _gate = core.gates.request.read().await;
     if core.barrier.sealed() {
         return Err(CoreError::Sealed);
     }

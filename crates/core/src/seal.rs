@@ -15,7 +15,8 @@ use strongroom_barrier::{
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::core::{CLUSTER_INFO_KEY, ClusterInfo};
+use crate::core::CLUSTER_INFO_KEY;
+use crate::node_state::ClusterInfo;
 use crate::util::lock;
 use crate::{Core, CoreError};
 
@@ -38,7 +39,7 @@ impl Core {
     /// `PUT sys/init`: creates the keyring, the root key, the unseal shares and a root token.
     /// The server stays sealed afterwards, as Vault's does with Shamir seals.
     pub async fn init(&self, req: InitRequest) -> Result<InitResponse, CoreError> {
-        let _guard = self.transition.lock().await;
+        let _guard = self.seal_state.transition.lock().await;
         if self.barrier.initialized().await? {
             return Err(CoreError::AlreadyInitialized);
         }
@@ -83,7 +84,7 @@ impl Core {
         }
         .await;
         self.barrier.seal().await;
-        *lock(&self.cluster) = None;
+        *lock(&self.node.cluster) = None;
         self.mounts.write().await.clear();
         let root_token = match setup {
             Ok(t) => t,
@@ -112,13 +113,13 @@ impl Core {
         let initialized = self.barrier.initialized().await?;
         let sealed = self.barrier.sealed();
         let (progress, nonce) = {
-            let p = lock(&self.unseal_progress);
+            let p = lock(&self.seal_state.progress);
             (p.shares.len() as u32, p.nonce.clone())
         };
         let cluster = if sealed {
             None
         } else {
-            lock(&self.cluster).clone()
+            lock(&self.node.cluster).clone()
         };
         let (t, n) = match (&config, initialized) {
             (Some(c), true) => (c.secret_threshold, c.secret_shares),
@@ -145,10 +146,10 @@ impl Core {
     /// `PUT sys/unseal`: adds one share, or resets progress.
     pub async fn unseal(&self, req: UnsealRequest) -> Result<SealStatus, CoreError> {
         if req.reset {
-            *lock(&self.unseal_progress) = UnsealProgress::default();
+            *lock(&self.seal_state.progress) = UnsealProgress::default();
             return self.seal_status().await;
         }
-        let _guard = self.transition.lock().await;
+        let _guard = self.seal_state.transition.lock().await;
         if !self.barrier.initialized().await? {
             return Err(CoreError::InvalidRequest("Vault is not initialized".into()));
         }
@@ -167,7 +168,7 @@ impl Core {
             .ok_or_else(|| CoreError::Internal("seal configuration missing from storage".into()))?;
 
         let ready = {
-            let mut p = lock(&self.unseal_progress);
+            let mut p = lock(&self.seal_state.progress);
             if p.shares
                 .iter()
                 .any(|s| bool::from(s.as_slice().ct_eq(share.as_slice())))
@@ -190,7 +191,7 @@ impl Core {
             drop(_guard);
             return self.seal_status().await;
         };
-        *lock(&self.unseal_progress) = UnsealProgress::default();
+        *lock(&self.seal_state.progress) = UnsealProgress::default();
 
         let unseal_key = combine_shares(&shares).map_err(|e| {
             CoreError::InvalidRequest(format!(
@@ -220,8 +221,8 @@ impl Core {
         self.clear_replication().await;
         self.barrier.seal().await;
         self.policies.clear();
-        *lock(&self.active_since) = None;
-        *lock(&self.generate_root) = None;
+        *lock(&self.seal_state.active_since) = None;
+        *lock(&self.seal_state.generate_root) = None;
         self.mounts.write().await.clear();
         self.config.telemetry.set_unsealed(false);
         self.clear_audit();
@@ -240,7 +241,7 @@ impl Core {
             self.load_audit().await?;
         }
         self.expiration_start().await?;
-        *lock(&self.active_since) = Some(SystemTime::now());
+        *lock(&self.seal_state.active_since) = Some(SystemTime::now());
         self.config.telemetry.set_unsealed(true);
         tracing::info!("core unsealed");
         Ok(())
@@ -265,7 +266,7 @@ impl Core {
                 info
             }
         };
-        *lock(&self.cluster) = Some(info);
+        *lock(&self.node.cluster) = Some(info);
         Ok(())
     }
 

@@ -144,9 +144,9 @@ impl Core {
             .find(|(k, _)| k == "core/keyring")
             .is_some_and(|(_, v)| self.barrier.keyring_opens(v));
 
-        let _guard = self.transition.lock().await;
+        let _guard = self.seal_state.transition.lock().await;
         self.storage.replace_all(pairs).await?;
-        *lock(&self.unseal_progress) = Default::default();
+        *lock(&self.seal_state.progress) = Default::default();
         // Everything cached from the old keyspace goes: leases, policies, audit devices.
         self.expiration_stop().await;
         self.policies.clear();

@@ -41,7 +41,7 @@ impl Core {
         cluster_addr: &str,
     ) -> Result<PrimaryMaterial, CoreError> {
         let addr = if cluster_addr.is_empty() {
-            lock(&self.advertised).1.clone()
+            lock(&self.node.advertised).1.clone()
         } else {
             cluster_addr.to_owned()
         };
@@ -134,7 +134,7 @@ impl Core {
         // secondaries, before this call answers.
         self.expiration_stop().await;
         let mut warnings = vec![DEMOTE_WARNING.to_owned()];
-        match tokio::time::timeout(DEMOTE_DRAIN, self.client_gate.write()).await {
+        match tokio::time::timeout(DEMOTE_DRAIN, self.gates.client.write()).await {
             Ok(guard) => drop(guard),
             Err(_) => warnings.push(format!(
                 "requests admitted before the demote were still running after {}s; wait for the secondary's last_remote_wal to stop moving before promoting it",
@@ -237,7 +237,7 @@ impl Core {
             stored.insert(key.to_owned(), STANDARD.encode(raw));
         }
         let root_key = self.barrier.root_key()?;
-        let api_addr = lock(&self.advertised).0.clone();
+        let api_addr = lock(&self.node.advertised).0.clone();
         let bundle = ActivationBundle {
             cluster_id: config.cluster_id.clone(),
             secondary_id: id.clone(),

@@ -125,7 +125,7 @@ impl Core {
         let bundle = self.fetch_activation(req, &token).await?;
         let root_key = bundle.root_key()?;
         let records = bundle.stored_records()?;
-        let cluster_info = lock(&self.cluster).clone();
+        let cluster_info = lock(&self.node.cluster).clone();
 
         // Point of no return: the replicated keyspace becomes the primary's.
         self.expiration_stop().await;

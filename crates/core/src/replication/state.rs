@@ -196,7 +196,7 @@ impl Core {
                 addrs.push(a.clone());
             }
         }
-        let (api_address, cluster_address) = lock(&self.advertised).clone();
+        let (api_address, cluster_address) = lock(&self.node.advertised).clone();
         let cfg = SecondaryConfig {
             secondary_id: s.secondary_id.clone(),
             cluster_id: config.cluster_id.clone(),

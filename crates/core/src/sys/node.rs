@@ -38,7 +38,7 @@ pub(crate) async fn route(core: &Core, req: &Request) -> Option<Result<Response,
 }
 
 async fn seal(core: &Core) -> Result<Response, CoreError> {
-    let _guard = core.transition.lock().await;
+    let _guard = core.seal_state.transition.lock().await;
     core.seal_internal().await;
     Ok(Response::no_content())
 }
