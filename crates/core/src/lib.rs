@@ -16,6 +16,7 @@ mod mounts;
 mod params;
 mod pipeline;
 mod policy;
+mod rekey;
 mod replication;
 mod request;
 mod response;

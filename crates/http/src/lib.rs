@@ -12,6 +12,7 @@ mod listener;
 mod logical;
 mod parse;
 mod raw;
+mod rekey;
 mod reply;
 mod router;
 pub mod tls;

@@ -44,6 +44,17 @@ impl Backend for Kv {
         } else {
             ctx.core.config.default_ttl().as_secs() as i64
         };
-        v1::handle(&ctx.view, req, rest, Some(default_ttl)).await
+        let max_ttl = ctx
+            .mount
+            .effective_max_ttl(ctx.core.config.max_ttl().as_secs() as i64);
+        let mut resp = v1::handle(&ctx.view, req, rest, Some(default_ttl.min(max_ttl))).await?;
+        if let Some(lease) = resp.lease.as_mut().filter(|l| l.duration_secs > max_ttl) {
+            resp.warnings.push(format!(
+                "TTL of {}s exceeded the effective max_ttl of {max_ttl}s; TTL value is capped accordingly",
+                lease.duration_secs
+            ));
+            lease.duration_secs = max_ttl;
+        }
+        Ok(resp)
     }
 }
