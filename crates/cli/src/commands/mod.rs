@@ -11,8 +11,10 @@ mod list;
 mod login;
 mod mounts;
 mod operator_init;
+mod operator_rekey;
 mod operator_seal;
 mod operator_unseal;
+mod pgp_keys;
 mod policy;
 mod raft;
 mod raft_snapshot;
@@ -145,6 +147,7 @@ const BASE: &[Command] = &[
     unwrap::COMMAND,
     operator_init::COMMAND,
     operator_unseal::COMMAND,
+    operator_rekey::COMMAND,
     operator_seal::SEAL,
     operator_seal::STEP_DOWN,
     generate_root::COMMAND,

@@ -9,6 +9,7 @@ use serde_json::Value;
 use strongroom_api::{InitRequest, InitResponse};
 use zeroize::Zeroize;
 
+use super::pgp_keys::{read_key_file, read_key_list};
 use super::{Command, Ctx, decode, expect_args, status_error};
 use crate::args::{FlagSpec, Parsed};
 use crate::config::HTTP_FLAGS;
@@ -23,6 +24,14 @@ const INIT_FLAGS: &[FlagSpec] = &[
     FlagSpec::value(
         "key-threshold",
         "Number of shares needed to unseal (default 3).",
+    ),
+    FlagSpec::value(
+        "pgp-keys",
+        "Comma-separated PGP public key files, one per share: each share is encrypted to its key.",
+    ),
+    FlagSpec::value(
+        "root-token-pgp-key",
+        "PGP public key file the initial root token is encrypted to.",
     ),
     FlagSpec::switch(
         "status",
@@ -73,10 +82,26 @@ fn run(ctx: &mut Ctx<'_>, flags: &Parsed) -> Result<i32, CliError> {
             "-key-threshold ({threshold}) cannot be larger than -key-shares ({shares})"
         )));
     }
+    let pgp_keys = match flags.value("pgp-keys") {
+        Some(list) => read_key_list("pgp-keys", list)?,
+        None => Vec::new(),
+    };
+    if !pgp_keys.is_empty() && pgp_keys.len() != shares as usize {
+        return Err(CliError::Usage(format!(
+            "-pgp-keys names {} keys but -key-shares is {shares}: give one key per share",
+            pgp_keys.len()
+        )));
+    }
+    let root_token_pgp_key = match flags.value("root-token-pgp-key") {
+        Some(path) => read_key_file("root-token-pgp-key", path)?,
+        None => String::new(),
+    };
     let client = ctx.connect(flags)?;
     let request = InitRequest {
         secret_shares: shares,
         secret_threshold: threshold,
+        pgp_keys,
+        root_token_pgp_key,
         ..InitRequest::default()
     };
     let body = serde_json::to_value(&request)

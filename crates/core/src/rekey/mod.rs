@@ -104,6 +104,8 @@ impl Core {
             .cloned()
             .zip(recipients.iter().map(|r| r.fingerprint().to_owned()))
             .collect();
+        let _guard = self.transition.lock().await;
+        self.rekey_gate()?; // a seal may have won the race for the lock
         {
             let mut slot = lock(&self.rekey);
             if slot.is_some() {
@@ -117,6 +119,7 @@ impl Core {
                 req.require_verification,
             ));
         }
+        drop(_guard);
         self.rekey_status().await
     }
 
