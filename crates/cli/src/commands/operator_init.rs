@@ -9,8 +9,8 @@ use serde_json::Value;
 use strongroom_api::{InitRequest, InitResponse};
 use zeroize::Zeroize;
 
-use super::pgp_keys::{read_key_file, read_key_list};
-use super::{Command, Ctx, decode, expect_args, status_error};
+use super::pgp_keys::{read_key_file, share_keys};
+use super::{Command, Ctx, decode, expect_args, share_count, status_error};
 use crate::args::{FlagSpec, Parsed};
 use crate::config::HTTP_FLAGS;
 use crate::error::{CliError, EXIT_OK, EXIT_REMOTE};
@@ -75,23 +75,14 @@ fn run(ctx: &mut Ctx<'_>, flags: &Parsed) -> Result<i32, CliError> {
     if flags.switch("status") {
         return init_status(ctx, flags);
     }
-    let shares = count(flags, "key-shares", 5)?;
-    let threshold = count(flags, "key-threshold", 3)?;
+    let shares = share_count(flags, "key-shares", 5)?;
+    let threshold = share_count(flags, "key-threshold", 3)?;
     if threshold > shares {
         return Err(CliError::Usage(format!(
             "-key-threshold ({threshold}) cannot be larger than -key-shares ({shares})"
         )));
     }
-    let pgp_keys = match flags.value("pgp-keys") {
-        Some(list) => read_key_list("pgp-keys", list)?,
-        None => Vec::new(),
-    };
-    if !pgp_keys.is_empty() && pgp_keys.len() != shares as usize {
-        return Err(CliError::Usage(format!(
-            "-pgp-keys names {} keys but -key-shares is {shares}: give one key per share",
-            pgp_keys.len()
-        )));
-    }
+    let pgp_keys = share_keys(flags, shares)?;
     let root_token_pgp_key = match flags.value("root-token-pgp-key") {
         Some(path) => read_key_file("root-token-pgp-key", path)?,
         None => String::new(),
@@ -126,18 +117,6 @@ fn run(ctx: &mut Ctx<'_>, flags: &Parsed) -> Result<i32, CliError> {
     text.zeroize();
     written?;
     Ok(EXIT_OK)
-}
-
-fn count(flags: &Parsed, name: &str, default: u32) -> Result<u32, CliError> {
-    match flags.value(name) {
-        None => Ok(default),
-        Some(raw) => match raw.trim().parse::<u32>() {
-            Ok(n) if (1..=255).contains(&n) => Ok(n),
-            _ => Err(CliError::Usage(format!(
-                "Invalid -{name} {raw:?}: use a whole number from 1 to 255"
-            ))),
-        },
-    }
 }
 
 /// Renders the init result in the chosen format.
@@ -262,13 +241,13 @@ mod tests {
             crate::args::parse(&args, &[INIT_FLAGS]).unwrap()
         };
 
-        assert_eq!(count(&parse(&[]), "key-shares", 5).unwrap(), 5);
+        assert_eq!(share_count(&parse(&[]), "key-shares", 5).unwrap(), 5);
         assert_eq!(
-            count(&parse(&["-key-shares=1"]), "key-shares", 5).unwrap(),
+            share_count(&parse(&["-key-shares=1"]), "key-shares", 5).unwrap(),
             1
         );
-        assert!(count(&parse(&["-key-shares=0"]), "key-shares", 5).is_err());
-        assert!(count(&parse(&["-key-shares=256"]), "key-shares", 5).is_err());
-        assert!(count(&parse(&["-key-shares=x"]), "key-shares", 5).is_err());
+        assert!(share_count(&parse(&["-key-shares=0"]), "key-shares", 5).is_err());
+        assert!(share_count(&parse(&["-key-shares=256"]), "key-shares", 5).is_err());
+        assert!(share_count(&parse(&["-key-shares=x"]), "key-shares", 5).is_err());
     }
 }

@@ -16,8 +16,8 @@ use strongroom_api::{
 };
 use zeroize::{Zeroize, Zeroizing};
 
-use super::pgp_keys::read_key_list;
-use super::{Command, Ctx, decode, expect_at_most};
+use super::pgp_keys::share_keys;
+use super::{Command, Ctx, decode, expect_at_most, read_key_share, share_count};
 use crate::args::{FlagSpec, Parsed};
 use crate::client::{Body, Client};
 use crate::config::HTTP_FLAGS;
@@ -157,23 +157,14 @@ fn run(ctx: &mut Ctx<'_>, flags: &Parsed) -> Result<i32, CliError> {
 }
 
 fn init(ctx: &mut Ctx<'_>, flags: &Parsed, format: Format) -> Result<i32, CliError> {
-    let shares = count(flags, "key-shares", 5)?;
-    let threshold = count(flags, "key-threshold", 3)?;
+    let shares = share_count(flags, "key-shares", 5)?;
+    let threshold = share_count(flags, "key-threshold", 3)?;
     if threshold > shares {
         return Err(CliError::Usage(format!(
             "-key-threshold ({threshold}) cannot be larger than -key-shares ({shares})"
         )));
     }
-    let pgp_keys = match flags.value("pgp-keys") {
-        Some(list) => read_key_list("pgp-keys", list)?,
-        None => Vec::new(),
-    };
-    if !pgp_keys.is_empty() && pgp_keys.len() != shares as usize {
-        return Err(CliError::Usage(format!(
-            "-pgp-keys names {} keys but -key-shares is {shares}: give one key per share",
-            pgp_keys.len()
-        )));
-    }
+    let pgp_keys = share_keys(flags, shares)?;
     if flags.switch("backup") && pgp_keys.is_empty() {
         return Err(CliError::Usage(
             "-backup needs -pgp-keys: only PGP-encrypted shares can be backed up".to_string(),
@@ -291,19 +282,9 @@ fn submit_verification(ctx: &mut Ctx<'_>, flags: &Parsed, format: Format) -> Res
     }
 }
 
-/// The share from the argument, stdin (`-`) or a hidden prompt.
+/// The share to submit; an empty one is refused before any request.
 fn read_share(ctx: &mut Ctx<'_>, flags: &Parsed) -> Result<Zeroizing<String>, CliError> {
-    let key = match flags.positionals.first().map(String::as_str) {
-        Some("-") => {
-            let mut text = Zeroizing::new(String::new());
-            ctx.stdin
-                .read_to_string(&mut text)
-                .map_err(|err| CliError::Local(format!("Error reading from stdin: {err}")))?;
-            Zeroizing::new(text.trim().to_string())
-        }
-        Some(key) => Zeroizing::new(key.trim().to_string()),
-        None => ctx.prompt_secret("Unseal Key (will be hidden): ")?,
-    };
+    let key = read_key_share(ctx, flags.positionals.first().map(String::as_str))?;
     if key.is_empty() {
         return Err(CliError::Usage("The unseal key is empty".to_string()));
     }
@@ -364,16 +345,4 @@ fn print(
         other => ctx.out(&render_value(&raw.unwrap_or(Value::Null), other))?,
     }
     Ok(EXIT_OK)
-}
-
-fn count(flags: &Parsed, name: &str, default: u32) -> Result<u32, CliError> {
-    match flags.value(name) {
-        None => Ok(default),
-        Some(raw) => match raw.trim().parse::<u32>() {
-            Ok(n) if (1..=255).contains(&n) => Ok(n),
-            _ => Err(CliError::Usage(format!(
-                "Invalid -{name} {raw:?}: use a whole number from 1 to 255"
-            ))),
-        },
-    }
 }

@@ -9,6 +9,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
+use crate::args::Parsed;
 use crate::error::CliError;
 
 /// Reads a comma-separated list of key files into the base64 strings the API takes.
@@ -18,6 +19,21 @@ pub fn read_key_list(flag: &str, raw: &str) -> Result<Vec<String>, CliError> {
         .filter(|p| !p.is_empty())
         .map(|path| read_key_file(flag, path))
         .collect()
+}
+
+/// The `-pgp-keys` flag's keys, which must be one per share when given at all.
+pub fn share_keys(flags: &Parsed, shares: u32) -> Result<Vec<String>, CliError> {
+    let keys = match flags.value("pgp-keys") {
+        Some(list) => read_key_list("pgp-keys", list)?,
+        None => return Ok(Vec::new()),
+    };
+    if keys.len() != shares as usize {
+        return Err(CliError::Usage(format!(
+            "-pgp-keys names {} keys but -key-shares is {shares}: give one key per share",
+            keys.len()
+        )));
+    }
+    Ok(keys)
 }
 
 /// Reads one key file into base64.

@@ -104,7 +104,7 @@ impl PgpRecipient {
             None => builder.encrypt_to_key(&mut rng, &self.key),
         }
         .map_err(failed)?;
-        builder.to_vec(&mut rng).map_err(failed)
+        builder.to_vec(rng).map_err(failed)
     }
 }
 
