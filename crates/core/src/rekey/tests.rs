@@ -304,6 +304,11 @@ async fn with_verification_the_new_key_is_installed_only_after_new_shares_return
     let wrong_nonce = verify(&core, &nonce, &done.keys[0]).await;
     verify(&core, &v1, &done.keys[0]).await.unwrap();
     let restarted = core.rekey_verify_restart().await.unwrap();
+    verify(&core, &restarted.nonce, &done.keys[0])
+        .await
+        .unwrap();
+    let bogus = verify(&core, &restarted.nonce, &"ab".repeat(33)).await;
+    let after_bogus = core.rekey_verify_status().await.unwrap();
     let first = verify(&core, &restarted.nonce, &done.keys[1])
         .await
         .unwrap();
@@ -324,6 +329,12 @@ async fn with_verification_the_new_key_is_installed_only_after_new_shares_return
     assert!(matches!(wrong_nonce, Err(CoreError::InvalidRequest(m)) if m.contains("verification")));
     assert_ne!(restarted.nonce, v1, "DELETE verify changes the nonce");
     assert_eq!(restarted.progress, 0);
+    assert!(
+        matches!(&bogus, Err(CoreError::InvalidRequest(m)) if m.contains("do not combine to the new unseal key")),
+        "{bogus:?}"
+    );
+    assert_eq!(after_bogus.progress, 0, "a failed verification starts over");
+    assert_eq!(after_bogus.nonce, restarted.nonce, "under the same nonce");
     assert!(matches!(first, RekeyVerifyAnswer::Progress(p) if p.progress == 1));
     assert!(
         matches!(last, RekeyVerifyAnswer::Complete(c) if c.complete && c.nonce == restarted.nonce)
