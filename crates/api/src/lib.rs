@@ -6,9 +6,15 @@
 //! clients (the Vault CLI, hvac) break on small differences.
 
 mod envelope;
+mod rekey;
 mod sys;
 
 pub use envelope::{Auth, ErrorResponse, LogicalResponse, WrapInfo};
+pub use rekey::{
+    RekeyBackup, RekeyCancelRequest, RekeyInitRequest, RekeyStatus, RekeyUpdateAnswer,
+    RekeyUpdateRequest, RekeyUpdateResponse, RekeyVerificationComplete, RekeyVerificationStatus,
+    RekeyVerifyAnswer,
+};
 pub use sys::{
     GenerateRootStartRequest, GenerateRootStatus, GenerateRootUpdateRequest, HealthResponse,
     InitRequest, InitResponse, LeaderResponse, RaftConfiguration, RaftServer, SealStatus,

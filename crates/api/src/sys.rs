@@ -1,4 +1,5 @@
-//! Raw (un-enveloped) sys endpoints: init, seal, unseal, health, leader, generate-root, raft.
+//! Raw (un-enveloped) sys endpoints: init, seal, unseal, health, leader, generate-root, raft
+//! (rekey has its own file).
 
 use serde::{Deserialize, Serialize};
 
@@ -56,7 +57,7 @@ fn is_zero(n: &u32) -> bool {
 }
 
 /// Reads JSON `null` as the type's default, as Go's decoder does.
-fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+pub(crate) fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Default + Deserialize<'de>,

@@ -13,8 +13,8 @@ use tokio::sync::Mutex;
 
 use crate::envelope::{self, KEY_LEN, OpenError};
 use crate::keyring::{KeyStatus, Keyring};
-use crate::seal::{KEYRING_PATH, ROOT_KEY_PATH};
-use crate::{BarrierError, RootKey, UnsealKey};
+use crate::seal::{KEYRING_PATH, ROOT_KEY_PATH, SEAL_CONFIG_PATH};
+use crate::{BarrierError, RootKey, SealConfig, UnsealKey};
 
 /// One mutation of an atomic [`Barrier::write`] batch, in plaintext.
 #[derive(Clone, PartialEq, Eq)]
@@ -153,11 +153,41 @@ impl Barrier {
         self.open_root_key(unseal_key).await.map(drop)
     }
 
-    /// Re-encrypts the root key under `new_unseal_key` (rekey). Requires an unsealed barrier.
-    pub async fn rekey(&self, new_unseal_key: &UnsealKey) -> Result<(), BarrierError> {
+    /// Re-encrypts the root key under `new_unseal_key` (rekey) and records how the new key
+    /// is shared, together with `also` (encrypted like any barrier write), in one atomic
+    /// storage write: a crash leaves either the old key and configuration or the new ones.
+    /// Requires an unsealed barrier.
+    pub async fn rekey(
+        &self,
+        new_unseal_key: &UnsealKey,
+        config: &SealConfig,
+        also: Vec<BarrierOp>,
+    ) -> Result<(), BarrierError> {
+        config.validate()?;
         let _admin = self.admin.lock().await;
-        let sealed_root = self.with_keyring(|k| seal_root_key(new_unseal_key, k.root_key()))?;
-        self.storage.put(ROOT_KEY_PATH, sealed_root).await?;
+        let ops = self.with_keyring(|k| {
+            let mut ops = vec![
+                Op::Put {
+                    key: ROOT_KEY_PATH.to_owned(),
+                    value: seal_root_key(new_unseal_key, k.root_key())?,
+                },
+                Op::Put {
+                    key: SEAL_CONFIG_PATH.to_owned(),
+                    value: config.to_stored()?,
+                },
+            ];
+            for op in also {
+                ops.push(match op {
+                    BarrierOp::Put { key, value } => Op::Put {
+                        value: k.encrypt(&key, &value)?,
+                        key,
+                    },
+                    BarrierOp::Delete { key } => Op::Delete { key },
+                });
+            }
+            Ok(ops)
+        })?;
+        self.storage.write(ops).await?;
         Ok(())
     }
 

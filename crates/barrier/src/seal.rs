@@ -77,10 +77,14 @@ impl SealConfig {
 
     /// Writes the configuration (plaintext: it holds no secret).
     pub async fn save(&self, storage: &dyn Storage) -> Result<(), BarrierError> {
-        let raw = serde_json::to_vec(self)
-            .map_err(|e| BarrierError::Corrupt(format!("seal configuration: {e}")))?;
-        storage.put(SEAL_CONFIG_PATH, raw).await?;
+        storage.put(SEAL_CONFIG_PATH, self.to_stored()?).await?;
         Ok(())
+    }
+
+    /// The stored form at [`SEAL_CONFIG_PATH`].
+    pub(crate) fn to_stored(&self) -> Result<Vec<u8>, BarrierError> {
+        serde_json::to_vec(self)
+            .map_err(|e| BarrierError::Corrupt(format!("seal configuration: {e}")))
     }
 }
 

@@ -805,6 +805,7 @@ fn userpass_login() {
 
 mod admin;
 mod kv;
+mod rekey;
 mod tokens;
 
 /// The preflight answer for a path under a KV mount of the given version.

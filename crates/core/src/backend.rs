@@ -102,6 +102,8 @@ fn mount_info<'a>(core: &Core, mount: &'a MountEntry) -> MountInfo<'a> {
         uuid: &mount.uuid,
         kv_version: mount.kv_version(),
         default_lease_ttl,
+        max_lease_ttl: mount
+            .effective_max_ttl(i64::try_from(core.config.max_ttl().as_secs()).unwrap_or(i64::MAX)),
     }
 }
 

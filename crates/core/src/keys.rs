@@ -25,6 +25,8 @@ pub const TOKEN_PARENT_PREFIX: &str = "sys/token/parent/";
 pub const TOKEN_ROLE_PREFIX: &str = "sys/token/roles/";
 /// Per-token private storage (cubbyhole), deleted with the token.
 pub const CUBBYHOLE_PREFIX: &str = "sys/token/cubbyhole/";
+/// The PGP-encrypted unseal key shares kept by a rekey with `backup` (`sys/rekey/backup`).
+pub const REKEY_BACKUP: &str = "core/unseal-keys-backup";
 /// Leases and their expiry index.
 pub const EXPIRE_PREFIX: &str = "sys/expire/";
 

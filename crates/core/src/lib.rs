@@ -19,6 +19,7 @@ mod mounts;
 mod node_state;
 mod pipeline;
 mod policy;
+mod rekey;
 mod replication;
 pub mod routing;
 mod seal;

@@ -20,6 +20,8 @@ pub(crate) struct SealState {
     pub progress: Mutex<UnsealProgress>,
     /// The root-token generation in progress, if any.
     pub generate_root: Mutex<Option<GenerateRootAttempt>>,
+    /// The rekey in progress, if any.
+    pub rekey: Mutex<Option<crate::rekey::RekeyAttempt>>,
     /// When this node last became active (unsealed); `None` while sealed.
     pub active_since: Mutex<Option<SystemTime>>,
     /// Serializes seal-state transitions (unseal, seal, restore) against each other.

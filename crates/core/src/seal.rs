@@ -17,6 +17,8 @@ use zeroize::Zeroizing;
 
 use crate::core::CLUSTER_INFO_KEY;
 use crate::node_state::ClusterInfo;
+use crate::rekey::pgp::PgpRecipient;
+use crate::rekey::shares::IssuedShares;
 use crate::util::lock;
 use crate::{Core, CoreError};
 
@@ -52,11 +54,18 @@ impl Core {
                 "recovery and stored shares apply to auto-unseal seals only; this server uses Shamir unseal keys".into(),
             ));
         }
-        if !req.pgp_keys.is_empty() || !req.root_token_pgp_key.is_empty() {
-            return Err(CoreError::InvalidRequest(
-                "PGP-encrypted keys are not supported; omit pgp_keys and root_token_pgp_key".into(),
-            ));
+        if !req.pgp_keys.is_empty() && req.pgp_keys.len() != req.secret_shares as usize {
+            return Err(CoreError::InvalidRequest(format!(
+                "{} PGP keys were given for {} key shares: give one per share",
+                req.pgp_keys.len(),
+                req.secret_shares
+            )));
         }
+        let recipients = PgpRecipient::parse_all(&req.pgp_keys)?;
+        let root_recipient = match req.root_token_pgp_key.as_str() {
+            "" => None,
+            key => Some(PgpRecipient::parse(key, 0)?),
+        };
         let config = SealConfig {
             seal_type: "shamir".into(),
             secret_shares: req.secret_shares,
@@ -69,6 +78,7 @@ impl Core {
         let unseal_key = UnsealKey::generate()?;
         let root_key = RootKey::generate()?;
         let shares = split_unseal_key(&unseal_key, config.secret_shares, config.secret_threshold)?;
+        let mut issued = IssuedShares::issue(&shares, &recipients)?;
 
         config.save(self.storage.as_ref()).await?;
         self.barrier.initialize(&unseal_key, &root_key).await?;
@@ -76,13 +86,20 @@ impl Core {
         // Open the barrier briefly to write what an initialized cluster must hold. If any step
         // fails, undo the initialization so the operator can retry: shares that were never
         // shown to anyone must not guard a cluster.
-        let setup = async {
-            self.barrier.unseal(&unseal_key).await?;
-            self.ensure_cluster_info().await?;
-            self.mount_defaults().await?;
-            self.create_root_token(None).await
-        }
-        .await;
+        let setup =
+            async {
+                self.barrier.unseal(&unseal_key).await?;
+                self.ensure_cluster_info().await?;
+                self.mount_defaults().await?;
+                let token = self.create_root_token(None).await?;
+                match &root_recipient {
+                    // Vault's form: base64 of the binary PGP message holding the token.
+                    Some(r) => Ok(base64::engine::general_purpose::STANDARD
+                        .encode(r.encrypt(token.as_bytes())?)),
+                    None => Ok(token),
+                }
+            }
+            .await;
         self.barrier.seal().await;
         *lock(&self.node.cluster) = None;
         self.mounts.write().await.clear();
@@ -98,12 +115,9 @@ impl Core {
         };
 
         Ok(InitResponse {
-            keys: shares.iter().map(|s| hex::encode(s.as_slice())).collect(),
-            keys_base64: shares
-                .iter()
-                .map(|s| base64::engine::general_purpose::STANDARD.encode(s.as_slice()))
-                .collect(),
-            root_token: root_token.to_string(),
+            keys: std::mem::take(&mut issued.keys),
+            keys_base64: std::mem::take(&mut issued.keys_base64),
+            root_token,
         })
     }
 
@@ -223,6 +237,7 @@ impl Core {
         self.policies.clear();
         *lock(&self.seal_state.active_since) = None;
         *lock(&self.seal_state.generate_root) = None;
+        *lock(&self.seal_state.rekey) = None;
         self.mounts.write().await.clear();
         self.config.telemetry.set_unsealed(false);
         self.clear_audit();

@@ -1135,3 +1135,98 @@ async fn disabling_an_auth_method_revokes_its_tokens() {
     .await;
     assert!(matches!(after, Err(CoreError::PermissionDenied)));
 }
+
+/// A core whose system TTLs are short (default 30m, max 1h), and its root token.
+async fn setup_short_system_max() -> (Arc<Core>, String) {
+    let config = CoreConfig {
+        default_lease_ttl: Some(std::time::Duration::from_secs(1800)),
+        max_lease_ttl: Some(std::time::Duration::from_secs(3600)),
+        ..CoreConfig::default()
+    };
+    let core = Core::new(config, Arc::new(InmemStorage::new()));
+    let (_, root) = core.dev_bootstrap(None).await.unwrap();
+    (core, root)
+}
+
+#[tokio::test]
+async fn mount_max_lease_ttl_above_the_system_max_is_accepted_and_capped_at_use() {
+    // Why: Vault accepts a mount max above the system max (clients tune it so); what a
+    // client gets must still never outlive the system maximum.
+    let (core, root) = setup_short_system_max().await;
+    let hours = |h: i64| json!({"config": {"max_lease_ttl": format!("{h}h")}});
+
+    let secrets = call(&core, &root, Operation::Update, "sys/mounts/long", {
+        let mut b = hours(10);
+        b["type"] = json!("kv");
+        b
+    })
+    .await;
+    let secrets_tune = call(
+        &core,
+        &root,
+        Operation::Update,
+        "sys/mounts/long/tune",
+        json!({"max_lease_ttl": "20h"}),
+    )
+    .await;
+    let auth = call(&core, &root, Operation::Update, "sys/auth/userpass", {
+        let mut b = hours(10);
+        b["type"] = json!("userpass");
+        b
+    })
+    .await;
+    let auth_tune = call(
+        &core,
+        &root,
+        Operation::Update,
+        "sys/auth/userpass/tune",
+        json!({"max_lease_ttl": "20h"}),
+    )
+    .await;
+    put(&core, &root, "long/s", json!({"v": "1", "ttl": "5h"})).await;
+    let secret = call(&core, &root, Operation::Read, "long/s", json!({}))
+        .await
+        .unwrap();
+    let user = json!({"password": "hunter2", "ttl": "5h", "max_ttl": "15h"});
+    put(&core, &root, "auth/userpass/users/alice", user).await;
+    let login = core
+        .handle(
+            Request::new(Operation::Update, "auth/userpass/login/alice")
+                .with_data(obj(json!({"password": "hunter2"}))),
+        )
+        .await
+        .unwrap();
+    let token = call(
+        &core,
+        &root,
+        Operation::Update,
+        "auth/token/create",
+        json!({"ttl": "5h"}),
+    )
+    .await
+    .unwrap();
+
+    for (what, r) in [
+        ("enable", secrets),
+        ("tune", secrets_tune),
+        ("auth enable", auth),
+        ("auth tune", auth_tune),
+    ] {
+        assert!(r.is_ok(), "{what} refused: {r:?}");
+    }
+    assert_eq!(
+        get(&core, &root, "sys/mounts/long/tune").await["max_lease_ttl"],
+        72_000
+    );
+    assert_eq!(
+        get(&core, &root, "sys/auth/userpass/tune").await["max_lease_ttl"],
+        72_000
+    );
+    assert_eq!(secret.lease.as_ref().unwrap().duration_secs, 3600);
+    assert!(
+        secret.warnings.iter().any(|w| w.contains("capped")),
+        "{secret:?}"
+    );
+    assert_eq!(login.auth.unwrap().lease_duration, 3600);
+    assert_eq!(token.auth.unwrap().lease_duration, 3600);
+}

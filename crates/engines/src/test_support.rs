@@ -47,6 +47,7 @@ impl Fixture {
                 uuid: &self.uuid,
                 kv_version: self.kv_version,
                 default_lease_ttl: 0,
+                max_lease_ttl: i64::MAX,
             },
             token: None,
             view: View::new(&self.store, self.prefix.clone()),

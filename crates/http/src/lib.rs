@@ -14,6 +14,7 @@ mod listener;
 mod logical;
 mod parse;
 mod raw;
+mod rekey;
 mod reply;
 mod router;
 pub mod tls;

@@ -38,6 +38,9 @@ pub(crate) async fn handle(
         "sys/health" => health(core, call).await,
         "sys/generate-root/attempt" => generate_root_attempt(core, call).await,
         "sys/generate-root/update" => generate_root_update(core, call).await,
+        "sys/rekey/init" | "sys/rekey/update" | "sys/rekey/verify" => {
+            crate::rekey::handle(core, call).await
+        }
         "sys/metrics" if unauthenticated_metrics => metrics(core, call).await,
         _ => return None,
     };

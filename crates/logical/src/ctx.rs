@@ -16,6 +16,9 @@ pub struct MountInfo<'a> {
     pub kv_version: u8,
     /// Seconds: the mount's `default_lease_ttl`, or the system default when it has none.
     pub default_lease_ttl: i64,
+    /// Seconds: the effective maximum lease TTL, the smaller of the mount's `max_lease_ttl`
+    /// (which may exceed the system maximum, as in Vault) and the system maximum.
+    pub max_lease_ttl: i64,
 }
 
 /// The caller's token, as much of it as backends use.

@@ -290,7 +290,15 @@ async fn rekey_changes_the_unseal_key() {
     let f = unsealed().await;
     let new_key = UnsealKey::generate().unwrap();
 
-    f.barrier.rekey(&new_key).await.unwrap();
+    let also = vec![BarrierOp::Put {
+        key: "core/backup".into(),
+        value: b"kept".to_vec(),
+    }];
+
+    f.barrier
+        .rekey(&new_key, &SealConfig::shamir(5, 3), also)
+        .await
+        .unwrap();
     f.barrier.seal().await;
 
     assert!(matches!(
@@ -298,6 +306,28 @@ async fn rekey_changes_the_unseal_key() {
         Err(BarrierError::InvalidKey)
     ));
     f.barrier.unseal(&new_key).await.unwrap();
+    let config = SealConfig::load(f.storage.as_ref()).await.unwrap();
+    assert_eq!(config, Some(SealConfig::shamir(5, 3)));
+    assert_eq!(
+        f.barrier.get("core/backup").await.unwrap().unwrap(),
+        b"kept"
+    );
+}
+
+#[tokio::test]
+async fn rekey_with_a_bad_configuration_changes_nothing() {
+    // Why: a refused rekey must leave the old key working.
+    let f = unsealed().await;
+    let new_key = UnsealKey::generate().unwrap();
+
+    let r = f
+        .barrier
+        .rekey(&new_key, &SealConfig::shamir(2, 3), Vec::new())
+        .await;
+    f.barrier.seal().await;
+
+    assert!(matches!(r, Err(BarrierError::InvalidSealConfig(_))));
+    f.barrier.unseal(&f.unseal_key).await.unwrap();
 }
 
 #[tokio::test]

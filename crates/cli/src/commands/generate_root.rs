@@ -12,7 +12,7 @@ use strongroom_api::{GenerateRootStartRequest, GenerateRootStatus, GenerateRootU
 use thiserror::Error;
 use zeroize::{Zeroize, Zeroizing};
 
-use super::{Command, Ctx, decode, expect_at_most};
+use super::{Command, Ctx, decode, expect_at_most, read_key_share};
 use crate::args::{FlagSpec, Parsed};
 use crate::client::{Body, Client};
 use crate::config::HTTP_FLAGS;
@@ -185,17 +185,7 @@ fn submit_share(ctx: &mut Ctx<'_>, flags: &Parsed, format: Format) -> Result<i32
             status.nonce
         }
     };
-    let key = match flags.positionals.first().map(String::as_str) {
-        Some("-") => {
-            let mut text = Zeroizing::new(String::new());
-            ctx.stdin
-                .read_to_string(&mut text)
-                .map_err(|err| CliError::Local(format!("Error reading from stdin: {err}")))?;
-            Zeroizing::new(text.trim().to_string())
-        }
-        Some(key) => Zeroizing::new(key.trim().to_string()),
-        None => ctx.prompt_secret("Unseal Key (will be hidden): ")?,
-    };
+    let key = read_key_share(ctx, flags.positionals.first().map(String::as_str))?;
     let request = GenerateRootUpdateRequest {
         key: key.to_string(),
         nonce,

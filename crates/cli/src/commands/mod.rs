@@ -11,8 +11,10 @@ mod list;
 mod login;
 mod mounts;
 mod operator_init;
+mod operator_rekey;
 mod operator_seal;
 mod operator_unseal;
+mod pgp_keys;
 mod policy;
 mod raft;
 mod raft_snapshot;
@@ -145,6 +147,7 @@ const BASE: &[Command] = &[
     unwrap::COMMAND,
     operator_init::COMMAND,
     operator_unseal::COMMAND,
+    operator_rekey::COMMAND,
     operator_seal::SEAL,
     operator_seal::STEP_DOWN,
     generate_root::COMMAND,
@@ -304,6 +307,37 @@ pub fn expect_at_most(parsed: &Parsed, max: usize) -> Result<(), CliError> {
         )));
     }
     Ok(())
+}
+
+/// An unseal key share from the argument, stdin (`-`) or, without one, a hidden prompt.
+pub fn read_key_share(
+    ctx: &mut Ctx<'_>,
+    positional: Option<&str>,
+) -> Result<Zeroizing<String>, CliError> {
+    Ok(match positional {
+        Some("-") => {
+            let mut text = Zeroizing::new(String::new());
+            ctx.stdin
+                .read_to_string(&mut text)
+                .map_err(|err| CliError::Local(format!("Error reading from stdin: {err}")))?;
+            Zeroizing::new(text.trim().to_string())
+        }
+        Some(key) => Zeroizing::new(key.trim().to_string()),
+        None => ctx.prompt_secret("Unseal Key (will be hidden): ")?,
+    })
+}
+
+/// A key share count flag (`-key-shares`, `-key-threshold`): 1 to 255, `default` if absent.
+pub fn share_count(flags: &Parsed, name: &str, default: u32) -> Result<u32, CliError> {
+    match flags.value(name) {
+        None => Ok(default),
+        Some(raw) => match raw.trim().parse::<u32>() {
+            Ok(n) if (1..=255).contains(&n) => Ok(n),
+            _ => Err(CliError::Usage(format!(
+                "Invalid -{name} {raw:?}: use a whole number from 1 to 255"
+            ))),
+        },
+    }
 }
 
 /// Normalizes a logical path as Vault does: surrounding spaces and slashes removed.

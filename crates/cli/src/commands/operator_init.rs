@@ -9,7 +9,8 @@ use serde_json::Value;
 use strongroom_api::{InitRequest, InitResponse};
 use zeroize::Zeroize;
 
-use super::{Command, Ctx, decode, expect_args, status_error};
+use super::pgp_keys::{read_key_file, share_keys};
+use super::{Command, Ctx, decode, expect_args, share_count, status_error};
 use crate::args::{FlagSpec, Parsed};
 use crate::config::HTTP_FLAGS;
 use crate::error::{CliError, EXIT_OK, EXIT_REMOTE};
@@ -23,6 +24,14 @@ const INIT_FLAGS: &[FlagSpec] = &[
     FlagSpec::value(
         "key-threshold",
         "Number of shares needed to unseal (default 3).",
+    ),
+    FlagSpec::value(
+        "pgp-keys",
+        "Comma-separated PGP public key files, one per share: each share is encrypted to its key.",
+    ),
+    FlagSpec::value(
+        "root-token-pgp-key",
+        "PGP public key file the initial root token is encrypted to.",
     ),
     FlagSpec::switch(
         "status",
@@ -66,17 +75,24 @@ fn run(ctx: &mut Ctx<'_>, flags: &Parsed) -> Result<i32, CliError> {
     if flags.switch("status") {
         return init_status(ctx, flags);
     }
-    let shares = count(flags, "key-shares", 5)?;
-    let threshold = count(flags, "key-threshold", 3)?;
+    let shares = share_count(flags, "key-shares", 5)?;
+    let threshold = share_count(flags, "key-threshold", 3)?;
     if threshold > shares {
         return Err(CliError::Usage(format!(
             "-key-threshold ({threshold}) cannot be larger than -key-shares ({shares})"
         )));
     }
+    let pgp_keys = share_keys(flags, shares)?;
+    let root_token_pgp_key = match flags.value("root-token-pgp-key") {
+        Some(path) => read_key_file("root-token-pgp-key", path)?,
+        None => String::new(),
+    };
     let client = ctx.connect(flags)?;
     let request = InitRequest {
         secret_shares: shares,
         secret_threshold: threshold,
+        pgp_keys,
+        root_token_pgp_key,
         ..InitRequest::default()
     };
     let body = serde_json::to_value(&request)
@@ -101,18 +117,6 @@ fn run(ctx: &mut Ctx<'_>, flags: &Parsed) -> Result<i32, CliError> {
     text.zeroize();
     written?;
     Ok(EXIT_OK)
-}
-
-fn count(flags: &Parsed, name: &str, default: u32) -> Result<u32, CliError> {
-    match flags.value(name) {
-        None => Ok(default),
-        Some(raw) => match raw.trim().parse::<u32>() {
-            Ok(n) if (1..=255).contains(&n) => Ok(n),
-            _ => Err(CliError::Usage(format!(
-                "Invalid -{name} {raw:?}: use a whole number from 1 to 255"
-            ))),
-        },
-    }
 }
 
 /// Renders the init result in the chosen format.
@@ -237,13 +241,13 @@ mod tests {
             crate::args::parse(&args, &[INIT_FLAGS]).unwrap()
         };
 
-        assert_eq!(count(&parse(&[]), "key-shares", 5).unwrap(), 5);
+        assert_eq!(share_count(&parse(&[]), "key-shares", 5).unwrap(), 5);
         assert_eq!(
-            count(&parse(&["-key-shares=1"]), "key-shares", 5).unwrap(),
+            share_count(&parse(&["-key-shares=1"]), "key-shares", 5).unwrap(),
             1
         );
-        assert!(count(&parse(&["-key-shares=0"]), "key-shares", 5).is_err());
-        assert!(count(&parse(&["-key-shares=256"]), "key-shares", 5).is_err());
-        assert!(count(&parse(&["-key-shares=x"]), "key-shares", 5).is_err());
+        assert!(share_count(&parse(&["-key-shares=0"]), "key-shares", 5).is_err());
+        assert!(share_count(&parse(&["-key-shares=256"]), "key-shares", 5).is_err());
+        assert!(share_count(&parse(&["-key-shares=x"]), "key-shares", 5).is_err());
     }
 }

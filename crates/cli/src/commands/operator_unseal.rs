@@ -5,7 +5,7 @@ use strongroom_api::{SealStatus, UnsealRequest};
 use zeroize::Zeroizing;
 
 use super::status::{print, with_leader};
-use super::{Command, Ctx, decode, expect_at_most};
+use super::{Command, Ctx, decode, expect_at_most, read_key_share};
 use crate::args::{FlagSpec, Parsed};
 use crate::config::HTTP_FLAGS;
 use crate::error::{CliError, EXIT_OK};
@@ -31,17 +31,10 @@ fn run(ctx: &mut Ctx<'_>, flags: &Parsed) -> Result<i32, CliError> {
     let key: Option<Zeroizing<String>> = if reset {
         None
     } else {
-        Some(match flags.positionals.first().map(String::as_str) {
-            Some("-") => {
-                let mut text = Zeroizing::new(String::new());
-                ctx.stdin
-                    .read_to_string(&mut text)
-                    .map_err(|err| CliError::Local(format!("Error reading from stdin: {err}")))?;
-                Zeroizing::new(text.trim().to_string())
-            }
-            Some(key) => Zeroizing::new(key.trim().to_string()),
-            None => ctx.prompt_secret("Unseal Key (will be hidden): ")?,
-        })
+        Some(read_key_share(
+            ctx,
+            flags.positionals.first().map(String::as_str),
+        )?)
     };
     if key.as_ref().is_some_and(|k| k.is_empty()) {
         return Err(CliError::Usage("The unseal key is empty".to_string()));

@@ -69,6 +69,16 @@ impl MountEntry {
         self.path.strip_prefix(AUTH_PREFIX).unwrap_or(&self.path)
     }
 
+    /// The longest lease or token TTL this mount may hand out, in seconds: its own
+    /// `max_lease_ttl` when set, never above `system_max`. A mount may be tuned above the
+    /// system maximum (Vault allows it); this is where that value is capped.
+    pub fn effective_max_ttl(&self, system_max: i64) -> i64 {
+        match self.config.max_lease_ttl {
+            m if m > 0 => m.min(system_max),
+            _ => system_max,
+        }
+    }
+
     /// The KV version of this mount: 2 when `options.version` says so, else 1.
     pub fn kv_version(&self) -> u8 {
         match self.options.get("version").and_then(Value::as_str) {

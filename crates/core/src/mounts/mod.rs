@@ -522,18 +522,16 @@ fn plugin_not_found(engine: &str) -> CoreError {
     CoreError::InvalidRequest(format!("plugin not found in the catalog: {engine}"))
 }
 
-/// Refuses TTLs that contradict each other or exceed the system maximum.
+/// Refuses TTLs that contradict each other. A `max_lease_ttl` above the system maximum is
+/// accepted, as Vault accepts it: leases and tokens are capped at use, at the lower of the
+/// two (see `MountEntry::effective_max_ttl`), so raising the system maximum later takes effect
+/// without re-tuning every mount.
 fn check_ttls(core: &Core, default: i64, max: i64) -> Result<(), CoreError> {
     let system_max = core.config.max_ttl().as_secs() as i64;
     if default < 0 || max < 0 {
         return Err(CoreError::InvalidRequest(
             "lease TTLs must not be negative".into(),
         ));
-    }
-    if max > system_max {
-        return Err(CoreError::InvalidRequest(format!(
-            "max_lease_ttl ({max}s) cannot be greater than the system max ({system_max}s)"
-        )));
     }
     let effective_max = if max > 0 { max } else { system_max };
     if default > effective_max {

@@ -81,6 +81,7 @@ pub(crate) fn requires_sudo(path: &str, op: Operation) -> bool {
         "sys/audit",
         "sys/rotate",
         "sys/remount",
+        "sys/rekey/backup",
         "auth/token/revoke-orphan",
         "auth/token/create-orphan",
         "sys/replication/primary/secondary-token",

@@ -55,7 +55,8 @@ use Operation::{Delete, List, Read, Update};
 
 /// Every built-in path.
 pub const ROUTES: &[RouteSpec] = &[
-    // Seal state and node description: answered by `http` before the door.
+    // Seal state and node description: answered by `http` before the door. Rekeying is
+    // authorized by the unseal key shares themselves, as in Vault.
     row("sys/init", NodeState, "sys/init", Read),
     row("sys/seal-status", NodeState, "sys/seal-status", Read),
     row("sys/unseal", NodeState, "sys/unseal", Update),
@@ -96,6 +97,7 @@ pub const ROUTES: &[RouteSpec] = &[
         Read,
     ),
     // Keys.
+    row("sys/rekey/backup", Token, "sys/rekey/backup", Read),
     row("sys/rotate", Token, "sys/rotate", Update),
     row("sys/key-status", Token, "sys/key-status", Read),
     // Policies and capabilities.

@@ -36,6 +36,9 @@ pub(crate) async fn route(
     if under("sys/wrapping") {
         return crate::wrapping::route(core, req, token).await;
     }
+    if under("sys/rekey") {
+        return crate::rekey::route(core, req).await;
+    }
     if under("sys/audit") || under("sys/audit-hash") {
         return crate::audit::route(core, req, token).await;
     }

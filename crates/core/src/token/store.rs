@@ -513,10 +513,8 @@ impl Core {
     pub(crate) async fn max_ttl_for_path(&self, path: &str) -> i64 {
         let system = secs(Some(self.config.max_ttl()));
         match self.resolve_mount(path).await {
-            Some((mount, _)) if mount.config.max_lease_ttl > 0 => {
-                mount.config.max_lease_ttl.min(system)
-            }
-            _ => system,
+            Some((mount, _)) => mount.effective_max_ttl(system),
+            None => system,
         }
     }
 

@@ -37,6 +37,16 @@ impl Backend for Kv {
         if ctx.mount.kv_version == 2 {
             return v2::handle(ctx, req, rest).await;
         }
-        v1::handle(&ctx.view, req, rest, Some(ctx.mount.default_lease_ttl)).await
+        let max_ttl = ctx.mount.max_lease_ttl;
+        let default_ttl = ctx.mount.default_lease_ttl.min(max_ttl);
+        let mut resp = v1::handle(&ctx.view, req, rest, Some(default_ttl)).await?;
+        if let Some(lease) = resp.lease.as_mut().filter(|l| l.duration_secs > max_ttl) {
+            resp.warnings.push(format!(
+                "TTL of {}s exceeded the effective max_ttl of {max_ttl}s; TTL value is capped accordingly",
+                lease.duration_secs
+            ));
+            lease.duration_secs = max_ttl;
+        }
+        Ok(resp)
     }
 }
