@@ -23,6 +23,8 @@ mod routing;
 mod seal;
 pub mod snapshot;
 pub mod telemetry;
+#[cfg(test)]
+mod test_support;
 mod token;
 mod util;
 mod wrapping;

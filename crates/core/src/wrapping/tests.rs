@@ -1,35 +1,13 @@
 //! Wrapping through a real core: what unwrap hands out, including tokens wrapped by earlier
 //! releases (their cubbyhole holds Vault's envelope as text).
 
-use std::sync::Arc;
-
 use serde_json::{Map, Value, json};
-use strongroom_api::{InitRequest, LogicalResponse, UnsealRequest};
+use strongroom_api::LogicalResponse;
 use strongroom_barrier::BarrierOp;
-use strongroom_storage::InmemStorage;
 
 use super::RESPONSE_KEY;
-use crate::{Core, CoreConfig, Operation, Request, Response};
-
-/// A fresh unsealed in-memory core and its root token.
-async fn unsealed_core() -> (Arc<Core>, String) {
-    let core = Core::new(CoreConfig::default(), Arc::new(InmemStorage::new()));
-    let init = core
-        .init(InitRequest {
-            secret_shares: 1,
-            secret_threshold: 1,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    core.unseal(UnsealRequest {
-        key: init.keys.first().cloned(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    (core, init.root_token)
-}
+use crate::test_support::unsealed_core;
+use crate::{Core, Operation, Request, Response};
 
 fn body(v: Value) -> Map<String, Value> {
     v.as_object().cloned().unwrap()
