@@ -37,12 +37,7 @@ impl Core {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-    use strongroom_barrier::BarrierOp;
-
-    use crate::Operation;
-    use crate::keys::TOKEN_ID_PREFIX;
-    use crate::test_support::{call, unsealed_core};
+    use crate::test_support::{create_tokens, lose_token_records, unsealed_core};
     use crate::token::token_hash;
 
     #[tokio::test]
@@ -50,26 +45,9 @@ mod tests {
         // Why: tidy reads leases a page at a time; records on later pages must be tidied too,
         // and live tokens' leases kept.
         let (core, root) = unsealed_core().await;
-        let mut tokens = Vec::new();
-        for _ in 0..7 {
-            let resp = call(
-                &core,
-                &root,
-                Operation::Update,
-                "auth/token/create",
-                json!({"ttl": "1h"}),
-            )
-            .await;
-            tokens.push(resp.auth.unwrap().client_token);
-        }
-        // An interrupted revocation: five token records gone, their leases left behind.
-        let gone: Vec<BarrierOp> = tokens[..5]
-            .iter()
-            .map(|t| BarrierOp::Delete {
-                key: format!("{TOKEN_ID_PREFIX}{}", token_hash(t)),
-            })
-            .collect();
-        core.barrier.write(gone).await.unwrap();
+        let tokens = create_tokens(&core, &root, 7, Some("1h")).await;
+        // An interrupted revocation: five token records gone, the rest left behind.
+        lose_token_records(&core, &tokens[..5]).await;
 
         let removed = core.tidy_leases(2).await.unwrap();
 
@@ -92,16 +70,7 @@ mod tests {
     async fn lease_pages_end_with_no_next_key() {
         // Why: a caller walks pages until `next` is `None`; a full last page must still end.
         let (core, root) = unsealed_core().await;
-        for _ in 0..4 {
-            call(
-                &core,
-                &root,
-                Operation::Update,
-                "auth/token/create",
-                json!({"ttl": "1h"}),
-            )
-            .await;
-        }
+        create_tokens(&core, &root, 4, Some("1h")).await;
 
         let first = core
             .lease_page(&super::lease_root(), None, 2)

@@ -144,37 +144,18 @@ impl Core {
 #[cfg(test)]
 mod tests {
     use serde_json::json;
-    use strongroom_barrier::BarrierOp;
 
     use crate::Operation;
-    use crate::keys::TOKEN_ID_PREFIX;
-    use crate::test_support::{call, unsealed_core};
-    use crate::token::token_hash;
+    use crate::test_support::{call, create_tokens, lose_token_records, unsealed_core};
 
     #[tokio::test]
     async fn tidy_repairs_indexes_across_pages() {
         // Why: accessors and parent links are walked a page at a time; stale ones on every
         // page must go, and live tokens' ones stay.
         let (core, root) = unsealed_core().await;
-        let mut tokens = Vec::new();
-        for _ in 0..6 {
-            let resp = call(
-                &core,
-                &root,
-                Operation::Update,
-                "auth/token/create",
-                json!({}),
-            )
-            .await;
-            tokens.push(resp.auth.unwrap().client_token);
-        }
-        let gone: Vec<BarrierOp> = tokens[..5]
-            .iter()
-            .map(|t| BarrierOp::Delete {
-                key: format!("{TOKEN_ID_PREFIX}{}", token_hash(t)),
-            })
-            .collect();
-        core.barrier.write(gone).await.unwrap();
+        let tokens = create_tokens(&core, &root, 6, None).await;
+        // An interrupted revocation: five token records gone, the rest left behind.
+        lose_token_records(&core, &tokens[..5]).await;
 
         let report = core.tidy_tokens_paged(2).await.unwrap();
         let again = core.tidy_tokens_paged(2).await.unwrap();
