@@ -5,6 +5,7 @@
 //! names, JSON types and optional-ness follow `shared/spec/vault-core-api.md` exactly: real
 //! clients (the Vault CLI, hvac) break on small differences.
 
+pub mod duration;
 mod envelope;
 mod rekey;
 mod sys;

@@ -25,6 +25,8 @@ pub mod routing;
 mod seal;
 pub mod snapshot;
 pub mod telemetry;
+#[cfg(test)]
+mod test_support;
 mod token;
 mod util;
 mod wrapping;

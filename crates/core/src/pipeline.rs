@@ -280,6 +280,8 @@ async fn serve(
         && !resp.is_empty()
         && resp.wrap_info.is_none()
         && resp.raw_body.is_none()
+        && resp.raw.is_none()
+        && resp.unwrapped.is_none()
     {
         if ttl.is_zero() || ttl > MAX_WRAP_TTL {
             return Err(CoreError::InvalidRequest(format!(

@@ -746,3 +746,28 @@ async fn wrapping_ttl_bounds_are_enforced() {
     let r = core.handle(with_ttl(60)).await;
     assert!(!matches!(r, Err(CoreError::PermissionDenied)), "{r:?}");
 }
+
+#[tokio::test]
+async fn policy_writes_give_the_verdicts_of_the_shared_grammar_table() {
+    // Why: the CLI's `policy fmt` is held to the same table; a policy it accepts must upload,
+    // and one it refuses must be refused here (a `comment` key once split the two).
+    let (core, root) = setup().await;
+    for (i, (name, accepted, text)) in strongroom_policy::verdict_cases().into_iter().enumerate() {
+        let path = format!("sys/policies/acl/table-{i}");
+
+        let written = call(
+            &core,
+            &root,
+            Operation::Update,
+            &path,
+            json!({ "policy": text }),
+        )
+        .await;
+
+        match written {
+            Ok(_) => assert!(accepted, "{name}: the server accepted a refused policy"),
+            Err(CoreError::InvalidRequest(m)) => assert!(!accepted, "{name}: refused: {m}"),
+            Err(other) => panic!("{name}: unexpected error {other:?}"),
+        }
+    }
+}

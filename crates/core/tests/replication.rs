@@ -371,7 +371,7 @@ async fn activation_tokens_are_signed_single_use_and_expire() {
 
     assert_eq!(message(forged_result.unwrap_err()), INVALID);
     assert_eq!(
-        first.raw_body.unwrap()["data"]["secondary_id"],
+        first.unwrapped.unwrap().data.unwrap()["secondary_id"],
         json!("one")
     );
     assert_eq!(message(replay.unwrap_err()), INVALID);

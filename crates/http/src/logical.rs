@@ -87,10 +87,14 @@ pub(crate) fn build_request(call: &Call) -> Result<Option<Request>, BadRequest> 
 }
 
 /// Core's response in Vault's envelope, with `data` copied to the top level where Vault does.
-/// A finished body from core (unwrap's stored envelope) is sent as it is.
+/// A finished body from core is sent as it is; an unwrap sends the wrapped answer's envelope
+/// under this request's id, exactly as it would have gone out unwrapped.
 pub(crate) fn envelope(path: &str, request_id: String, resp: Response) -> Value {
     if let Some(raw) = resp.raw_body {
         return raw;
+    }
+    if let Some(inner) = resp.unwrapped {
+        return unwrapped_envelope(request_id, *inner);
     }
     let lease = resp.lease.unwrap_or_default();
     let inject = injects_data(path);
@@ -114,6 +118,18 @@ pub(crate) fn envelope(path: &str, request_id: String, resp: Response) -> Value 
         }
     }
     value
+}
+
+/// The envelope of an unwrapped answer: no top-level `data` copy (the answer is delivered at
+/// `sys/wrapping/unwrap`), its own mount type, and never a `wrap_info` of its own.
+fn unwrapped_envelope(request_id: String, inner: Response) -> Value {
+    let inner = Response {
+        wrap_info: None,
+        unwrapped: None,
+        raw_body: None,
+        ..inner
+    };
+    envelope("sys/wrapping/unwrap", request_id, inner)
 }
 
 /// Whether `path` is one of the sys routes whose `data` Vault also copies to the top level.
@@ -219,7 +235,7 @@ mod tests {
 
     #[test]
     fn wrapped_and_raw_answers_render_as_core_built_them() {
-        // A wrapped answer carries only wrap_info; unwrap's stored envelope goes out verbatim.
+        // A wrapped answer carries only wrap_info; a finished body goes out verbatim.
         let wrapped = Response {
             wrap_info: Some(strongroom_api::WrapInfo {
                 token: "hvs.w".into(),
@@ -234,13 +250,60 @@ mod tests {
         assert_eq!(v["wrap_info"]["ttl"], 60);
         assert_eq!(v["data"], Value::Null);
         assert_eq!(v["auth"], Value::Null);
-        let raw = json!({"request_id": "r", "data": {"k": "v"}, "wrap_info": null});
+        let raw = json!({"otp": "o", "nonce": "n"});
         let resp = Response {
             raw_body: Some(raw.clone()),
             data: Some(Map::new()),
             ..Response::default()
         };
-        assert_eq!(envelope("sys/wrapping/unwrap", "id".into(), resp), raw);
+        assert_eq!(envelope("sys/replication/x", "id".into(), resp), raw);
+    }
+
+    #[test]
+    fn unwrap_answers_match_the_envelope_earlier_releases_sent() {
+        // Why: earlier releases stored the finished envelope and sent it with the request id
+        // put in; clients must get the same bytes now that http renders it.
+        let inner = Response {
+            data: json!({"k": "v", "n": 1}).as_object().cloned(),
+            warnings: vec!["w".into()],
+            auth: Some(strongroom_api::Auth {
+                client_token: "hvs.inner".into(),
+                accessor: "acc".into(),
+                policies: vec!["default".into()],
+                ..Default::default()
+            }),
+            lease: Some(strongroom_core::LeaseInfo {
+                lease_id: "kv/x/1".into(),
+                duration_secs: 60,
+                renewable: true,
+            }),
+            mount_type: "kv".into(),
+            ..Response::default()
+        };
+        for inner in [inner, Response::with_data(Map::new())] {
+            let lease = inner.lease.clone().unwrap_or_default();
+            let before = LogicalResponse {
+                request_id: "id".into(),
+                lease_id: lease.lease_id,
+                renewable: lease.renewable,
+                lease_duration: lease.duration_secs,
+                data: inner.data.clone(),
+                wrap_info: None,
+                warnings: (!inner.warnings.is_empty()).then(|| inner.warnings.clone()),
+                auth: inner.auth.clone(),
+                mount_type: inner.mount_type.clone(),
+            };
+            let resp = Response {
+                unwrapped: Some(Box::new(inner)),
+                mount_type: "system".into(),
+                ..Response::default()
+            };
+
+            let now = envelope("sys/wrapping/unwrap", "id".into(), resp);
+
+            let before = serde_json::to_value(before).unwrap();
+            assert_eq!(now.to_string(), before.to_string());
+        }
     }
 
     #[test]

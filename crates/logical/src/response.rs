@@ -56,11 +56,13 @@ pub struct Response {
     pub login: Option<LoginRequest>,
     /// Set when the response was wrapped: everything else is then empty.
     pub wrap_info: Option<WrapInfo>,
-    /// A complete JSON body to send as-is with status 200 (unwrap returns the stored
-    /// envelope verbatim).
+    /// A complete JSON body to send as-is with status 200 (DR operation-token answers).
     pub raw_body: Option<Value>,
     /// A non-JSON body to send as-is (see [`RawBody`]); never wrapped or audited.
     pub raw: Option<RawBody>,
+    /// `sys/wrapping/unwrap`: the wrapped answer, sent in place of this one exactly as it
+    /// would have been sent unwrapped (its own mount type; never wrapped again).
+    pub unwrapped: Option<Box<Response>>,
 }
 
 impl Response {
@@ -85,6 +87,7 @@ impl Response {
             && self.wrap_info.is_none()
             && self.raw_body.is_none()
             && self.raw.is_none()
+            && self.unwrapped.is_none()
             && self.lease.is_none()
     }
 }

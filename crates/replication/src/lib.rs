@@ -7,6 +7,7 @@
 //! whether it can resume streaming or must first repair itself with a merkle diff and sync.
 //! Values travel exactly as storage holds them: barrier ciphertext, never plaintext.
 
+pub mod activation;
 mod client;
 mod error;
 pub mod fsm;

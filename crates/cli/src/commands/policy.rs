@@ -2,10 +2,8 @@
 //!
 //! The server stores policy text verbatim, so `policy write` sends the file exactly as read.
 //! `policy fmt` exists so operators can normalise files before review; it checks the document
-//! is a policy (only `path` blocks with known keys) so a typo is caught before upload.
+//! with the server's own grammar (`strongroom-policy`), so a file it accepts uploads cleanly.
 
-use hcl::format::Format as _;
-use hcl::{Body, Expression, Structure};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -199,141 +197,33 @@ fn run_fmt(ctx: &mut Ctx<'_>, flags: &Parsed) -> Result<i32, CliError> {
     let text = std::fs::read_to_string(file)
         .map_err(|err| CliError::Local(format!("Error opening policy file {file}: {err}")))?;
     let formatted = format_policy(&text)
-        .map_err(|reason| CliError::Local(format!("Failed to parse policy {file}: {reason}")))?;
+        .map_err(|e| CliError::Local(format!("Failed to parse policy {file}: {}", e.detail())))?;
     std::fs::write(file, formatted)
         .map_err(|err| CliError::Local(format!("Error writing policy file {file}: {err}")))?;
     ctx.out(&format!("Success! Formatted policy: {file}\n"))?;
     Ok(EXIT_OK)
 }
 
-/// Keys a `path` block may hold.
-const PATH_KEYS: &[&str] = &[
-    "capabilities",
-    "policy",
-    "required_parameters",
-    "allowed_parameters",
-    "denied_parameters",
-    "min_wrapping_ttl",
-    "max_wrapping_ttl",
-    "description",
-    "subscribe_event_types",
-    "mfa_methods",
-    "control_group",
-];
-
-const CAPABILITIES: &[&str] = &[
-    "create",
-    "read",
-    "update",
-    "patch",
-    "delete",
-    "list",
-    "sudo",
-    "deny",
-    "subscribe",
-    "recover",
-];
-
-const SHORTHANDS: &[&str] = &["deny", "read", "write", "sudo", "list"];
-
-/// Checks that `text` is an HCL policy and renders it in canonical HCL layout.
-pub fn format_policy(text: &str) -> Result<String, String> {
-    let body: Body = hcl::parse(text).map_err(|err| err.to_string())?;
-    for structure in body.iter() {
-        match structure {
-            Structure::Attribute(attr) if attr.key() == "name" => {}
-            Structure::Attribute(attr) => {
-                return Err(format!("invalid top-level key {:?}", attr.key()));
-            }
-            Structure::Block(block) if block.identifier() == "path" => {
-                let [label] = block.labels() else {
-                    return Err(
-                        "a path block needs exactly one path, e.g. path \"secret/*\" { ... }"
-                            .to_string(),
-                    );
-                };
-                check_path_body(label.as_str(), block.body())?;
-            }
-            Structure::Block(block) => {
-                return Err(format!("invalid top-level block {:?}", block.identifier()));
-            }
-        }
-    }
-    let mut formatter = hcl::format::Formatter::builder()
-        .compact_arrays(true)
-        .build_vec();
-    body.format_string(&mut formatter)
-        .map_err(|err| err.to_string())
-}
-
-fn check_path_body(path: &str, body: &Body) -> Result<(), String> {
-    if let Some(block) = body.blocks().next() {
-        return Err(format!(
-            "path {path:?}: unexpected block {:?}; use key = value",
-            block.identifier()
-        ));
-    }
-    for attr in body.attributes() {
-        let key = attr.key();
-        if !PATH_KEYS.contains(&key) {
-            return Err(format!("path {path:?}: invalid key {key:?}"));
-        }
-        match key {
-            "capabilities" => {
-                let Expression::Array(items) = attr.expr() else {
-                    return Err(format!("path {path:?}: capabilities must be a list"));
-                };
-                for item in items {
-                    match item {
-                        Expression::String(cap) if CAPABILITIES.contains(&cap.as_str()) => {}
-                        other => {
-                            return Err(format!("path {path:?}: invalid capability {other}"));
-                        }
-                    }
-                }
-            }
-            "policy" => match attr.expr() {
-                Expression::String(p) if SHORTHANDS.contains(&p.as_str()) => {}
-                other => return Err(format!("path {path:?}: invalid policy {other}")),
-            },
-            _ => {}
-        }
-    }
-    Ok(())
+/// Checks `text` with the server's policy grammar and renders it in canonical HCL layout.
+pub fn format_policy(text: &str) -> Result<String, strongroom_policy::PolicyError> {
+    strongroom_policy::format_policy(text)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    // Messy but valid policies come out in one canonical layout.
+    // `policy fmt` gives the verdict `policy write` gets from the server, case by case of the
+    // shared table (which includes the `comment` key the old local checker refused).
     #[test]
-    fn formats_valid_policy() {
-        let messy = "path   \"secret/*\"   {\ncapabilities=[\"read\",\"list\"]\n}\n\n\n\
-                     path \"sys/x\" { policy = \"deny\" }";
+    fn fmt_agrees_with_the_server_grammar() {
+        for (name, accepted, text) in strongroom_policy::verdict_cases() {
+            let fmt = format_policy(&text);
 
-        let out = format_policy(messy).unwrap();
-
-        assert_eq!(
-            out,
-            "path \"secret/*\" {\n  capabilities = [\"read\", \"list\"]\n}\n\n\
-             path \"sys/x\" {\n  policy = \"deny\"\n}\n"
-        );
-        assert_eq!(format_policy(&out).unwrap(), out);
-    }
-
-    // Syntax errors and non-policy content are refused with a reason.
-    #[test]
-    fn refuses_bad_policies() {
-        for bad in [
-            "path \"a\" {",
-            "path \"a\" { capabilities = [\"fly\"] }",
-            "path \"a\" { capabilites = [\"read\"] }",
-            "path { capabilities = [\"read\"] }",
-            "paths \"a\" { capabilities = [\"read\"] }",
-            "path \"a\" { capabilities = \"read\" }",
-        ] {
-            assert!(format_policy(bad).is_err(), "{bad}");
+            assert_eq!(fmt.is_ok(), accepted, "{name}: {fmt:?}");
+            if let Ok(out) = fmt {
+                assert_eq!(format_policy(&out).as_ref().ok(), Some(&out), "{name}");
+            }
         }
     }
 

@@ -221,26 +221,16 @@ fn response(
     out.insert("mount_point".into(), json!(mount.point));
     out.insert("mount_type".into(), json!(mount.kind));
     out.insert("mount_accessor".into(), json!(mount.accessor));
-    // An unwrapped payload arrives as a finished envelope; audit its parts like any answer.
-    let raw = resp.raw_body.as_ref().and_then(Value::as_object);
-    let data = match raw {
-        Some(body) => body.get("data").and_then(Value::as_object).cloned(),
-        None => resp.data.clone(),
-    };
-    if let Some(mut data) = data {
+    // An unwrap's answer is the wrapped one; audit its parts like any answer.
+    let shown = resp.unwrapped.as_deref().unwrap_or(resp);
+    if let Some(mut data) = shown.data.clone() {
         if elide && op == Operation::List {
             elide_list(&mut data);
         }
         out.insert("data".into(), Value::Object(h.map(&data, clear_keys)));
     }
-    let auth = match raw {
-        Some(body) => body
-            .get("auth")
-            .and_then(|a| serde_json::from_value::<Auth>(a.clone()).ok()),
-        None => resp.auth.clone(),
-    };
-    if let Some(auth) = auth {
-        out.insert("auth".into(), issued_auth(&auth, h));
+    if let Some(auth) = &shown.auth {
+        out.insert("auth".into(), issued_auth(auth, h));
     }
     if let Some(w) = &resp.wrap_info {
         out.insert("wrap_info".into(), wrap_info(w, h));

@@ -13,6 +13,7 @@
 
 mod lease;
 mod routes;
+mod tidy;
 mod timer;
 
 use std::sync::{Mutex, Weak};
@@ -28,7 +29,14 @@ use crate::{Core, CoreError};
 /// Leases revoked per timer tick at most, so a backlog cannot starve other work.
 const REVOKE_BATCH: usize = 128;
 /// Page size when walking lease records in storage.
-const SCAN_PAGE: usize = 512;
+pub(crate) const SCAN_PAGE: usize = 512;
+
+/// One page of lease records (see [`Core::lease_page`]).
+pub(crate) struct LeasePage {
+    pub leases: Vec<LeaseEntry>,
+    /// The storage key to continue after; `None` when this was the last page.
+    pub next: Option<String>,
+}
 
 /// The expiration manager's state inside [`Core`].
 pub(crate) struct ExpirationState {
@@ -88,42 +96,54 @@ impl Core {
         lock(&self.expiration.index).clear();
     }
 
-    /// Rebuilds the in-memory schedule from the lease records in storage.
+    /// Rebuilds the in-memory schedule from the lease records in storage, a page at a time.
     pub(crate) async fn reload_lease_index(&self) -> Result<(), CoreError> {
-        let leases = self.scan_leases(&lease_root()).await?;
         let mut index = LeaseIndex::default();
-        for lease in &leases {
-            index.insert(&lease.lease_id, lease.expire_time);
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .lease_page(&lease_root(), after.as_deref(), SCAN_PAGE)
+                .await?;
+            for lease in &page.leases {
+                index.insert(&lease.lease_id, lease.expire_time);
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
         }
         tracing::debug!(leases = index.len(), "lease schedule loaded");
         *lock(&self.expiration.index) = index;
         Ok(())
     }
 
-    /// Every lease record whose storage key starts with `prefix` (a full storage prefix).
-    pub(crate) async fn scan_leases(&self, prefix: &str) -> Result<Vec<LeaseEntry>, CoreError> {
-        let mut out = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self
-                .storage
-                .scan(prefix, after.as_deref(), SCAN_PAGE)
-                .await?;
-            let full = page.len() == SCAN_PAGE;
-            for (key, sealed) in page {
-                let plain = self.barrier.decrypt_value(&key, &sealed)?;
-                match serde_json::from_slice::<LeaseEntry>(&plain) {
-                    Ok(lease) => out.push(lease),
-                    // A corrupt record cannot be scheduled; leave it for an operator rather
-                    // than failing every unseal.
-                    Err(e) => tracing::error!(key = %key, error = %e, "lease record is corrupt"),
-                }
-                after = Some(key);
+    /// At most `limit` lease records whose storage key starts with `prefix` (a full storage
+    /// prefix) and sorts after `after`. Walking on from `next` is safe while the caller
+    /// deletes records of pages it has seen.
+    pub(crate) async fn lease_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<LeasePage, CoreError> {
+        let raw = self.storage.scan(prefix, after, limit.max(1)).await?;
+        let full = raw.len() >= limit.max(1);
+        let mut leases = Vec::with_capacity(raw.len());
+        let mut last = None;
+        for (key, sealed) in raw {
+            let plain = self.barrier.decrypt_value(&key, &sealed)?;
+            match serde_json::from_slice::<LeaseEntry>(&plain) {
+                Ok(lease) => leases.push(lease),
+                // A corrupt record cannot be scheduled; leave it for an operator rather
+                // than failing every unseal.
+                Err(e) => tracing::error!(key = %key, error = %e, "lease record is corrupt"),
             }
-            if !full {
-                return Ok(out);
-            }
+            last = Some(key);
         }
+        Ok(LeasePage {
+            leases,
+            next: if full { last } else { None },
+        })
     }
 
     /// Reads one lease record.
@@ -171,20 +191,28 @@ impl Core {
     }
 
     async fn revoke_prefix(&self, prefix: &str, force: bool) -> Result<usize, CoreError> {
-        let leases = self.scan_leases(&lease_key(prefix)).await?;
         let mut revoked = 0;
-        for lease in leases {
-            match self.revoke_lease(&lease.lease_id).await {
-                Ok(()) => revoked += 1,
-                Err(e) if force => {
-                    tracing::warn!(prefix = %prefix, error = %e, "forced revocation skipped a lease");
-                    self.barrier.delete(&lease_key(&lease.lease_id)).await?;
-                    self.expiration.unschedule(&lease.lease_id);
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .lease_page(&lease_key(prefix), after.as_deref(), SCAN_PAGE)
+                .await?;
+            for lease in page.leases {
+                match self.revoke_lease(&lease.lease_id).await {
+                    Ok(()) => revoked += 1,
+                    Err(e) if force => {
+                        tracing::warn!(prefix = %prefix, error = %e, "forced revocation skipped a lease");
+                        self.barrier.delete(&lease_key(&lease.lease_id)).await?;
+                        self.expiration.unschedule(&lease.lease_id);
+                    }
+                    Err(e) => return Err(e),
                 }
-                Err(e) => return Err(e),
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(revoked),
             }
         }
-        Ok(revoked)
     }
 
     /// Revokes up to `limit` leases due at `now`; returns how many were attempted.

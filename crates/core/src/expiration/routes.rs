@@ -55,7 +55,7 @@ pub(crate) async fn route(
             Ok(Response::no_content())
         }
         ("tidy", _) if write => {
-            let removed = tidy(core).await?;
+            let removed = core.tidy_leases(super::SCAN_PAGE).await?;
             Ok(Response {
                 warnings: vec![format!(
                     "Tidy operation completed; removed {removed} dangling lease records"
@@ -160,20 +160,4 @@ async fn renew(core: &Core, req: &Request, arg: &str) -> Result<Response, CoreEr
         }),
         ..Response::default()
     })
-}
-
-/// Deletes token lease records whose token no longer exists.
-async fn tidy(core: &Core) -> Result<usize, CoreError> {
-    let mut removed = 0;
-    for lease in core.scan_leases(&super::lease_root()).await? {
-        let Some(hash) = &lease.token_hash else {
-            continue;
-        };
-        if core.token_entry_by_hash(hash).await?.is_none() {
-            core.barrier.delete(&lease_key(&lease.lease_id)).await?;
-            core.expiration.unschedule(&lease.lease_id);
-            removed += 1;
-        }
-    }
-    Ok(removed)
 }

@@ -14,10 +14,10 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::AclDecision;
-use super::parse::{
+use crate::Operation;
+use strongroom_policy::{
     CREATE, Caps, DELETE, DENY, LIST, PATCH, PathRule, READ, SUDO, UPDATE, cap_names,
 };
-use crate::Operation;
 
 /// The merged permissions of one pattern across all of a token's policies.
 #[derive(Debug, Clone, Default)]
@@ -401,8 +401,8 @@ fn glob_match(pattern: &str, text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::parse::parse_policy;
     use serde_json::json;
+    use strongroom_policy::parse_policy;
 
     fn acl(texts: &[(&str, &str)]) -> Acl {
         let parsed: Vec<(String, Vec<PathRule>)> = texts

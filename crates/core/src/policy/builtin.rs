@@ -62,7 +62,7 @@ path "sys/wrapping/unwrap" { capabilities = ["update"] }
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::parse::{READ, UPDATE, parse_policy};
+    use strongroom_policy::{READ, UPDATE, parse_policy};
 
     #[test]
     fn builtin_texts_parse_and_grant_what_the_spec_lists() {

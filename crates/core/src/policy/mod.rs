@@ -1,7 +1,7 @@
 //! ACL policies: the only thing standing between an authenticated token and every secret.
 //!
-//! Split by concern so each part can be reviewed alone: `parse` (HCL/JSON text to rules),
-//! `acl` (merging a token's policies and deciding one request), `store` (verbatim storage
+//! Split by concern so each part can be reviewed alone: the grammar (HCL/JSON text to rules)
+//! is the `strongroom-policy` crate, shared with the CLI's `policy fmt`; `acl` (merging a token's policies and deciding one request), `store` (verbatim storage
 //! and the cache that keeps parsing off the request path), `builtin` (`default`, `root`,
 //! `response-wrapping`) and `routes` (the `sys/policy*` and `sys/capabilities*` endpoints).
 //!
@@ -14,7 +14,6 @@ use std::time::Duration;
 
 mod acl;
 mod builtin;
-mod parse;
 mod routes;
 mod store;
 

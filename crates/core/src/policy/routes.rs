@@ -9,11 +9,11 @@ use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
 use super::builtin::{DEFAULT, RESPONSE_WRAPPING, ROOT};
-use super::parse::parse_policy;
 use super::store::canonical_name;
 use crate::keys::{TOKEN_ACCESSOR_PREFIX, TOKEN_ID_PREFIX};
 use crate::token::TokenEntry;
 use crate::{Core, CoreError, Operation, Request, Response};
+use strongroom_policy::parse_policy;
 
 /// Which API generation a request used: decides the text field's name.
 #[derive(Clone, Copy, PartialEq, Eq)]

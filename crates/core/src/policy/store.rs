@@ -14,10 +14,10 @@ use strongroom_barrier::Barrier;
 
 use super::acl::Acl;
 use super::builtin::{DEFAULT, DEFAULT_POLICY, RESPONSE_WRAPPING, RESPONSE_WRAPPING_POLICY, ROOT};
-use super::parse::{PathRule, parse_policy};
 use crate::CoreError;
 use crate::keys::POLICY_PREFIX;
 use crate::util::lock;
+use strongroom_policy::{PathRule, parse_policy};
 
 /// Compiled ACLs kept at most; past this the ACL cache starts over (token policy sets are
 /// few in practice, so this only bounds pathological cases).

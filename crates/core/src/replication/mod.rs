@@ -10,10 +10,8 @@
 
 mod bundle;
 mod config;
-mod fetch;
 mod gate;
 mod hooks;
-mod jwt;
 mod op_token;
 mod primary;
 mod pubkey;
@@ -26,6 +24,7 @@ mod status;
 use std::time::SystemTime;
 
 use serde_json::{Map, Value};
+use strongroom_replication::activation::jwt;
 
 pub use config::ReplicationMode;
 pub(crate) use routes::route;

@@ -9,11 +9,11 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use strongroom_replication::ReplicationCa;
+use strongroom_replication::activation::jwt::{self, ActivationClaims};
 use strongroom_replication::pki::is_valid_secondary_id;
 
 use super::bundle::{ActivationBundle, BOOTSTRAP_KEYS};
 use super::config::{DrConfig, PrimaryMaterial, ReplicationMode, SecondaryRecord};
-use super::jwt::{self, ActivationClaims};
 use super::{now_secs, string_param as str_param_opt, warning};
 use crate::params::duration_param;
 use crate::util::lock;

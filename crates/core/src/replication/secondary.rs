@@ -9,12 +9,11 @@ use std::time::SystemTime;
 
 use strongroom_barrier::{BarrierError, BarrierOp};
 use strongroom_replication::SecondaryStatus;
+use strongroom_replication::activation::{self, ActivationError, UnwrapTls, jwt};
 use strongroom_storage::{Op, ReplCommand};
 
 use super::bundle::ActivationBundle;
 use super::config::{DrConfig, ReplicationMode, SecondaryMaterial};
-use super::fetch::{UnwrapTls, fetch_bundle};
-use super::jwt;
 use super::primary::DISABLE_WARNING;
 use super::{now_secs, string_param, warning};
 use crate::core::CLUSTER_INFO_KEY;
@@ -81,7 +80,13 @@ impl Core {
                 .filter(|s| !s.is_empty()),
             client_key_file: string_param(&req.data, "client_key_file")?.filter(|s| !s.is_empty()),
         };
-        fetch_bundle(&api_addr, token, &tls).await
+        let data = activation::fetch_wrapped_data(&api_addr, token, &tls)
+            .await
+            .map_err(|e| match e {
+                ActivationError::Invalid(m) => CoreError::InvalidRequest(m),
+                ActivationError::Internal(m) => CoreError::Internal(m),
+            })?;
+        ActivationBundle::from_data(serde_json::Value::Object(data))
     }
 
     fn require_secondary(&self) -> Result<DrConfig, CoreError> {

@@ -11,14 +11,15 @@
 
 mod claim;
 mod routes;
+mod stored;
 
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
-use strongroom_api::{LogicalResponse, WrapInfo};
+use strongroom_api::WrapInfo;
 use strongroom_barrier::BarrierOp;
 
+use self::stored::StoredResponse;
 use crate::token::{IssueRequest, TokenEntry};
 use crate::{Core, CoreError, Response};
 
@@ -26,7 +27,7 @@ pub(crate) use routes::route;
 
 /// The only policy a wrapping token carries.
 pub(crate) const WRAPPING_POLICY: &str = "response-wrapping";
-/// Cubbyhole key of the wrapped envelope (readable as `cubbyhole/response`).
+/// Cubbyhole key of the wrapped response (readable as `cubbyhole/response`).
 const RESPONSE_KEY: &str = "response";
 /// Cubbyhole key of the wrapping metadata that `sys/wrapping/lookup` reports.
 const INFO_KEY: &str = "wrapinfo";
@@ -51,8 +52,7 @@ struct WrapRecord {
 struct Opened {
     entry: TokenEntry,
     record: WrapRecord,
-    /// The stored envelope as JSON text.
-    envelope: String,
+    payload: StoredResponse,
 }
 
 impl Core {
@@ -70,10 +70,9 @@ impl Core {
             .map(|a| a.accessor.clone())
             .unwrap_or_default();
         let mount_type = resp.mount_type.clone();
-        let envelope = serde_json::to_string(&to_envelope(resp))
-            .map_err(|e| CoreError::Internal(format!("encoding the wrapped response: {e}")))?;
+        let payload = StoredResponse::from_response(resp);
         let info = self
-            .store_wrapped(&req.path, ttl, &envelope, wrapped_accessor)
+            .store_wrapped(&req.path, ttl, &payload, wrapped_accessor)
             .await?;
         Ok(Response {
             wrap_info: Some(info),
@@ -82,12 +81,12 @@ impl Core {
         })
     }
 
-    /// Issues a wrapping token for `envelope` and parks the envelope in its cubbyhole.
+    /// Issues a wrapping token for `payload` and parks the payload in its cubbyhole.
     async fn store_wrapped(
         &self,
         creation_path: &str,
         ttl: Duration,
-        envelope: &str,
+        payload: &StoredResponse,
         wrapped_accessor: String,
     ) -> Result<WrapInfo, CoreError> {
         // A zero TTL would make a token that never expires: the opposite of what was asked.
@@ -112,12 +111,10 @@ impl Core {
             wrapped_accessor,
         };
         let prefix = crate::keys::cubbyhole_prefix(&issued.entry.id_hash);
-        let mut response = Map::new();
-        response.insert(RESPONSE_KEY.into(), Value::String(envelope.to_owned()));
         let ops = vec![
             BarrierOp::Put {
                 key: format!("{prefix}{RESPONSE_KEY}"),
-                value: encode(&Value::Object(response))?,
+                value: payload.to_record()?,
             },
             BarrierOp::Put {
                 key: format!("{prefix}{INFO_KEY}"),
@@ -158,17 +155,11 @@ impl Core {
         };
         let record: WrapRecord = serde_json::from_slice(&info)
             .map_err(|e| CoreError::Internal(format!("wrapping record is corrupt: {e}")))?;
-        let envelope = serde_json::from_slice::<Map<String, Value>>(&stored)
-            .ok()
-            .and_then(|m| match m.get(RESPONSE_KEY) {
-                Some(Value::String(s)) => Some(s.clone()),
-                _ => None,
-            })
-            .ok_or_else(|| CoreError::Internal("wrapped response is corrupt".into()))?;
+        let payload = StoredResponse::from_record(&stored)?;
         Ok(Opened {
             entry,
             record,
-            envelope,
+            payload,
         })
     }
 
@@ -190,22 +181,6 @@ impl Core {
     }
 }
 
-/// The wire envelope the client would have received, minus the per-request id.
-fn to_envelope(resp: Response) -> LogicalResponse {
-    let lease = resp.lease.unwrap_or_default();
-    LogicalResponse {
-        request_id: String::new(),
-        lease_id: lease.lease_id,
-        renewable: lease.renewable,
-        lease_duration: lease.duration_secs,
-        data: resp.data,
-        wrap_info: None,
-        warnings: (!resp.warnings.is_empty()).then_some(resp.warnings),
-        auth: resp.auth,
-        mount_type: resp.mount_type,
-    }
-}
-
 /// JSON bytes of a cubbyhole record.
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CoreError> {
     serde_json::to_vec(value)
@@ -213,30 +188,4 @@ fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CoreError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn envelope_keeps_data_auth_and_lease_but_not_the_request_id() {
-        // Why: unwrap must return exactly what the client would have seen unwrapped.
-        let resp = Response {
-            data: Some(json!({"k": "v"}).as_object().cloned().unwrap()),
-            lease: Some(crate::LeaseInfo {
-                lease_id: "secret/x/1".into(),
-                duration_secs: 60,
-                renewable: true,
-            }),
-            mount_type: "kv".into(),
-            ..Response::default()
-        };
-        let env = to_envelope(resp);
-        assert_eq!(env.request_id, "");
-        assert_eq!(env.lease_id, "secret/x/1");
-        assert_eq!(env.lease_duration, 60);
-        assert!(env.renewable);
-        assert_eq!(env.data, json!({"k": "v"}).as_object().cloned());
-        assert_eq!(env.warnings, None);
-        assert_eq!(env.mount_type, "kv");
-    }
-}
+mod tests;

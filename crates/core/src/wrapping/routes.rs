@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, json};
 use zeroize::Zeroizing;
 
 use super::claim::Claim;
@@ -62,19 +62,14 @@ async fn wrap(core: &Core, req: &Request) -> Result<Response, CoreError> {
     core.wrap_response(req, payload, ttl).await
 }
 
-/// `sys/wrapping/unwrap`: returns the stored envelope verbatim and burns the token.
+/// `sys/wrapping/unwrap`: hands out the wrapped answer as it was and burns the token.
 async fn unwrap(core: &Core, req: &Request) -> Result<Response, CoreError> {
     let token = resolve_activation(core, presented_token(req)?)?;
     let _claim = Claim::take(token_hash(&token))?;
     let opened = core.open_wrapped(&token).await?;
-    let mut envelope: Value = serde_json::from_str(&opened.envelope)
-        .map_err(|e| CoreError::Internal(format!("wrapped response is corrupt: {e}")))?;
     core.burn_wrapping_token(&token, &opened.entry).await?;
-    if let Value::Object(obj) = &mut envelope {
-        obj.insert("request_id".into(), Value::String(req.id.clone()));
-    }
     Ok(Response {
-        raw_body: Some(envelope),
+        unwrapped: Some(Box::new(opened.payload.into_response())),
         mount_type: "system".into(),
         ..Response::default()
     })
@@ -101,7 +96,7 @@ async fn rewrap(core: &Core, req: &Request) -> Result<Response, CoreError> {
         .store_wrapped(
             &opened.record.creation_path,
             ttl,
-            &opened.envelope,
+            &opened.payload,
             opened.record.wrapped_accessor.clone(),
         )
         .await?;

@@ -55,6 +55,12 @@ const KEY_SNAPSHOT_DATA_V1: &str = "data";
 /// 1: one file for everything. 2: the log in its own file, no stored snapshot data.
 pub const FORMAT_VERSION: u32 = 2;
 const FORMAT_V1: u32 = 1;
+/// The log file's own layout version. 3: entries are postcard (see `entry_codec`); this build
+/// still reads the JSON entries of format 2 and marks the file 3 on open, so that a release
+/// which reads only JSON refuses the file by its format instead of calling new entries corrupt.
+pub const LOG_FORMAT_VERSION: u32 = 3;
+/// Log formats this build upgrades in place (by recording [`LOG_FORMAT_VERSION`]).
+const LOG_FORMATS_READ: &[u32] = &[FORMAT_VERSION];
 
 /// redb's page cache for the state machine. Its default (1 GiB) dominated resident memory
 /// below a million secrets; the OS page cache still holds the file, so a smaller private cache
@@ -104,16 +110,24 @@ pub fn open(dir: &Path) -> Result<Files, StorageError> {
         upgrade_v1(&sm, &log)?;
         tracing::info!(file = %sm_file.display(), "moved the raft log into {LOG_FILE} (storage format 1 -> 2)");
     }
-    setup(&sm, SM_META, &sm_file, |txn| {
+    let sm_format = Format {
+        current: FORMAT_VERSION,
+        upgradable: &[],
+    };
+    setup(&sm, SM_META, &sm_file, sm_format, |txn| {
         txn.open_table(SM_DATA)?;
         txn.open_table(SNAPSHOT).map(drop)
     })?;
-    setup(&log, RAFT_META, &log_file, |txn| {
+    let log_format = Format {
+        current: LOG_FORMAT_VERSION,
+        upgradable: LOG_FORMATS_READ,
+    };
+    setup(&log, RAFT_META, &log_file, log_format, |txn| {
         txn.open_table(LOG).map(drop)
     })?;
     // Binaries of format 1 look for their format in this table of the state-machine file:
     // finding 2 there, they refuse the directory instead of starting over with an empty log.
-    setup(&sm, RAFT_META, &sm_file, |_| Ok(()))?;
+    setup(&sm, RAFT_META, &sm_file, sm_format, |_| Ok(()))?;
     Ok(Files {
         log: Arc::new(log),
         sm: Arc::new(sm),
@@ -143,12 +157,20 @@ fn stored_format(
     read_json(&meta, KEY_FORMAT).map_err(|e| StorageError::Corrupt(e.to_string()))
 }
 
+/// The format a file must have, and older ones it may be upgraded from by recording `current`.
+#[derive(Clone, Copy)]
+struct Format {
+    current: u32,
+    upgradable: &'static [u32],
+}
+
 /// Creates the tables (`create`, plus `meta_table`) and records or checks the format in
 /// `meta_table`, in one durable commit.
 fn setup(
     db: &Database,
     meta_table: TableDefinition<&str, &[u8]>,
     file: &Path,
+    want: Format,
     create: impl FnOnce(&WriteTransaction) -> Result<(), redb::TableError>,
 ) -> Result<(), StorageError> {
     let txn = db
@@ -161,16 +183,17 @@ fn setup(
         let format: Option<u32> =
             read_json(&meta, KEY_FORMAT).map_err(|e| StorageError::Corrupt(e.to_string()))?;
         match format {
-            None => write_json(&mut meta, KEY_FORMAT, &FORMAT_VERSION)
-                .map_err(|e| StorageError::io("recording the storage format", e))?,
-            Some(FORMAT_VERSION) => {}
-            Some(other) => {
+            Some(f) if f == want.current => {}
+            Some(f) if !want.upgradable.contains(&f) => {
                 return Err(StorageError::Corrupt(format!(
-                    "{} has storage format {other}, this build reads format {FORMAT_VERSION}; \
+                    "{} has storage format {f}, this build reads format {}; \
                      restore a snapshot with a matching release",
-                    file.display()
+                    file.display(),
+                    want.current
                 )));
             }
+            None | Some(_) => write_json(&mut meta, KEY_FORMAT, &want.current)
+                .map_err(|e| StorageError::io("recording the storage format", e))?,
         }
     }
     txn.commit()
@@ -208,7 +231,7 @@ fn upgrade_v1(sm: &Database, log: &Database) -> Result<(), StorageError> {
                     .map_err(|e| upgrade(&e))?;
             }
         }
-        write_json(&mut new_meta, KEY_FORMAT, &FORMAT_VERSION).map_err(|e| upgrade(&e))?;
+        write_json(&mut new_meta, KEY_FORMAT, &LOG_FORMAT_VERSION).map_err(|e| upgrade(&e))?;
     }
     txn.commit().map_err(|e| upgrade(&e))?;
     drop((old_log, old_meta, read));

@@ -15,9 +15,8 @@ use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 
-use super::db::{
-    self, KEY_COMMITTED, KEY_PURGED, KEY_VOTE, LOG, RAFT_META, blocking, corrupt, io_err,
-};
+use super::db::{self, KEY_COMMITTED, KEY_PURGED, KEY_VOTE, LOG, RAFT_META, blocking, io_err};
+use super::entry_codec;
 use super::types::{Entry, LogId, TypeConfig, Vote};
 
 /// The log half of the Raft storage; cheap to clone (it is also its own log reader).
@@ -96,10 +95,6 @@ impl LogStore {
     }
 }
 
-fn decode_entry(index: u64, raw: &[u8]) -> io::Result<Entry> {
-    serde_json::from_slice(raw).map_err(|e| corrupt(&format!("decoding log entry {index}"), e))
-}
-
 impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
@@ -119,7 +114,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
                 .map_err(|e| io_err("reading the raft log", e))?
             {
                 let (k, v) = item.map_err(|e| io_err("reading the raft log", e))?;
-                out.push(decode_entry(k.value(), v.value())?);
+                out.push(entry_codec::decode(k.value(), v.value())?);
             }
             Ok(out)
         })
@@ -149,7 +144,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 .last()
                 .map_err(|e| io_err("reading the last log entry", e))?
             {
-                Some((k, v)) => Some(decode_entry(k.value(), v.value())?.log_id),
+                Some((k, v)) => Some(entry_codec::decode(k.value(), v.value())?.log_id),
                 None => purged,
             };
             Ok(LogState {
@@ -208,9 +203,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut encoded = Vec::new();
         for entry in entries {
-            let bytes = serde_json::to_vec(&entry)
-                .map_err(|e| io_err(&format!("encoding log entry {}", entry.log_id.index), e))?;
-            encoded.push((entry.log_id.index, bytes));
+            encoded.push((entry.log_id.index, entry_codec::encode(&entry)?));
         }
         metrics::histogram!("vault_raft_storage_fsync_batch_size").record(encoded.len() as f64);
         // A lone small append on a fast disk runs right here: the thread hand-off of

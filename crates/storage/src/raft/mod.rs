@@ -8,8 +8,10 @@
 //! [`Storage::write`] returns.
 
 mod db;
+mod entry_codec;
 mod fault;
 mod identity;
+mod legacy_command;
 mod log_store;
 mod network;
 mod reads;
@@ -34,7 +36,7 @@ use self::log_store::LogStore;
 use self::network::NetworkFactory;
 use self::state_machine::StateMachine;
 pub use self::types::RaftNode;
-use self::types::{ApplyOutcome, Command, EncodedEntry, TypeConfig, WireOp, WirePair, raft_id_for};
+use self::types::{ApplyOutcome, Command, TypeConfig, raft_id_for};
 use crate::replog::engine::{self, BucketSet, ReplShared};
 use crate::replog::{MerkleTree, ReplCommand, ReplStatus, WalPosition, WalRead};
 use crate::{Op, Storage, StorageError, StorageStatus};
@@ -318,25 +320,23 @@ impl RaftStorage {
     /// or delete, so splitting keeps the result identical.
     async fn propose_sync_ops(&self, ops: Vec<Op>) -> Result<(), StorageError> {
         engine::check_replicated_ops(&ops)?;
-        let mut chunk: Vec<WireOp> = Vec::new();
+        let mut chunk: Vec<Op> = Vec::new();
         let mut size = 0usize;
         for op in ops {
-            let op_size = match &op {
-                Op::Put { key, value } => key.len() + value.len(),
-                Op::Delete { key } => key.len(),
-            };
+            let op_size = types::ops_bytes(std::slice::from_ref(&op));
             if !chunk.is_empty() && size + op_size > self.tuning.max_batch_bytes {
-                self.propose(Command::SyncOps(std::mem::take(&mut chunk)))
+                let full = std::mem::take(&mut chunk);
+                self.propose(Command::Repl(ReplCommand::SyncOps(full)))
                     .await?;
                 size = 0;
             }
             size += op_size;
-            chunk.push(op.into());
+            chunk.push(op);
         }
         if chunk.is_empty() {
             return Ok(());
         }
-        let cmd = Command::SyncOps(chunk);
+        let cmd = Command::Repl(ReplCommand::SyncOps(chunk));
         self.check_size(&cmd, "a merkle-sync op")?;
         self.propose(cmd).await
     }
@@ -347,7 +347,7 @@ impl RaftStorage {
         &self,
         entries: Vec<crate::WalEntry>,
     ) -> Result<(), StorageError> {
-        let mut chunk: Vec<EncodedEntry> = Vec::new();
+        let mut chunk: Vec<crate::WalEntry> = Vec::new();
         let mut size = 0usize;
         for entry in entries {
             let bytes = entry.payload_bytes();
@@ -358,17 +358,19 @@ impl RaftStorage {
                 )));
             }
             if !chunk.is_empty() && size + bytes > self.tuning.max_batch_bytes {
-                self.propose(Command::ApplyRemoteBatch(std::mem::take(&mut chunk)))
+                let full = std::mem::take(&mut chunk);
+                self.propose(Command::Repl(ReplCommand::ApplyRemoteBatch(full)))
                     .await?;
                 size = 0;
             }
             size += bytes;
-            chunk.push(EncodedEntry(entry.encode()));
+            chunk.push(entry);
         }
         if chunk.is_empty() {
             return Ok(());
         }
-        self.propose(Command::ApplyRemoteBatch(chunk)).await
+        self.propose(Command::Repl(ReplCommand::ApplyRemoteBatch(chunk)))
+            .await
     }
 
     /// Runs a short, bounded read (one key, or one capped WAL batch) right here: it is served
@@ -466,9 +468,9 @@ impl Storage for RaftStorage {
             return Ok(());
         }
         engine::check_user_ops(&ops)?;
-        let cmd = Command::BatchStamped {
+        let cmd = Command::Write {
             unix_us: engine::unix_us(),
-            ops: ops.into_iter().map(Into::into).collect(),
+            ops,
         };
         self.check_size(&cmd, "write batch")?;
         self.propose(cmd).await
@@ -476,12 +478,7 @@ impl Storage for RaftStorage {
 
     async fn replace_all(&self, pairs: Vec<(String, Vec<u8>)>) -> Result<(), StorageError> {
         metrics::counter!("vault_raft_storage_ops_total", "op" => "write").increment(1);
-        let cmd = Command::ReplaceAll(
-            pairs
-                .into_iter()
-                .map(|(key, value)| WirePair { key, value })
-                .collect(),
-        );
+        let cmd = Command::ReplaceAll(pairs);
         let size = cmd.payload_bytes();
         if size > self.tuning.max_replace_all_bytes {
             return Err(StorageError::TooLarge(format!(
@@ -498,36 +495,30 @@ impl Storage for RaftStorage {
 
     async fn apply_replication(&self, cmd: ReplCommand) -> Result<(), StorageError> {
         metrics::counter!("vault_raft_storage_ops_total", "op" => "replication").increment(1);
-        let cmd = match cmd {
-            ReplCommand::ApplyRemote(entry) => {
-                if entry.payload_bytes() > self.tuning.max_batch_bytes {
-                    return Err(StorageError::TooLarge(format!(
-                        "WAL entry {} carries {} bytes, over the raft entry limit of {} bytes",
-                        entry.index,
-                        entry.payload_bytes(),
-                        self.tuning.max_batch_bytes
-                    )));
-                }
-                Command::ApplyRemote(entry.encode())
+        match &cmd {
+            ReplCommand::ApplyRemote(entry)
+                if entry.payload_bytes() > self.tuning.max_batch_bytes =>
+            {
+                return Err(StorageError::TooLarge(format!(
+                    "WAL entry {} carries {} bytes, over the raft entry limit of {} bytes",
+                    entry.index,
+                    entry.payload_bytes(),
+                    self.tuning.max_batch_bytes
+                )));
             }
-            ReplCommand::ApplyRemoteBatch(entries) => {
-                return self.propose_remote_batch(entries).await;
-            }
-            ReplCommand::SyncOps(ops) => return self.propose_sync_ops(ops).await,
-            ReplCommand::SetPosition(pos) => Command::SetPosition {
-                index: pos.index,
-                epoch: pos.epoch,
-                hash: hex::encode(pos.hash),
-            },
-            ReplCommand::WipeReplicated => Command::WipeReplicated,
-            ReplCommand::WipeReplicatedThen(ops) => {
-                let cmd = Command::WipeReplicatedThen(ops.into_iter().map(Into::into).collect());
+            ReplCommand::ApplyRemoteBatch(_) | ReplCommand::SyncOps(_) => {}
+            ReplCommand::WipeReplicatedThen(_) => {
+                let cmd = Command::Repl(cmd);
                 self.check_size(&cmd, "a wipe with keyring records")?;
-                cmd
+                return self.propose(cmd).await;
             }
-            ReplCommand::BumpEpoch => Command::BumpEpoch,
-        };
-        self.propose(cmd).await
+            _ => {}
+        }
+        match cmd {
+            ReplCommand::ApplyRemoteBatch(entries) => self.propose_remote_batch(entries).await,
+            ReplCommand::SyncOps(ops) => self.propose_sync_ops(ops).await,
+            other => self.propose(Command::Repl(other)).await,
+        }
     }
 
     fn replication_status(&self) -> ReplStatus {

@@ -26,10 +26,10 @@ use super::snapshot_data::SnapshotData;
 use super::types::{
     ApplyOutcome, Command, Entry, LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig,
 };
+use crate::StorageError;
 use crate::keyspace::{KeyClass, classify};
 use crate::replog::engine::{self, ApplyError, KvTxn, MerkleIndex, ReplShared, Stage};
-use crate::replog::{ReplCommand, WAL_META_KEY, WalEntry, WalPosition};
-use crate::{Op, StorageError};
+use crate::replog::{ReplCommand, WAL_META_KEY};
 
 /// The state-machine half of the Raft storage. Cheap to clone.
 #[derive(Clone)]
@@ -153,65 +153,21 @@ fn apply_command(
     log_id: &LogId,
 ) -> io::Result<ApplyOutcome> {
     let mut txn = TableTxn(data);
-    let wire = |ops: Vec<super::types::WireOp>| ops.into_iter().map(Op::from).collect::<Vec<_>>();
-    let repl = match cmd {
-        Command::Batch(ops) => {
-            // Entries written before WAL support carry no clock; 0 marks "unknown".
-            stage.local_batch(&mut txn, wire(ops), 0)?;
-            return Ok(ApplyOutcome::Applied);
-        }
-        Command::BatchAt { unix_ms, ops } => {
-            stage.local_batch(&mut txn, wire(ops), unix_ms.saturating_mul(1000))?;
-            return Ok(ApplyOutcome::Applied);
-        }
-        Command::BatchStamped { unix_us, ops } => {
-            stage.local_batch(&mut txn, wire(ops), unix_us)?;
-            return Ok(ApplyOutcome::Applied);
-        }
+    match cmd {
+        Command::Write { unix_us, ops } => stage.local_batch(&mut txn, ops, unix_us)?,
         Command::ReplaceAll(pairs) => {
-            let pairs: Vec<(String, Vec<u8>)> =
-                pairs.into_iter().map(|p| (p.key, p.value)).collect();
             // The log id is the same on every node, so every node jumps to the same position.
             stage.replace_all(&mut txn, &pairs, log_id.to_string().as_bytes())?;
-            return Ok(ApplyOutcome::Applied);
         }
-        Command::ApplyRemote(bytes) => match WalEntry::decode(&bytes) {
-            Ok(entry) => ReplCommand::ApplyRemote(entry),
-            Err(e) => return Ok(ApplyOutcome::Rejected(e.to_string())),
-        },
-        Command::ApplyRemoteBatch(encoded) => {
-            let mut entries = Vec::with_capacity(encoded.len());
-            for e in encoded {
-                match WalEntry::decode(&e.0) {
-                    Ok(entry) => entries.push(entry),
-                    Err(err) => return Ok(ApplyOutcome::Rejected(err.to_string())),
-                }
-            }
-            ReplCommand::ApplyRemoteBatch(entries)
+        Command::Repl(repl) => {
+            return match stage.repl(&mut txn, repl) {
+                Ok(()) => Ok(ApplyOutcome::Applied),
+                Err(ApplyError::Rejected(e)) => Ok(refused(e)),
+                Err(ApplyError::Io(e)) => Err(e),
+            };
         }
-        Command::SyncOps(ops) => ReplCommand::SyncOps(wire(ops)),
-        Command::SetPosition { index, epoch, hash } => {
-            let mut h = [0u8; 32];
-            if hex::decode_to_slice(hash.as_bytes(), &mut h).is_err() {
-                return Ok(ApplyOutcome::Rejected(
-                    "WAL position hash is not 64 hex characters".into(),
-                ));
-            }
-            ReplCommand::SetPosition(WalPosition {
-                index,
-                epoch,
-                hash: h,
-            })
-        }
-        Command::WipeReplicated => ReplCommand::WipeReplicated,
-        Command::WipeReplicatedThen(ops) => ReplCommand::WipeReplicatedThen(wire(ops)),
-        Command::BumpEpoch => ReplCommand::BumpEpoch,
-    };
-    match stage.repl(&mut txn, repl) {
-        Ok(()) => Ok(ApplyOutcome::Applied),
-        Err(ApplyError::Rejected(e)) => Ok(refused(e)),
-        Err(ApplyError::Io(e)) => Err(e),
     }
+    Ok(ApplyOutcome::Applied)
 }
 
 /// Largest batch applied on the calling task rather than through `blocking`.
@@ -247,7 +203,10 @@ fn apply_batch(
             let outcome = match entry.payload {
                 EntryPayload::Blank => ApplyOutcome::Applied,
                 EntryPayload::Normal(cmd) => {
-                    if let Command::BatchStamped { unix_us, .. } = &cmd {
+                    // Entries from before clocks (0) have no lag to report.
+                    if let Command::Write { unix_us, .. } = &cmd
+                        && *unix_us != 0
+                    {
                         stamps.push(*unix_us);
                     }
                     apply_command(&mut data, &mut stage, cmd, &entry.log_id)?
@@ -374,11 +333,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let small = batch.len() <= INLINE_APPLY_ENTRIES
             && batch.iter().all(|e| match &e.payload {
                 EntryPayload::Normal(
-                    cmd @ (Command::Batch(_)
-                    | Command::BatchAt { .. }
-                    | Command::BatchStamped { .. }
-                    | Command::ApplyRemote(_)
-                    | Command::ApplyRemoteBatch(_)),
+                    cmd @ (Command::Write { .. }
+                    | Command::Repl(
+                        ReplCommand::ApplyRemote(_) | ReplCommand::ApplyRemoteBatch(_),
+                    )),
                 ) => cmd.payload_bytes() <= INLINE_APPLY_BYTES,
                 EntryPayload::Normal(_) => false,
                 EntryPayload::Blank | EntryPayload::Membership(_) => true,

@@ -233,3 +233,87 @@ async fn applies_lost_in_a_crash_come_back_from_the_log() {
     );
     s.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_entries_left_by_the_previous_release_apply_after_the_upgrade() {
+    // Why: a node upgraded with entries in its log that were written (as JSON) but not yet
+    // applied by the previous release must apply them as that release would have, down to the
+    // WAL chain hash every secondary checks.
+    use crate::raft::legacy_command::{LegacyCommand, WireOp};
+    use crate::replog::WalEntry;
+    let dir = tempfile::tempdir().unwrap();
+    let s = RaftStorage::open(options(dir.path())).await.unwrap();
+    s.put("logical/a", b"old".to_vec()).await.unwrap();
+    let before = s.replication_status();
+    s.shutdown().await.unwrap();
+    drop(s);
+    let stamped = LegacyCommand::BatchStamped {
+        unix_us: 1_764_633_600_000_000,
+        ops: vec![WireOp::Put {
+            key: "logical/b".into(),
+            value: vec![0, 255, 7],
+        }],
+    };
+    let unstamped = LegacyCommand::Batch(vec![WireOp::Delete {
+        key: "logical/a".into(),
+    }]);
+    {
+        // The log as the previous release leaves it: format 2, JSON entries after the tail.
+        let log = redb::Database::create(dir.path().join(db::LOG_FILE)).unwrap();
+        let txn = log.begin_write().unwrap();
+        {
+            let mut meta = txn.open_table(db::RAFT_META).unwrap();
+            db::write_json(&mut meta, db::KEY_FORMAT, &db::FORMAT_VERSION).unwrap();
+            let mut table = txn.open_table(db::LOG).unwrap();
+            let (index, raw) = {
+                let (k, v) = redb::ReadableTable::last(&table).unwrap().unwrap();
+                (k.value(), v.value().to_vec())
+            };
+            let tail = entry_codec::decode(index, &raw).unwrap().log_id;
+            for (i, cmd) in [stamped, unstamped].into_iter().enumerate() {
+                let at = index + 1 + i as u64;
+                let entry = serde_json::json!({
+                    "log_id": { "leader_id": tail.leader_id, "index": at },
+                    "payload": { "Normal": cmd },
+                });
+                let bytes = serde_json::to_vec(&entry).unwrap();
+                table.insert(at, bytes.as_slice()).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+    }
+
+    let s = RaftStorage::open(options(dir.path())).await.unwrap();
+
+    assert_eq!(s.get("logical/b").await.unwrap(), Some(vec![0, 255, 7]));
+    assert_eq!(s.get("logical/a").await.unwrap(), None);
+    let first = WalEntry::next(
+        &before.position(),
+        before.epoch,
+        0,
+        vec![Op::Put {
+            key: "logical/b".into(),
+            value: vec![0, 255, 7],
+        }],
+    );
+    let second = WalEntry::next(
+        &first.position(),
+        before.epoch,
+        0,
+        vec![Op::Delete {
+            key: "logical/a".into(),
+        }],
+    );
+    let after = s.replication_status();
+    assert_eq!(after.last_wal, before.last_wal + 2);
+    assert_eq!(
+        after.last_hash, second.hash,
+        "the WAL chain differs from the old apply"
+    );
+    let log_format: Option<u32> = {
+        let txn = s.log_db.begin_read().unwrap();
+        db::read_json(&txn.open_table(db::RAFT_META).unwrap(), db::KEY_FORMAT).unwrap()
+    };
+    assert_eq!(log_format, Some(db::LOG_FORMAT_VERSION));
+    s.shutdown().await.unwrap();
+}

@@ -2,8 +2,8 @@
 //!
 //! Everything here is persisted in the log or in snapshots, and will cross the wire between
 //! nodes, so the shapes are chosen for stability: node identity is derived from the operator's
-//! string node id with a fixed hash, and byte values travel base64-encoded inside JSON so a log
-//! entry stays compact and greppable without a second binary codec.
+//! string node id with a fixed hash, and the log payload is the storage and replication
+//! vocabulary itself (`Op`, `ReplCommand`), encoded compactly by `entry_codec`.
 
 use std::fmt;
 
@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::Op;
+use crate::replog::{ReplCommand, WalEntry};
 
 openraft::declare_raft_types!(
     /// The openraft type configuration of Strongroom's integrated storage.
@@ -56,41 +57,23 @@ pub fn raft_id_for(node_id: &str) -> u64 {
     u64::from_be_bytes(first)
 }
 
-/// The application payload of one Raft log entry.
-/// One encoded WAL entry inside a batch command.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EncodedEntry(#[serde(with = "b64")] pub Vec<u8>);
-
+/// The application payload of one Raft log entry: a storage write or the replication layer's
+/// own [`ReplCommand`], carried as is, so no second vocabulary has to be kept in step with it.
+///
+/// The log stores it with postcard (see `entry_codec`), which encodes an enum variant by its
+/// position: variants (here and in [`ReplCommand`], [`Op`] and [`crate::WalEntry`]) may only be
+/// appended, never reordered or removed. Entries written before this encoding are JSON
+/// [`super::legacy_command::LegacyCommand`]s and are converted when read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
-    /// An atomic batch from [`crate::Storage::write`].
-    Batch(Vec<WireOp>),
+    /// An atomic batch from [`crate::Storage::write`], stamped with the proposer's clock in
+    /// microseconds so that the WAL entry it creates is byte-identical on every node (0: the
+    /// entry predates clocks).
+    Write { unix_us: u64, ops: Vec<Op> },
     /// The whole keyspace, replacing everything (snapshot restore).
-    ReplaceAll(Vec<WirePair>),
-    /// An atomic batch stamped with the proposer's clock in milliseconds (logs written before
-    /// [`Command::BatchStamped`]; applied as that many thousand microseconds).
-    BatchAt { unix_ms: u64, ops: Vec<WireOp> },
-    /// A primary's WAL entry to apply verbatim ([`crate::WalEntry::encode`] bytes).
-    ApplyRemote(#[serde(with = "b64")] Vec<u8>),
-    /// An atomic batch stamped with the proposer's clock in microseconds, so that the WAL entry
-    /// it creates is byte-identical on every node.
-    BatchStamped { unix_us: u64, ops: Vec<WireOp> },
-    /// Consecutive primary WAL entries applied in one step (each [`crate::WalEntry::encode`]).
-    ApplyRemoteBatch(Vec<EncodedEntry>),
-    /// Merkle-sync ops: applied without creating a WAL entry.
-    SyncOps(Vec<WireOp>),
-    /// Adopt a primary's WAL position (hash hex-encoded).
-    SetPosition {
-        index: u64,
-        epoch: u64,
-        hash: String,
-    },
-    /// Delete every replicated key and reset WAL and merkle state.
-    WipeReplicated,
-    /// Wipe, then these merkle-sync style ops, in one step.
-    WipeReplicatedThen(Vec<WireOp>),
-    /// Continue the chain under the next epoch.
-    BumpEpoch,
+    ReplaceAll(Vec<(String, Vec<u8>)>),
+    /// A replication-driven change, exactly as [`crate::Storage::apply_replication`] got it.
+    Repl(ReplCommand),
 }
 
 /// What applying one entry did, returned to the proposer.
@@ -112,107 +95,52 @@ impl Command {
     /// Payload bytes (keys plus values) carried by this command, for size limits.
     pub fn payload_bytes(&self) -> usize {
         match self {
-            Command::Batch(ops)
-            | Command::BatchAt { ops, .. }
-            | Command::BatchStamped { ops, .. }
-            | Command::SyncOps(ops) => ops.iter().map(WireOp::payload_bytes).sum(),
-            Command::ReplaceAll(pairs) => pairs.iter().map(|p| p.key.len() + p.value.len()).sum(),
-            Command::ApplyRemote(bytes) => bytes.len(),
-            Command::ApplyRemoteBatch(entries) => entries.iter().map(|e| e.0.len()).sum(),
-            Command::SetPosition { .. } | Command::WipeReplicated | Command::BumpEpoch => 0,
-            Command::WipeReplicatedThen(ops) => ops.iter().map(WireOp::payload_bytes).sum(),
+            Command::Write { ops, .. } => ops_bytes(ops),
+            Command::ReplaceAll(pairs) => pairs.iter().map(|(k, v)| k.len() + v.len()).sum(),
+            Command::Repl(cmd) => match cmd {
+                ReplCommand::ApplyRemote(entry) => entry.payload_bytes(),
+                ReplCommand::ApplyRemoteBatch(entries) => {
+                    entries.iter().map(WalEntry::payload_bytes).sum()
+                }
+                ReplCommand::SyncOps(ops) | ReplCommand::WipeReplicatedThen(ops) => ops_bytes(ops),
+                ReplCommand::SetPosition(_)
+                | ReplCommand::WipeReplicated
+                | ReplCommand::BumpEpoch => 0,
+            },
         }
     }
+}
+
+/// Keys plus values of `ops`.
+pub fn ops_bytes(ops: &[Op]) -> usize {
+    ops.iter()
+        .map(|op| match op {
+            Op::Put { key, value } => key.len() + value.len(),
+            Op::Delete { key } => key.len(),
+        })
+        .sum()
 }
 
 /// Log output never shows keys or values, only the shape of the command.
 impl fmt::Display for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Command::Batch(ops) => write!(f, "batch({} ops)", ops.len()),
+            Command::Write { ops, .. } => write!(f, "batch({} ops)", ops.len()),
             Command::ReplaceAll(pairs) => write!(f, "replace_all({} pairs)", pairs.len()),
-            Command::BatchAt { ops, .. } | Command::BatchStamped { ops, .. } => {
-                write!(f, "batch({} ops)", ops.len())
-            }
-            Command::ApplyRemote(bytes) => write!(f, "apply_remote({} bytes)", bytes.len()),
-            Command::ApplyRemoteBatch(entries) => {
-                write!(f, "apply_remote_batch({} entries)", entries.len())
-            }
-            Command::SyncOps(ops) => write!(f, "sync_ops({} ops)", ops.len()),
-            Command::SetPosition { index, .. } => write!(f, "set_position({index})"),
-            Command::WipeReplicated => f.write_str("wipe_replicated"),
-            Command::WipeReplicatedThen(ops) => {
-                write!(f, "wipe_replicated_then({} ops)", ops.len())
-            }
-            Command::BumpEpoch => f.write_str("bump_epoch"),
+            Command::Repl(cmd) => match cmd {
+                ReplCommand::ApplyRemote(e) => write!(f, "apply_remote(wal {})", e.index),
+                ReplCommand::ApplyRemoteBatch(entries) => {
+                    write!(f, "apply_remote_batch({} entries)", entries.len())
+                }
+                ReplCommand::SyncOps(ops) => write!(f, "sync_ops({} ops)", ops.len()),
+                ReplCommand::SetPosition(pos) => write!(f, "set_position({})", pos.index),
+                ReplCommand::WipeReplicated => f.write_str("wipe_replicated"),
+                ReplCommand::WipeReplicatedThen(ops) => {
+                    write!(f, "wipe_replicated_then({} ops)", ops.len())
+                }
+                ReplCommand::BumpEpoch => f.write_str("bump_epoch"),
+            },
         }
-    }
-}
-
-/// [`Op`] as it is stored in the log, with the value base64-encoded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum WireOp {
-    Put {
-        key: String,
-        #[serde(with = "b64")]
-        value: Vec<u8>,
-    },
-    Delete {
-        key: String,
-    },
-}
-
-impl From<Op> for WireOp {
-    fn from(op: Op) -> Self {
-        match op {
-            Op::Put { key, value } => WireOp::Put { key, value },
-            Op::Delete { key } => WireOp::Delete { key },
-        }
-    }
-}
-
-impl From<WireOp> for Op {
-    fn from(op: WireOp) -> Self {
-        match op {
-            WireOp::Put { key, value } => Op::Put { key, value },
-            WireOp::Delete { key } => Op::Delete { key },
-        }
-    }
-}
-
-impl WireOp {
-    fn payload_bytes(&self) -> usize {
-        match self {
-            WireOp::Put { key, value } => key.len() + value.len(),
-            WireOp::Delete { key } => key.len(),
-        }
-    }
-}
-
-/// One key/value pair of a [`Command::ReplaceAll`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WirePair {
-    pub key: String,
-    #[serde(with = "b64")]
-    pub value: Vec<u8>,
-}
-
-/// Serde adapter: bytes as a standard base64 string.
-mod b64 {
-    use base64::Engine;
-    use base64::engine::general_purpose::STANDARD;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&STANDARD.encode(bytes))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        STANDARD
-            .decode(text.as_bytes())
-            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -230,57 +158,19 @@ mod tests {
     }
 
     #[test]
-    fn command_round_trips_through_json_with_binary_values() {
-        // Why: log entries are persisted as JSON; arbitrary ciphertext bytes must survive.
-        let cmd = Command::Batch(vec![
-            WireOp::Put {
-                key: "a/b".into(),
-                value: vec![0, 255, 1, 128],
-            },
-            WireOp::Delete { key: "c".into() },
-        ]);
-        let text = serde_json::to_string(&cmd).unwrap();
-        let back: Command = serde_json::from_str(&text).unwrap();
-        assert_eq!(back, cmd);
-        assert!(text.contains("AP8BgA=="));
-    }
-
-    #[test]
-    fn replication_commands_round_trip_through_json() {
-        // Why: new log variants must decode on every node exactly as proposed.
-        let cmds = [
-            Command::BatchAt {
-                unix_ms: 5,
-                ops: vec![WireOp::Delete { key: "k".into() }],
-            },
-            Command::ApplyRemote(vec![1, 0, 255]),
-            Command::SyncOps(vec![]),
-            Command::SetPosition {
-                index: 3,
-                epoch: 1,
-                hash: "ab".repeat(32),
-            },
-            Command::WipeReplicated,
-            Command::BumpEpoch,
-        ];
-        for cmd in cmds {
-            let text = serde_json::to_string(&cmd).unwrap();
-            assert_eq!(serde_json::from_str::<Command>(&text).unwrap(), cmd);
-        }
-        let legacy = r#"{"Batch":[{"op":"put","key":"a","value":"AQ=="}]}"#;
-        assert!(matches!(
-            serde_json::from_str::<Command>(legacy).unwrap(),
-            Command::Batch(_)
-        ));
-    }
-
-    #[test]
     fn display_never_shows_keys_or_values() {
         // Why: openraft logs payloads at debug level; storage keys can name tokens.
-        let cmd = Command::Batch(vec![WireOp::Put {
-            key: "sys/token/id/secret".into(),
-            value: b"v".to_vec(),
-        }]);
+        let cmd = Command::Write {
+            unix_us: 1,
+            ops: vec![Op::Put {
+                key: "sys/token/id/secret".into(),
+                value: b"v".to_vec(),
+            }],
+        };
         assert_eq!(cmd.to_string(), "batch(1 ops)");
+        let sync = Command::Repl(ReplCommand::SyncOps(vec![Op::Delete {
+            key: "sys/token/id/secret".into(),
+        }]));
+        assert_eq!(sync.to_string(), "sync_ops(1 ops)");
     }
 }

@@ -43,6 +43,8 @@ pub fn is_wal_key(key: &str) -> bool {
 }
 
 /// A replication-driven change to storage, applied atomically like a write batch.
+///
+/// Raft logs it as is (postcard, which encodes variants by position): append variants only.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ReplCommand {
     /// Secondary: apply one primary WAL entry and store it verbatim. It must continue our

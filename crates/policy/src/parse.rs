@@ -11,34 +11,9 @@ use std::time::Duration;
 
 use hcl::edit::Span;
 use serde_json::{Map, Value};
-use thiserror::Error;
 
-/// One capability bit; a rule's grant is the OR of these.
-pub type Caps = u16;
-pub const DENY: Caps = 1;
-pub const CREATE: Caps = 1 << 1;
-pub const READ: Caps = 1 << 2;
-pub const UPDATE: Caps = 1 << 3;
-pub const DELETE: Caps = 1 << 4;
-pub const LIST: Caps = 1 << 5;
-pub const SUDO: Caps = 1 << 6;
-pub const PATCH: Caps = 1 << 7;
-pub const SUBSCRIBE: Caps = 1 << 8;
-pub const RECOVER: Caps = 1 << 9;
-
-/// Capability names in the order of their bits (`capabilities` endpoints sort by name).
-pub const CAP_NAMES: &[(&str, Caps)] = &[
-    ("deny", DENY),
-    ("create", CREATE),
-    ("read", READ),
-    ("update", UPDATE),
-    ("delete", DELETE),
-    ("list", LIST),
-    ("sudo", SUDO),
-    ("patch", PATCH),
-    ("subscribe", SUBSCRIBE),
-    ("recover", RECOVER),
-];
+use crate::caps::{CAP_NAMES, CREATE, Caps, DELETE, DENY, LIST, READ, SUDO, UPDATE};
+use crate::error::PolicyError;
 
 /// Keys a `path` block may carry. `mfa_methods` and `control_group` are Enterprise features:
 /// accepted so Vault policies load, but they grant nothing.
@@ -57,48 +32,13 @@ const PATH_KEYS: &[&str] = &[
     "control_group",
 ];
 
-/// A policy document that could not be understood; the message names the line when known.
-#[derive(Debug, Clone, Error, PartialEq, Eq)]
-#[error("failed to parse policy: {}{message}", location(*line, *column))]
-pub struct PolicyError {
-    /// 1-based line of the offending text, when it could be located.
-    pub line: Option<usize>,
-    /// 1-based column, for syntax errors.
-    pub column: Option<usize>,
-    pub message: String,
-}
-
-fn location(line: Option<usize>, column: Option<usize>) -> String {
-    match (line, column) {
-        (Some(l), Some(c)) => format!("line {l}, column {c}: "),
-        (Some(l), None) => format!("line {l}: "),
-        _ => String::new(),
-    }
-}
-
-impl PolicyError {
-    fn at(line: Option<usize>, message: impl Into<String>) -> Self {
-        PolicyError {
-            line,
-            column: None,
-            message: message.into(),
-        }
-    }
-
-    fn syntax(line: usize, column: usize, message: impl Into<String>) -> Self {
-        PolicyError {
-            line: Some(line),
-            column: Some(column),
-            message: message.into(),
-        }
-    }
-}
-
 /// The rules of one `path` block (or JSON `path` entry), validated.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PathRule {
     /// The pattern as written, without a leading `/`.
     pub pattern: String,
+    /// 1-based line of the block (HCL) or of the pattern's first mention (JSON).
+    pub line: Option<usize>,
     pub caps: Caps,
     /// Lower-cased request keys that must be present.
     pub required: Vec<String>,
@@ -201,8 +141,9 @@ fn parse_hcl(text: &str) -> Result<ParsedPolicy, PolicyError> {
                         }
                     }
                 }
-                let rule =
+                let mut rule =
                     path_rule(label.as_str(), &fields).map_err(|m| PolicyError::at(line, m))?;
+                rule.line = line;
                 policy.paths.push(rule);
             }
         }
@@ -292,8 +233,9 @@ fn parse_json(text: &str) -> Result<ParsedPolicy, PolicyError> {
                                     format!("path \"{pattern}\": rules must be an object"),
                                 ));
                             };
-                            let rule =
+                            let mut rule =
                                 path_rule(pattern, fields).map_err(|m| PolicyError::at(line, m))?;
+                            rule.line = line;
                             policy.paths.push(rule);
                         }
                     }
@@ -438,31 +380,17 @@ fn duration(value: &Value) -> Result<Option<Duration>, String> {
         Value::Number(n) => n
             .as_u64()
             .ok_or_else(|| format!("expected a non-negative duration, found {n}"))?,
-        Value::String(s) => {
-            crate::params::parse_duration(s).ok_or_else(|| format!("invalid duration \"{s}\""))?
-        }
+        Value::String(s) => strongroom_api::duration::parse_duration(s)
+            .ok_or_else(|| format!("invalid duration \"{s}\""))?,
         other => return Err(format!("expected a duration, found {other}")),
     };
     Ok((secs > 0).then(|| Duration::from_secs(secs)))
 }
 
-/// Sorted capability names of `caps` (`["deny"]` when nothing is granted).
-pub fn cap_names(caps: Caps) -> Vec<String> {
-    if caps & DENY != 0 || caps == 0 {
-        return vec!["deny".into()];
-    }
-    let mut names: Vec<String> = CAP_NAMES
-        .iter()
-        .filter(|(_, b)| caps & b != 0)
-        .map(|(n, _)| (*n).to_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::caps::cap_names;
 
     #[test]
     fn repeated_hcl_path_blocks_each_become_a_rule() {
@@ -550,6 +478,18 @@ mod tests {
         let e =
             parse_policy("path \"a\" {\n  capabilities = [\"read\"]\n  bogus = 1\n}").unwrap_err();
         assert!(e.to_string().contains("invalid key \"bogus\""), "{e}");
+    }
+
+    #[test]
+    fn each_rule_knows_its_line() {
+        // Why: tools that point at a rule (and error messages) need its place in the file.
+        let hcl = parse_policy("# team\npath \"a\" {\n capabilities = [\"read\"]\n}\n\npath \"b\" { policy = \"deny\" }\n")
+            .unwrap();
+        let json = parse_policy("{\"path\": {\n \"x\": {\"policy\": \"read\"}}}").unwrap();
+
+        assert_eq!(hcl.paths[0].line, Some(2));
+        assert_eq!(hcl.paths[1].line, Some(6));
+        assert_eq!(json.paths[0].line, Some(2));
     }
 
     #[test]

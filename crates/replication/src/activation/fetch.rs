@@ -3,7 +3,8 @@
 //! The secondary has no trust relationship with the primary yet: the only link is the
 //! activation token and the TLS roots the operator names (`ca_file`, `ca_path`, else the
 //! system bundle). The call uses our own rustls configuration (ring provider) so it needs no
-//! platform TLS library.
+//! platform TLS library. What the bundle means is core's business: this returns the unwrapped
+//! `data` object as the primary sent it.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,10 +13,9 @@ use std::time::Duration;
 use rustls::RootCertStore;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-use super::bundle::ActivationBundle;
-use crate::CoreError;
+use super::ActivationError;
 
 /// How long the unwrap call may take.
 const UNWRAP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -31,18 +31,18 @@ const SYSTEM_BUNDLES: &[&str] = &[
 
 /// TLS material for the unwrap call, from the request parameters.
 #[derive(Default)]
-pub(crate) struct UnwrapTls {
+pub struct UnwrapTls {
     pub ca_file: Option<String>,
     pub ca_path: Option<String>,
     pub client_cert_file: Option<String>,
     pub client_key_file: Option<String>,
 }
 
-fn bad(msg: String) -> CoreError {
-    CoreError::InvalidRequest(msg)
+fn bad(msg: String) -> ActivationError {
+    ActivationError::Invalid(msg)
 }
 
-fn certs_in(path: &Path) -> Result<Vec<CertificateDer<'static>>, CoreError> {
+fn certs_in(path: &Path) -> Result<Vec<CertificateDer<'static>>, ActivationError> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .map_err(|e| {
@@ -54,7 +54,7 @@ fn certs_in(path: &Path) -> Result<Vec<CertificateDer<'static>>, CoreError> {
     Ok(certs)
 }
 
-fn roots(tls: &UnwrapTls) -> Result<RootCertStore, CoreError> {
+fn roots(tls: &UnwrapTls) -> Result<RootCertStore, ActivationError> {
     let mut roots = RootCertStore::empty();
     if let Some(file) = &tls.ca_file {
         for cert in certs_in(Path::new(file))? {
@@ -81,7 +81,7 @@ fn roots(tls: &UnwrapTls) -> Result<RootCertStore, CoreError> {
     Ok(roots)
 }
 
-fn client(tls: &UnwrapTls, https: bool) -> Result<reqwest::Client, CoreError> {
+fn client(tls: &UnwrapTls, https: bool) -> Result<reqwest::Client, ActivationError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let roots = roots(tls)?;
     if https && roots.is_empty() {
@@ -91,7 +91,7 @@ fn client(tls: &UnwrapTls, https: bool) -> Result<reqwest::Client, CoreError> {
     }
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| CoreError::Internal(format!("TLS setup failed: {e}")))?
+        .map_err(|e| ActivationError::Internal(format!("TLS setup failed: {e}")))?
         .with_root_certificates(roots);
     let config = match (&tls.client_cert_file, &tls.client_key_file) {
         (Some(cert), Some(key)) => {
@@ -113,7 +113,7 @@ fn client(tls: &UnwrapTls, https: bool) -> Result<reqwest::Client, CoreError> {
         .timeout(UNWRAP_TIMEOUT)
         .tls_backend_preconfigured(config)
         .build()
-        .map_err(|e| CoreError::Internal(format!("building the HTTP client: {e}")))
+        .map_err(|e| ActivationError::Internal(format!("building the HTTP client: {e}")))
 }
 
 /// Whether `base` is plain HTTP to this host (127.0.0.0/8, ::1 or localhost).
@@ -133,12 +133,12 @@ fn is_loopback_http(base: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Unwraps `token` at `api_addr` and parses the bundle.
-pub(crate) async fn fetch_bundle(
+/// Unwraps `token` at `api_addr` and returns the `data` object of the answer.
+pub async fn fetch_wrapped_data(
     api_addr: &str,
     token: &str,
     tls: &UnwrapTls,
-) -> Result<ActivationBundle, CoreError> {
+) -> Result<Map<String, Value>, ActivationError> {
     let base = api_addr.trim_end_matches('/');
     // The bundle carries the primary's root key and a client key: it only travels over TLS,
     // except to a loopback address (a dev server on the same host).
@@ -190,11 +190,15 @@ pub(crate) async fn fetch_bundle(
     }
     let envelope: Value = serde_json::from_slice(&body)
         .map_err(|e| bad(format!("the unwrap answer from {url} is not JSON: {e}")))?;
-    let data = envelope
-        .get("data")
-        .cloned()
-        .ok_or_else(|| bad("the unwrap answer carries no data".into()))?;
-    ActivationBundle::from_data(data)
+    match envelope {
+        Value::Object(mut top) => match top.remove("data") {
+            Some(Value::Object(data)) => Ok(data),
+            _ => Err(bad("the unwrap answer carries no data".into())),
+        },
+        _ => Err(bad(format!(
+            "the unwrap answer from {url} is not a JSON object"
+        ))),
+    }
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ const MAX_JWT_LEN: usize = 8 * 1024;
 /// Why a presented JWT was refused. Callers answer every case with the same client error,
 /// so the variants exist for logs and tests only.
 #[derive(Debug, Error, PartialEq, Eq)]
-pub(crate) enum JwtError {
+pub enum JwtError {
     #[error("not a compact JWS")]
     Malformed,
     #[error("unsupported JWS header")]
@@ -40,7 +40,7 @@ pub(crate) enum JwtError {
 
 /// The claims of an activation token (Vault's names).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct ActivationClaims {
+pub struct ActivationClaims {
     /// The primary's API address, where the secondary unwraps.
     pub addr: String,
     /// Unix seconds.
@@ -54,12 +54,12 @@ pub(crate) struct ActivationClaims {
 }
 
 /// Whether `token` has the shape of a compact JWS (three base64url parts, JSON header).
-pub(crate) fn looks_like_jwt(token: &str) -> bool {
+pub fn looks_like_jwt(token: &str) -> bool {
     token.starts_with("eyJ") && token.split('.').count() == 3 && token.len() <= MAX_JWT_LEN
 }
 
 /// A fresh P-521 private scalar from the OS RNG, as 66 big-endian bytes.
-pub(crate) fn generate_key() -> Result<Zeroizing<Vec<u8>>, JwtError> {
+pub fn generate_key() -> Result<Zeroizing<Vec<u8>>, JwtError> {
     // The group order is just below 2^521: masking the top byte to one bit and retrying the
     // rare out-of-range draw gives a uniform scalar.
     for _ in 0..64 {
@@ -78,7 +78,7 @@ fn signing_key(key: &[u8]) -> Result<SigningKey, JwtError> {
 }
 
 /// Signs `claims` with `key` (see [`generate_key`]).
-pub(crate) fn sign(key: &[u8], claims: &ActivationClaims) -> Result<String, JwtError> {
+pub fn sign(key: &[u8], claims: &ActivationClaims) -> Result<String, JwtError> {
     let key = signing_key(key)?;
     let payload =
         serde_json::to_vec(claims).map_err(|e| JwtError::Key(format!("encoding claims: {e}")))?;
@@ -122,12 +122,12 @@ fn parts(token: &str) -> Result<(&str, ActivationClaims, Vec<u8>), JwtError> {
 }
 
 /// Reads the claims without verifying (the secondary side: it only needs `addr`).
-pub(crate) fn decode_unverified(token: &str) -> Result<ActivationClaims, JwtError> {
+pub fn decode_unverified(token: &str) -> Result<ActivationClaims, JwtError> {
     parts(token).map(|(_, claims, _)| claims)
 }
 
 /// Verifies the signature with `key` and the expiry against `now` (unix seconds).
-pub(crate) fn verify(key: &[u8], token: &str, now: i64) -> Result<ActivationClaims, JwtError> {
+pub fn verify(key: &[u8], token: &str, now: i64) -> Result<ActivationClaims, JwtError> {
     let (signing_input, claims, sig) = parts(token)?;
     let signature = Signature::from_slice(&sig).map_err(|_| JwtError::Signature)?;
     signing_key(key)?
