@@ -1,12 +1,12 @@
 //! The door: the one path every request takes, logical or raw.
 //!
-//! seal gate -> replication-mode gate -> route -> token lookup -> bound CIDRs -> ACL (+ sudo,
-//! + wrapping bounds) -> audit request (fail closed) -> count token use -> handler -> issue
-//! token on login -> wrap -> audit response. Keeping the order in one function makes the
-//! security argument readable: nothing reaches a handler without passing the checks above
-//! it. Raw endpoints (seal, step-down, metrics, snapshots) come through here too and differ
-//! only in how `http` writes their answer; the only paths that do not are the node-state
-//! paths of the route table, answered before the seal gate as Vault does.
+//! The order: seal gate, replication-mode gate, route, token lookup, bound CIDRs, ACL (with
+//! sudo and wrapping bounds), request audit (fail closed), token use counting, handler,
+//! token issue on login, wrapping, response audit. Keeping the order in one function makes
+//! the security argument readable: nothing reaches a handler without passing the checks
+//! above it. Raw endpoints (seal, step-down, metrics, snapshots) come through here too and
+//! differ only in how `http` writes their answer; the only paths that do not are the
+//! node-state paths of the route table, answered before the seal gate as Vault does.
 
 use std::time::Duration;
 
