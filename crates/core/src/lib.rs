@@ -5,6 +5,8 @@
 //! knows the Vault JSON envelope and status codes. That split lets the same core serve the
 //! HTTP API, tests and (later) request forwarding between nodes.
 
+#![forbid(unsafe_code)]
+
 mod audit;
 mod core;
 mod credentials;
