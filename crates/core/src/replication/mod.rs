@@ -11,6 +11,8 @@
 mod bundle;
 mod config;
 mod fetch;
+#[cfg(test)]
+mod fuzz_activation;
 mod gate;
 mod hooks;
 mod jwt;
