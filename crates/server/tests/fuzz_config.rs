@@ -4,7 +4,7 @@
 //! must end in a configuration or a [`ConfigError`] that says what is wrong; a panic would
 //! take the server down at start or on SIGHUP. Inputs are valid samples with a few bytes
 //! damaged, token soups in the grammar's own words, JSON trees of the real setting names, and
-//! deep nesting. `PROPTEST_CASES` raises the case count (128 by default).
+//! deep nesting. `PROPTEST_CASES` raises the case count (256 by default).
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -219,7 +219,7 @@ fn json_tree() -> impl Strategy<Value = Value> {
 }
 
 proptest! {
-    #![proptest_config(config(128))]
+    #![proptest_config(config(256))]
 
     /// Why: a typo anywhere in a real file must be reported, not crash the server.
     #[test]

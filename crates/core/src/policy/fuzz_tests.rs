@@ -5,7 +5,7 @@
 //! matcher must survive any input: the parser refuses with a [`PolicyError`] that says
 //! something, and [`Acl::check`] decides every path without panicking. Inputs are a sample
 //! policy with bytes damaged, token soups of the grammar's words, and deep nesting.
-//! `PROPTEST_CASES` raises the case count (128 by default).
+//! `PROPTEST_CASES` raises the case count (256 by default).
 
 use proptest::prelude::*;
 use serde_json::{Map, Value};
@@ -148,7 +148,7 @@ fn probes() -> impl Strategy<Value = Vec<(Operation, String, Map<String, Value>)
 }
 
 proptest! {
-    #![proptest_config(config(128))]
+    #![proptest_config(config(256))]
 
     /// Why: an operator's typo must be refused with a message, never crash the server.
     #[test]

@@ -6,7 +6,7 @@
 //! must be refused with an error and never panic, and a token that is accepted must carry
 //! exactly what was signed or sealed. The decoding functions are reached through their
 //! module paths only, so moving them to another crate is a change of the `use` lines below.
-//! `PROPTEST_CASES` raises the case count (64 by default: signatures are slow in debug).
+//! `PROPTEST_CASES` raises the case count (128 by default).
 
 use std::sync::Arc;
 
@@ -98,7 +98,7 @@ fn bundle_like() -> impl Strategy<Value = Value> {
 }
 
 proptest! {
-    #![proptest_config(config(64))]
+    #![proptest_config(config(128))]
 
     /// Why: a damaged or forged JWT must never verify with other claims than were signed.
     #[test]

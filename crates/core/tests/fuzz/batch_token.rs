@@ -13,7 +13,7 @@ use strongroom_fuzz::{config, mutate, mutations};
 use crate::support::{assert_client_refusal, bounded, unsealed};
 
 proptest! {
-    #![proptest_config(config(64))]
+    #![proptest_config(config(128))]
 
     /// Why: the token header is the first thing the pipeline reads from a client.
     #[test]

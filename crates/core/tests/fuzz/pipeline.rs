@@ -15,70 +15,106 @@ use strongroom_fuzz::config;
 
 use crate::support::{assert_client_refusal, bounded, with_kv};
 
-const SEGMENTS: &[&str] = &[
-    "sys",
-    "secret",
-    "kv",
-    "cubbyhole",
-    "auth",
-    "token",
-    "userpass",
-    "approle",
-    "mounts",
-    "policy",
-    "policies",
-    "acl",
-    "capabilities",
-    "capabilities-self",
-    "wrapping",
-    "wrap",
-    "unwrap",
-    "lookup",
-    "rewrap",
-    "create",
-    "create-orphan",
-    "lookup-self",
-    "renew-self",
-    "revoke",
-    "revoke-accessor",
-    "roles",
-    "role",
-    "users",
-    "login",
-    "secret-id",
-    "role-id",
-    "leases",
-    "renew",
-    "tune",
-    "remount",
-    "data",
-    "metadata",
-    "delete",
-    "undelete",
-    "destroy",
-    "config",
-    "health",
-    "seal-status",
-    "leader",
-    "internal",
-    "ui",
-    "key-status",
-    "rotate",
-    "generate-root",
-    "attempt",
-    "tools",
-    "x",
+/// Real endpoints; `{}` is replaced by a generated name.
+const ENDPOINTS: &[&str] = &[
+    "secret/{}",
+    "secret/",
+    "kv/data/{}",
+    "kv/metadata/{}",
+    "kv/metadata/",
+    "kv/config",
+    "kv/delete/{}",
+    "kv/undelete/{}",
+    "kv/destroy/{}",
+    "kv/subkeys/{}",
+    "cubbyhole/{}",
+    "sys/mounts",
+    "sys/mounts/{}",
+    "sys/mounts/{}/tune",
+    "sys/remount",
+    "sys/auth",
+    "sys/auth/{}",
+    "sys/auth/{}/tune",
+    "sys/policy",
+    "sys/policy/{}",
+    "sys/policies/acl",
+    "sys/policies/acl/{}",
+    "sys/capabilities",
+    "sys/capabilities-self",
+    "sys/capabilities-accessor",
+    "sys/wrapping/wrap",
+    "sys/wrapping/unwrap",
+    "sys/wrapping/lookup",
+    "sys/wrapping/rewrap",
+    "auth/token/create",
+    "auth/token/create-orphan",
+    "auth/token/create/{}",
+    "auth/token/lookup",
+    "auth/token/lookup-self",
+    "auth/token/lookup-accessor",
+    "auth/token/renew",
+    "auth/token/renew-self",
+    "auth/token/revoke",
+    "auth/token/revoke-accessor",
+    "auth/token/revoke-orphan",
+    "auth/token/roles",
+    "auth/token/roles/{}",
+    "auth/token/tidy",
+    "auth/token/accessors",
+    "sys/leases/lookup",
+    "sys/leases/lookup/{}",
+    "sys/leases/renew",
+    "sys/leases/revoke",
+    "sys/leases/revoke-prefix/{}",
+    "sys/leases/tidy",
+    "sys/health",
+    "sys/seal-status",
+    "sys/leader",
+    "sys/key-status",
+    "sys/rotate",
+    "sys/internal/ui/mounts",
+    "sys/internal/ui/mounts/{}",
+    "sys/generate-root/attempt",
+    "sys/tools/random",
+    "sys/tools/hash",
+    "sys/raw/{}",
+    "sys/host-info",
+    "sys/config/state/sanitized",
+    "sys/metrics",
+    "auth/userpass/users",
+    "auth/userpass/users/{}",
+    "auth/userpass/login/{}",
+    "auth/approle/role",
+    "auth/approle/role/{}",
+    "auth/approle/role/{}/role-id",
+    "auth/approle/role/{}/secret-id",
+    "auth/approle/role/{}/secret-id/lookup",
+    "auth/approle/login",
+    "{}",
+];
+
+const NAMES: &[&str] = &[
     "a",
     "b",
+    "x/y",
+    "app",
+    "kv",
+    "secret",
+    "userpass",
+    "approle",
     "",
     ".",
     "..",
     "*",
     "+",
+    "a/",
     "%2F",
     " ",
+    "\u{0}",
+    "sys",
+    "auth/token",
+    "core/keyring",
 ];
-
 const KEYS: &[&str] = &[
     "type",
     "path",
@@ -127,23 +163,25 @@ const KEYS: &[&str] = &[
     "secret_shares",
 ];
 
+/// Operations, weighted towards the ones most endpoints serve.
 fn operation() -> impl Strategy<Value = Operation> {
-    prop::sample::select(
-        &[
-            Operation::Read,
-            Operation::Create,
-            Operation::Update,
-            Operation::Patch,
-            Operation::Delete,
-            Operation::List,
-        ][..],
-    )
+    prop_oneof![
+        4 => Just(Operation::Update),
+        3 => Just(Operation::Read),
+        1 => Just(Operation::List),
+        1 => Just(Operation::Delete),
+        1 => Just(Operation::Create),
+        1 => Just(Operation::Patch),
+    ]
 }
 
 fn path() -> impl Strategy<Value = String> {
     prop_oneof![
-        8 => prop::collection::vec(prop::sample::select(SEGMENTS), 1..6)
-            .prop_map(|segments| segments.join("/")),
+        12 => (prop::sample::select(ENDPOINTS), prop::sample::select(NAMES), any::<bool>())
+            .prop_map(|(e, n, slash)| {
+                let p = e.replace("{}", n);
+                if slash { format!("{p}/") } else { p }
+            }),
         1 => ".{0,40}",
     ]
 }
@@ -206,7 +244,7 @@ fn excluded(path: &str) -> bool {
 }
 
 proptest! {
-    #![proptest_config(config(48))]
+    #![proptest_config(config(128))]
 
     /// Why: every byte of a request is chosen by a client.
     #[test]

@@ -40,8 +40,8 @@ pub async fn unsealed() -> (Arc<Core>, String) {
     (core, root)
 }
 
-/// [`unsealed`] with a KV v1 mount at `secret/` and a KV v2 mount at `kv/`, so requests
-/// reach the engines.
+/// [`unsealed`] with a KV v1 mount at `secret/`, a KV v2 mount at `kv/` and the userpass
+/// and approle auth methods, so requests reach the engines.
 pub async fn with_kv() -> (Arc<Core>, String) {
     let (core, root) = unsealed().await;
     for (path, body) in [

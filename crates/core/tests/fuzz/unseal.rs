@@ -34,7 +34,7 @@ fn garbage() -> impl Strategy<Value = Garbage> {
 }
 
 proptest! {
-    #![proptest_config(config(32))]
+    #![proptest_config(config(64))]
 
     /// Why: bad shares from anyone must neither crash, unseal, nor block the real shares.
     #[test]
