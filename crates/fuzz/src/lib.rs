@@ -143,7 +143,14 @@ mod tests {
                 len: 50,
             },
         ];
-        assert_eq!(mutate(Vec::new(), &edits), b"y".to_vec());
+        for len in 0..80 {
+            let _ = mutate(vec![7u8; len], &edits);
+        }
+        assert_eq!(mutate(Vec::new(), &edits[2..3]), b"y".to_vec());
+        assert_eq!(
+            mutate(b"abc".to_vec(), &[Mutation::Flip(4, 0)]),
+            b"acc".to_vec()
+        );
         assert_ne!(
             mutate(b"hello world".to_vec(), &edits),
             b"hello world".to_vec()
