@@ -10,8 +10,9 @@
 
 use proptest::prelude::*;
 use strongroom_fuzz::{config, mutate, mutations};
-use strongroom_replication::ReplicationError;
+use strongroom_replication::fsm::FsmConfig;
 use strongroom_replication::wire::{MAX_FRAME, PrimaryMsg, SecondaryMsg, encode_frame, read_frame};
+use strongroom_replication::{Event, LocalView, ReplicationError, SecondaryFsm};
 use strongroom_storage::{MerkleTree, Op, WalEntry, WalPosition};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -126,6 +127,40 @@ fn primary_msg() -> impl Strategy<Value = PrimaryMsg> {
     ]
 }
 
+/// A secondary's storage as the FSM sees it: empty, with all-zero merkle hashes.
+struct EmptyView;
+
+impl LocalView for EmptyView {
+    fn position(&self) -> WalPosition {
+        WalPosition {
+            index: 0,
+            epoch: 0,
+            hash: [0; 32],
+        }
+    }
+
+    fn merkle_hashes(&self, _tree: MerkleTree, _page: Option<u8>) -> Vec<[u8; 32]> {
+        vec![[0; 32]; 256]
+    }
+}
+
+/// What reaches the secondary's state machine: decoded primary messages (including
+/// well-sized page-hash answers, so the diff gets past its length check), transport
+/// changes and time.
+fn fsm_event() -> impl Strategy<Value = Event> {
+    prop_oneof![
+        6 => primary_msg().prop_map(Event::from),
+        2 => prop::collection::vec(any::<[u8; 32]>(), 1..3)
+            .prop_map(|seed| Event::PageHashes((0..256).map(|i| seed[i % seed.len()]).collect())),
+        2 => Just(Event::Tick),
+        1 => Just(Event::Connected),
+        1 => Just(Event::Start),
+        1 => ".{0,8}".prop_map(Event::Disconnected),
+        1 => ".{0,8}".prop_map(Event::ApplyFailed),
+        1 => Just(Event::Stop),
+    ]
+}
+
 /// Reads frames until the stream ends or a frame is refused; every refusal must be typed
 /// and say something.
 async fn drain<T: serde::de::DeserializeOwned>(mut stream: &[u8]) {
@@ -201,5 +236,30 @@ proptest! {
             matches!(got, Err(ReplicationError::FrameTooLarge(n)) if n == len as usize),
             "{got:?}"
         );
+    }
+
+    /// Why: whatever the decoder accepts is handed to the secondary's state machine, which
+    /// must refuse out-of-place or malformed messages as protocol violations, not panic.
+    #[test]
+    fn fuzz_wire_into_secondary_fsm(
+        seed in any::<u64>(),
+        events in prop::collection::vec((fsm_event(), 0u64..20_000), 1..40),
+    ) {
+        let cfg = FsmConfig {
+            secondary_id: "s1".into(),
+            cluster_id: "c1".into(),
+            primary_cluster_addrs: vec!["https://p:8201".into()],
+            api_address: "https://s:8200".into(),
+            cluster_address: "https://s:8201".into(),
+        };
+        let mut fsm = SecondaryFsm::new(cfg, seed);
+        let mut now = 1_000_000u64;
+        fsm.handle(Event::Start, now, &EmptyView);
+        fsm.handle(Event::Connected, now, &EmptyView);
+        for (event, step_ms) in events {
+            now += step_ms;
+            let _ = fsm.handle(event, now, &EmptyView);
+            let _ = fsm.status();
+        }
     }
 }
