@@ -1,5 +1,8 @@
 //! Bad input gets a clear error and loses nothing.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::{BIN, Node};

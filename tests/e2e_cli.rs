@@ -1,5 +1,8 @@
 //! The `strongroom` CLI driven as a Vault user drives `vault`.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::process::{Command, Stdio};

@@ -1,5 +1,8 @@
 //! Durability: every acknowledged write survives `kill -9`.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};

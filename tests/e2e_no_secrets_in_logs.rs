@@ -6,6 +6,9 @@
 //! type, an error that quotes its input, a dependency's trace output), so only the real
 //! processes at their most verbose level can show there is none.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::path::Path;

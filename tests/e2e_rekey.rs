@@ -1,6 +1,9 @@
 //! `operator rekey` through the real CLI against a real TLS server process, and the HTTP
 //! wire answers of `sys/rekey/*` along the way.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::Node;

@@ -1,5 +1,8 @@
 //! End-to-end DR replication: real server processes, TLS everywhere, two clusters.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::{Node, dr_status as status, ok, wait_for};

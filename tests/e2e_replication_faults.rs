@@ -2,6 +2,9 @@
 //! `kill -9`, outages shorter and longer than the primary's WAL retention, plus the metrics
 //! and the on-disk secrecy that operators rely on while all that happens.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};

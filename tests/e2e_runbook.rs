@@ -1,5 +1,8 @@
 //! The operator runbook from the README, run with our CLI exactly as written.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -1,6 +1,9 @@
 //! End-to-end: tokens, policies, KV v1/v2, userpass, approle, wrapping and audit against the
 //! real binary over TLS.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -1,5 +1,8 @@
 //! End-to-end: the real binary, raft storage on disk, HTTPS with a test CA.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::{Node, dir_contains};
@@ -312,8 +315,7 @@ fn sighup_reloads_the_tls_certificate() {
     );
 
     // Act: SIGHUP.
-    let pid = node.child.as_ref().unwrap().id() as i32;
-    unsafe { libc::kill(pid, libc::SIGHUP) };
+    common::signal(node.child.as_ref().unwrap(), libc::SIGHUP);
 
     // Assert: within a few seconds the new CA verifies the server and the old one does not.
     let mut switched = false;

@@ -6,6 +6,8 @@
 //! Build and run with `cargo build --release --bins && target/release/strongroom-bench all`.
 //! Two benchmarks at once on a small machine disturb each other badly: run on a quiet one.
 
+#![forbid(unsafe_code)]
+
 mod bootstrap;
 mod cluster;
 mod dr;

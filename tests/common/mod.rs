@@ -20,6 +20,14 @@ use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_strongroom");
 
+/// Sends `sig` to a child this harness spawned and has not reaped yet.
+#[allow(unsafe_code)]
+pub fn signal(child: &Child, sig: i32) {
+    let pid = i32::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) has no memory-safety preconditions; the pid is our unreaped child.
+    unsafe { libc::kill(pid, sig) };
+}
+
 /// A CA and a server certificate for 127.0.0.1 / localhost, written to `dir`.
 pub struct Certs {
     pub ca: PathBuf,
@@ -179,7 +187,7 @@ telemetry {{
     /// SIGTERM and wait; returns the exit code.
     pub fn stop(&mut self) -> Option<i32> {
         let mut c = self.child.take()?;
-        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        signal(&c, libc::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(status)) = c.try_wait() {

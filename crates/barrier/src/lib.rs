@@ -5,6 +5,8 @@
 //! that protects the root key, and the Shamir sharing of the unseal key. Storage, Raft,
 //! snapshots and replication only ever see what this crate hands them.
 
+#![forbid(unsafe_code)]
+
 mod barrier;
 mod envelope;
 mod error;

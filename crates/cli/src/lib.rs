@@ -8,6 +8,9 @@
 //! Entry points: [`run`] uses the real process environment and standard streams;
 //! [`run_with_io`] takes them as parameters so tests can drive the CLI in-process.
 
+// libc calls live in one small module that opts in with `#![allow(unsafe_code)]`.
+#![deny(unsafe_code)]
+
 mod args;
 mod client;
 mod commands;

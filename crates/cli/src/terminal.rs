@@ -2,7 +2,10 @@
 //!
 //! Secrets typed at a prompt must not stay on screen or in terminal scrollback, so when the
 //! CLI reads from a real terminal it turns echo off for the duration of the read. When stdin is
-//! a pipe (scripts, tests) the line is read as is.
+//! a pipe (scripts, tests) the line is read as is. This is the CLI's only module that calls
+//! libc (termios), so it is the only one allowed `unsafe`.
+
+#![allow(unsafe_code)]
 
 use std::io::{BufRead, Write};
 

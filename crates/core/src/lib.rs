@@ -8,6 +8,8 @@
 //! The secrets engines and auth methods live in `strongroom-engines` and see only what
 //! [`strongroom_logical::Ctx`] carries; `backend.rs` is the one place that builds it.
 
+#![forbid(unsafe_code)]
+
 mod audit;
 mod backend;
 mod core;

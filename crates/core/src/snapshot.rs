@@ -186,25 +186,79 @@ fn checksums(meta: &[u8], state: &[u8]) -> String {
 
 /// Unpacks the gzip'd tar, with limits on total size and member count.
 fn read_archive(body: &[u8]) -> Result<Vec<(String, Vec<u8>)>, CoreError> {
+    read_archive_within(body, MAX_SNAPSHOT_BYTES)
+}
+
+/// [`read_archive`] with the decompressed-size limit given, so tests can use a small one.
+fn read_archive_within(body: &[u8], limit: u64) -> Result<Vec<(String, Vec<u8>)>, CoreError> {
     let bad = |e: std::io::Error| {
         CoreError::InvalidRequest(format!("invalid snapshot: not a gzip'd tar archive: {e}"))
     };
-    let gz = flate2::read::GzDecoder::new(body).take(MAX_SNAPSHOT_BYTES);
+    let gz = Bounded::new(flate2::read::GzDecoder::new(body), limit);
     let mut archive = tar::Archive::new(gz);
+    let unpacked = unpack(&mut archive);
+    if archive.into_inner().exceeded {
+        return Err(CoreError::TooLarge(format!(
+            "invalid snapshot: it decompresses to more than {limit} bytes"
+        )));
+    }
+    unpacked.map_err(bad)
+}
+
+fn unpack<R: Read>(archive: &mut tar::Archive<R>) -> std::io::Result<Vec<(String, Vec<u8>)>> {
     let mut out = Vec::new();
-    for entry in archive.entries().map_err(bad)? {
-        let mut entry = entry.map_err(bad)?;
-        let name = entry.path().map_err(bad)?.to_string_lossy().into_owned();
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let name = entry.path()?.to_string_lossy().into_owned();
         if out.len() >= 16 {
-            return Err(CoreError::InvalidRequest(
-                "invalid snapshot: too many files in the archive".into(),
-            ));
+            return Err(std::io::Error::other("too many files in the archive"));
         }
         let mut buf = Vec::new();
-        entry.read_to_end(&mut buf).map_err(bad)?;
+        entry.read_to_end(&mut buf)?;
         out.push((name, buf));
     }
     Ok(out)
+}
+
+/// A reader that fails, and remembers that it failed, once more than `left` bytes are read:
+/// a gzip bomb is refused as too large instead of being cut short and misreported.
+struct Bounded<R> {
+    inner: R,
+    left: u64,
+    exceeded: bool,
+}
+
+impl<R> Bounded<R> {
+    fn new(inner: R, limit: u64) -> Self {
+        Bounded {
+            inner,
+            left: limit,
+            exceeded: false,
+        }
+    }
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.left == 0 {
+            // At the limit: one more byte means the stream is too large.
+            let mut probe = [0u8; 1];
+            if self.inner.read(&mut probe)? == 0 {
+                return Ok(0);
+            }
+            self.exceeded = true;
+            return Err(std::io::Error::other("decompressed size limit exceeded"));
+        }
+        let room = usize::try_from(self.left)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let n = self.inner.read(&mut buf[..room])?;
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 fn parse_state(mut s: &[u8]) -> Result<Vec<(String, Vec<u8>)>, CoreError> {
@@ -252,6 +306,40 @@ mod tests {
             vec![("k1".to_string(), b"v1".to_vec())]
         );
         assert!(parse_state(&s[..s.len() - 1]).is_err());
+    }
+
+    /// A gzip'd tar of one member of `size` zero bytes.
+    fn archive_of(size: usize) -> Vec<u8> {
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut tar = tar::Builder::new(gz);
+        let mut header = tar::Header::new_gnu();
+        header.set_size(size as u64);
+        header.set_cksum();
+        tar.append_data(&mut header, META, vec![0u8; size].as_slice())
+            .unwrap();
+        tar.into_inner().unwrap().finish().unwrap()
+    }
+
+    #[test]
+    fn fuzz_snapshot_gzip_bomb_is_refused_at_the_limit() {
+        // Why: a small upload that inflates past the limit must be refused as too large
+        // (was: silently cut at the limit and reported as a corrupt archive), and nothing
+        // past the limit may be decompressed into memory.
+        let body = archive_of(64 * 1024);
+        assert!(
+            body.len() < 1024,
+            "the test needs a bomb, got {} bytes",
+            body.len()
+        );
+        let decompressed = 512 + 64 * 1024 + 1024; // header, data, end-of-archive blocks
+        assert!(read_archive_within(&body, decompressed as u64 * 4).is_ok());
+
+        let too_small = read_archive_within(&body, 32 * 1024);
+
+        assert!(
+            matches!(&too_small, Err(CoreError::TooLarge(m)) if m.contains("32768 bytes")),
+            "{too_small:?}"
+        );
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! userpass and approle end to end through `Core::handle`: enable the method as root, set up
 //! users and roles, log in without a token, and use the issued token.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,5 +1,8 @@
 //! The core's life cycle end to end, in process, over memory storage.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};

@@ -1,6 +1,9 @@
 //! ACL policies end to end through `Core::handle`: policies written through `sys/policies/acl`,
 //! tokens created through `auth/token/create`, and KV requests that must succeed or get 403.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::Arc;
 
 use base64::Engine as _;

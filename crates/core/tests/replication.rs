@@ -1,6 +1,9 @@
 //! DR replication between two in-process cores: real cluster-port mTLS on loopback, the
 //! primary's API served over HTTP for the activation-token unwrap, memory storage.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

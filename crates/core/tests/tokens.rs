@@ -2,6 +2,9 @@
 //! parameter, the subset rule, TTL expiry by the background task, revocation cascades,
 //! accessors, batch and limited-use tokens, renewal, roles, leases and restarts.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

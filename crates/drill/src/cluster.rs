@@ -220,17 +220,7 @@ telemetry {{
         };
         // If the drill itself dies (Ctrl-C, SIGKILL) its servers die with it; Drop guards
         // cover every other exit.
-        use std::os::unix::process::CommandExt;
-        // SAFETY: the closure runs between fork and exec and only calls prctl(2), which is
-        // async-signal-safe.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        crate::sys::kill_child_with_parent(&mut cmd);
         cmd.arg("server")
             .arg(format!("-config={}", self.config.display()))
             .env("HOME", &self.dir)
@@ -287,8 +277,8 @@ telemetry {{
             return;
         };
         if let Ok(pid) = i32::try_from(c.id()) {
-            // SAFETY: kill(2) on the pid of a child we spawned and have not reaped yet.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
+            // a child we spawned and have not reaped yet
+            crate::sys::terminate(pid);
         }
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {

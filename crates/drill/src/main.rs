@@ -6,11 +6,15 @@
 //! checking every acknowledged write afterwards. One verdict line per scenario, then a
 //! summary; the exit code is non-zero when any scenario fails.
 
+// libc calls live in one small module that opts in with `#![allow(unsafe_code)]`.
+#![deny(unsafe_code)]
+
 mod checker;
 mod cluster;
 mod netns;
 mod relay;
 mod scenarios;
+mod sys;
 mod workload;
 
 use std::path::PathBuf;

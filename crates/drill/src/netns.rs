@@ -62,8 +62,8 @@ fn remove_namespace(ns: &str) {
             .split_whitespace()
             .filter_map(|p| p.parse::<i32>().ok())
         {
-            // SAFETY: kill(2) on a pid living in a namespace only the drill creates.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            // a pid living in a namespace only the drill creates
+            crate::sys::kill(pid);
         }
     }
     let _ = Command::new("ip").args(["netns", "del", ns]).output();
@@ -80,8 +80,7 @@ pub fn cleanup_stale() -> usize {
 
 /// Whether this process may build namespaces; `Err` says why not.
 pub fn available() -> Result<(), String> {
-    // SAFETY: geteuid(2) has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !crate::sys::is_root() {
         return Err("not running as root (network namespaces need CAP_NET_ADMIN)".into());
     }
     if Command::new("ip").arg("-V").output().is_err() {
@@ -193,11 +192,8 @@ impl Topology {
     pub fn enter_ctl(&self) -> Result<()> {
         let path = format!("/var/run/netns/{NS_CTL}");
         let f = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
-        use std::os::fd::AsRawFd;
-        // SAFETY: setns(2) on an open namespace fd; it affects only the calling thread.
-        let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-        if rc != 0 {
-            bail!("setns into {NS_CTL}: {}", std::io::Error::last_os_error());
+        if let Err(e) = crate::sys::enter_network_namespace(&f) {
+            bail!("setns into {NS_CTL}: {e}");
         }
         Ok(())
     }

@@ -5,6 +5,8 @@
 //! one crate means a wire-compatibility fix (a header, a status code, a field) is made once and
 //! cannot leak into the business logic.
 
+#![forbid(unsafe_code)]
+
 mod body;
 mod call;
 mod client_cert;

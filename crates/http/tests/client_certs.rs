@@ -3,6 +3,9 @@
 //! signature still checked against the certificate's key, and chains verified against
 //! `tls_client_ca_file` when `tls_require_and_verify_client_cert` is set.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::{Ca, Pair, client, health_url, start, unknown_v1_pair, v1_cert, write_pair};

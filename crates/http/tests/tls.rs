@@ -1,5 +1,8 @@
 //! A real listener over TLS: handshake, ALPN, client-certificate policy, reload, shutdown.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::sync::Arc;

@@ -6,6 +6,8 @@
 //! the server's parser too). Parsing yields typed path rules with the line each came from;
 //! formatting lays an accepted HCL document out canonically.
 
+#![forbid(unsafe_code)]
+
 mod caps;
 mod error;
 mod format;

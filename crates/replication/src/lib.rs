@@ -7,6 +7,8 @@
 //! whether it can resume streaming or must first repair itself with a merkle diff and sync.
 //! Values travel exactly as storage holds them: barrier ciphertext, never plaintext.
 
+#![forbid(unsafe_code)]
+
 pub mod activation;
 mod client;
 mod error;

@@ -1,5 +1,8 @@
 //! End-to-end DR replication between two in-memory storages over real mTLS on 127.0.0.1.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::sync::Arc;

@@ -4,11 +4,15 @@
 //! core, starts the API and cluster listeners, and owns the process lifecycle (signals,
 //! memory locking, dev-mode bootstrap). No request logic lives here.
 
+// libc calls live in one small module that opts in with `#![allow(unsafe_code)]`.
+#![deny(unsafe_code)]
+
 pub mod config;
 mod dev_dr;
 mod flags;
 mod logging;
 mod malloc;
+mod os;
 mod run;
 
 pub use flags::ServerFlags;

@@ -21,11 +21,7 @@ pub fn tune() {
     let setting = std::env::var("MALLOC_ARENA_MAX").ok();
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if let Some(limit) = arena_limit(setting.as_deref(), cores) {
-        // SAFETY: mallopt only changes allocator parameters; it is called before any other
-        // thread of this process exists, and a refused setting (return 0) changes nothing.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, limit);
-        }
+        crate::os::set_malloc_arena_max(limit);
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     let _ = (setting, cores);

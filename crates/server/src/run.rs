@@ -521,10 +521,7 @@ pub(crate) fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
 
 /// Locks the process memory so key material never reaches swap.
 fn lock_memory() -> anyhow::Result<()> {
-    // SAFETY: mlockall has no memory-safety preconditions; it only changes paging policy.
-    let rc = unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) };
-    if rc != 0 {
-        let err = std::io::Error::last_os_error();
+    if let Err(err) = crate::os::lock_all_memory() {
         anyhow::bail!(
             "failed to lock memory: {err}. Run as root or with CAP_IPC_LOCK, or set disable_mlock = true in the configuration (recommended with raft storage)"
         );

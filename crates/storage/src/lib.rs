@@ -6,6 +6,8 @@
 //! the few plaintext bootstrap records the barrier itself keeps (seal configuration, the
 //! encrypted root key): this crate never sees a secret in the clear.
 
+#![forbid(unsafe_code)]
+
 mod error;
 mod inmem;
 pub mod keyspace;

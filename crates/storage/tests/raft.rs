@@ -1,5 +1,8 @@
 //! RaftStorage through the public `Storage` trait: semantics, durability, concurrency, errors.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::Path;
 use std::sync::Arc;
 

@@ -3,6 +3,9 @@
 //! Every scenario is written once against `&dyn Storage` and run on memory and on Raft, so
 //! the two backends cannot drift apart in what a primary ships or a secondary accepts.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::Path;
 use std::sync::Arc;
 

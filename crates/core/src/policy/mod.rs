@@ -14,6 +14,8 @@ use std::time::Duration;
 
 mod acl;
 mod builtin;
+#[cfg(test)]
+mod fuzz_tests;
 mod routes;
 mod store;
 

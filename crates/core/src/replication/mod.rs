@@ -10,6 +10,8 @@
 
 mod bundle;
 mod config;
+#[cfg(test)]
+mod fuzz_activation;
 mod gate;
 mod hooks;
 mod op_token;

@@ -9,6 +9,11 @@
 use super::error::ConfigError;
 use super::tree::{Entry, LineIndex, Node, NodeKind};
 
+/// Deepest nesting of objects and arrays accepted. A real configuration nests four levels;
+/// the scanner recurses per level, and serde_json's validation pass does not bound depth, so
+/// without this a deeply nested file overflows the stack and aborts the server.
+const MAX_NESTING: usize = 64;
+
 /// Parses `text` as a JSON object and returns its entries in source order.
 pub(crate) fn parse(text: &str, file: &str) -> Result<Vec<Entry>, ConfigError> {
     if let Err(err) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
@@ -23,6 +28,7 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Vec<Entry>, ConfigError> {
     let mut scanner = Scanner {
         text,
         pos: 0,
+        depth: 0,
         lines: &lines,
     };
     let internal = |message: String| ConfigError::new(file, None, None, message);
@@ -44,6 +50,8 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Vec<Entry>, ConfigError> {
 struct Scanner<'a> {
     text: &'a str,
     pos: usize,
+    /// Objects and arrays currently open.
+    depth: usize,
     lines: &'a LineIndex,
 }
 
@@ -79,8 +87,24 @@ impl Scanner<'_> {
         self.skip_whitespace();
         let line = Some(self.lines.line_of(self.pos));
         let kind = match self.peek() {
-            Some(b'{') => NodeKind::Object(self.object()?),
-            Some(b'[') => NodeKind::Array(self.array()?),
+            Some(b'{' | b'[') if self.depth >= MAX_NESTING => {
+                return Err(format!(
+                    "objects and arrays nest deeper than {MAX_NESTING} levels at line {}",
+                    self.lines.line_of(self.pos)
+                ));
+            }
+            Some(b'{') => {
+                self.depth += 1;
+                let entries = self.object();
+                self.depth -= 1;
+                NodeKind::Object(entries?)
+            }
+            Some(b'[') => {
+                self.depth += 1;
+                let items = self.array();
+                self.depth -= 1;
+                NodeKind::Array(items?)
+            }
             Some(b'"') => NodeKind::String(self.string()?),
             Some(b't') => self.literal("true", NodeKind::Bool(true))?,
             Some(b'f') => self.literal("false", NodeKind::Bool(false))?,
