@@ -143,6 +143,14 @@ impl Core {
             .iter()
             .find(|(k, _)| k == "core/keyring")
             .is_some_and(|(_, v)| self.barrier.keyring_opens(v));
+        // `force` is for snapshots of other clusters, whose sealed checksums this one cannot
+        // read. A snapshot that carries this cluster's own keyring can always be checked, so
+        // one that fails the check was altered after it was taken: refused, forced or not.
+        if keyring_opens && !ours {
+            return Err(CoreError::InvalidRequest(
+                "snapshot is corrupt: it carries this cluster's keyring but its contents do not match the checksums sealed under that keyring, so it was altered after it was taken; restore an unaltered snapshot".into(),
+            ));
+        }
 
         let _guard = self.seal_state.transition.lock().await;
         self.storage.replace_all(pairs).await?;

@@ -311,6 +311,11 @@ async fn snapshot_restores_exact_state_and_refuses_foreign_or_corrupt_ones() {
         core.snapshot_restore(Some(&root), &tampered, false).await,
         Err(CoreError::InvalidRequest(_))
     ));
+    // Forcing does not help: it carries our keyring, so its sealed checksums are checkable.
+    assert!(matches!(
+        core.snapshot_restore(Some(&root), &tampered, true).await,
+        Err(CoreError::InvalidRequest(_))
+    ));
     assert_eq!(read(&core, &root, "secret/a").await.unwrap()["v"], "before");
 
     // Why: another cluster's snapshot needs force, and after force the core needs that cluster's keys.
