@@ -118,6 +118,13 @@ impl Core {
         &self.storage
     }
 
+    /// Whether the door is open: unsealed, and done loading what an unsealed core keeps (the
+    /// replication mode above all, so a DR secondary never serves a client request in the
+    /// moment between the barrier opening and its mode being known).
+    pub(crate) fn serving(&self) -> bool {
+        !self.barrier.sealed() && lock(&self.seal_state.active_since).is_some()
+    }
+
     /// Whether the barrier is sealed.
     pub fn sealed(&self) -> bool {
         self.barrier.sealed()

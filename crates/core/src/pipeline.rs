@@ -21,16 +21,18 @@ const MAX_WRAP_TTL: Duration = Duration::from_secs(768 * 3600);
 /// Runs one request through the door.
 pub(crate) async fn handle(core: &Core, mut req: Request) -> Result<Response, CoreError> {
     // A snapshot restore replaces the whole keyspace, so it holds the request gate alone;
-    // every other request holds it shared.
-    let _gate = if replaces_keyspace(&req) {
+    // every other request holds it shared. Only a caller the checks admit may wait for the
+    // exclusive gate: anyone else could stall every request just by asking.
+    let exclusive = replaces_keyspace(&req) && preflight(core, &req).await.is_ok();
+    let _gate = if exclusive {
         GateGuard::Exclusive(core.gates.request.write().await)
     } else {
         GateGuard::Shared(core.gates.request.read().await)
     };
-    if core.barrier.sealed() {
+    if !core.serving() {
         // Sealing a sealed node changes nothing and has nothing to authorize (Vault answers
-        // 204 too); everything else waits for the keys.
-        if req.path == "sys/seal" && Core::is_write(req.operation) {
+        // 204 too); everything else waits until the unseal has finished loading.
+        if req.path == "sys/seal" && writes(req.operation) && core.barrier.sealed() {
             return Ok(Response::no_content());
         }
         return Err(CoreError::Sealed);
@@ -87,7 +89,12 @@ fn replaces_keyspace(req: &Request) -> bool {
     matches!(
         req.path.as_str(),
         "sys/storage/raft/snapshot" | "sys/storage/raft/snapshot-force"
-    ) && Core::is_write(req.operation)
+    ) && writes(req.operation)
+}
+
+/// PUT or POST: the verbs that seal, step down or restore (DELETE and PATCH do not).
+pub(crate) fn writes(op: Operation) -> bool {
+    matches!(op, Operation::Update | Operation::Create)
 }
 
 /// The request gate, held shared or exclusively for the whole request.
@@ -110,7 +117,7 @@ struct Admitted {
 /// the whole door.
 pub(crate) async fn preflight(core: &Core, req: &Request) -> Result<(), CoreError> {
     let _gate = core.gates.request.read().await;
-    if core.barrier.sealed() {
+    if !core.serving() {
         return Err(CoreError::Sealed);
     }
     core.dr_gate(req).await?;
@@ -130,7 +137,12 @@ async fn check(
         Some(t) if !t.trim().is_empty() => core.lookup_token(t.trim()).await?,
         _ => None,
     };
+    let outside_cidrs =
+        |t: &TokenEntry| !t.bound_cidrs.is_empty() && !cidr_allows(&t.bound_cidrs, req.client_addr);
     if unauth {
+        // A token presented from outside its bound CIDRs is not used, even where none is
+        // needed: the request goes on as anonymous.
+        let token = token.filter(|t| !outside_cidrs(t));
         return Ok(Admitted {
             token,
             decision: AclDecision {
@@ -142,7 +154,7 @@ async fn check(
     }
     // Vault answers 403, not 404, to unauthenticated requests for unknown paths.
     let token = token.ok_or(CoreError::PermissionDenied)?;
-    if !token.bound_cidrs.is_empty() && !cidr_allows(&token.bound_cidrs, req.client_addr) {
+    if outside_cidrs(&token) {
         return Err(CoreError::PermissionDenied);
     }
     let acl = core.acl_for(&token.policies).await?;

@@ -153,10 +153,17 @@ impl Core {
         }
 
         let _guard = self.seal_state.transition.lock().await;
-        self.storage.replace_all(pairs).await?;
-        *lock(&self.seal_state.progress) = Default::default();
-        // Everything cached from the old keyspace goes: leases, policies, audit devices.
+        // The lease timer runs outside the request gate: stop it first, so no revocation of
+        // the old keyspace lands in the restored one.
         self.expiration_stop().await;
+        if let Err(e) = self.storage.replace_all(pairs).await {
+            self.expiration_start().await?;
+            return Err(e.into());
+        }
+        // Everything cached from the old keyspace goes: attempts, policies, audit devices.
+        *lock(&self.seal_state.progress) = Default::default();
+        *lock(&self.seal_state.generate_root) = None;
+        *lock(&self.seal_state.rekey) = None;
         self.policies.clear();
         self.clear_audit();
         let reloaded = if keyring_opens {

@@ -55,7 +55,17 @@ async fn call(
     path: &str,
     token: Option<&str>,
 ) -> Result<Response, CoreError> {
-    let mut req = Request::new(op, path).with_client_addr(client());
+    call_from(env, op, path, token, client()).await
+}
+
+async fn call_from(
+    env: &Env,
+    op: Operation,
+    path: &str,
+    token: Option<&str>,
+    from: SocketAddr,
+) -> Result<Response, CoreError> {
+    let mut req = Request::new(op, path).with_client_addr(from);
     req.token = token.map(str::to_owned);
     env.core.handle(req).await
 }
@@ -136,6 +146,13 @@ async fn setup() -> Env {
         json!({"policy": ALL}),
     )
     .await;
+    root_call(
+        &env,
+        Operation::Update,
+        "sys/policies/acl/nosudo",
+        json!({"policy": ALL.replace(", \"sudo\"", "")}),
+    )
+    .await;
     env
 }
 
@@ -149,6 +166,13 @@ async fn unseal(env: &Env) {
             .await
             .unwrap();
     }
+}
+
+/// A token with only `policy`.
+async fn token_with(env: &Env, policy: &str) -> String {
+    let body = json!({"policies": [policy], "no_default_policy": true});
+    let resp = root_call(env, Operation::Update, "auth/token/create", body).await;
+    resp.auth.unwrap().client_token
 }
 
 /// A token with the all-granting policy and the given limits.
@@ -173,10 +197,23 @@ async fn bound_token(env: &Env) -> String {
 /// How many `request` entries the audit log holds for `path`.
 fn audited(log: &Path, path: &str) -> usize {
     let text = std::fs::read_to_string(log).unwrap_or_default();
-    text.lines()
+    // A token in the path is audited hashed: match the form and the hash's prefix.
+    let matches = |logged: &str| match strongroom_core::routing::token_in_path(path) {
+        Some((form, _)) => logged.starts_with(&format!("{form}hmac-sha256:")),
+        None => logged == path,
+    };
+    let entries: Vec<Value> = text
+        .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["type"] == "request" && v["request"]["path"] == path)
-        .count()
+        .filter(|v| v["request"]["path"].as_str().is_some_and(matches))
+        .collect();
+    let count = |kind: &str| entries.iter().filter(|v| v["type"] == kind).count();
+    assert_eq!(
+        count("request"),
+        count("response"),
+        "{path}: a request entry without its response entry"
+    );
+    count("request")
 }
 
 /// The four properties for one authenticated route.
@@ -200,6 +237,36 @@ async fn check_token_route(path: &str, op: Operation) {
         before + 1,
         "{path}: the refused request is not audited"
     );
+    // Inside them the same token is admitted: the refusal above was the CIDR bound's.
+    let inside: SocketAddr = "10.1.2.3:40000".parse().unwrap();
+    let admitted = call_from(&env, op, path, Some(&bound), inside).await;
+    assert!(
+        !matches!(admitted, Err(CoreError::PermissionDenied)),
+        "{path}: CIDR-bound token from inside its CIDR got {admitted:?}"
+    );
+    let mut before = before + 1;
+    if env.core.sealed() {
+        unseal(&env).await; // the route was sys/seal
+    }
+
+    // Root-protected paths need sudo, with or without a trailing slash.
+    if strongroom_core::routing::requires_sudo(path, op) {
+        let nosudo = token_with(&env, "nosudo").await;
+        for form in [path.to_owned(), format!("{path}/")] {
+            let got = call(&env, op, &form, Some(&nosudo)).await;
+            assert!(
+                matches!(got, Err(CoreError::PermissionDenied)),
+                "{form}: admitted without sudo: {got:?}"
+            );
+        }
+        // The refusal at `path` itself is audited too (and, where the path carries a token
+        // and so is matched by its hashed form, the one with the slash as well).
+        before += if strongroom_core::routing::token_in_path(path).is_some() {
+            2
+        } else {
+            1
+        };
+    }
 
     // The first use: admitted and audited.
     let first = call(&env, op, path, Some(&limited)).await;

@@ -13,6 +13,7 @@ use serde_json::json;
 use strongroom_api::{
     GenerateRootStartRequest, GenerateRootUpdateRequest, InitRequest, UnsealRequest,
 };
+use strongroom_core::routing::Access;
 use strongroom_core::{Core, CoreError};
 
 use crate::call::Call;
@@ -28,6 +29,14 @@ pub(crate) async fn handle(
     call: &Call,
     unauthenticated_metrics: bool,
 ) -> Option<Resp> {
+    // Only the route table's node-state rows are answered here: a handler below without a
+    // row is unreachable, so nothing can be served beside the door without being listed.
+    let node_state = strongroom_core::routing::table::lookup(&call.path)
+        .is_some_and(|row| row.access == Access::NodeState);
+    let open_metrics = unauthenticated_metrics && call.path == "sys/metrics";
+    if !node_state && !open_metrics {
+        return None;
+    }
     let resp = match call.path.as_str() {
         "sys/init" => init(core, call).await,
         "sys/seal-status" => {
@@ -41,7 +50,7 @@ pub(crate) async fn handle(
         "sys/rekey/init" | "sys/rekey/update" | "sys/rekey/verify" => {
             crate::rekey::handle(core, call).await
         }
-        "sys/metrics" if unauthenticated_metrics => metrics(core, call).await,
+        "sys/metrics" => metrics(core, call).await,
         _ => return None,
     };
     Some(resp)

@@ -67,7 +67,7 @@ async fn dispatch(State(state): State<AppState>, req: axum::extract::Request) ->
     let method = method_label(req.method());
     // The path only: the query string and headers (tokens) and the body (secrets) stay out of
     // the log. Vault treats request paths as non-secret too (its audit log keeps them clear).
-    let path = tracing::enabled!(tracing::Level::TRACE).then(|| req.uri().path().to_owned());
+    let path = tracing::enabled!(tracing::Level::TRACE).then(|| loggable_path(req.uri().path()));
     let started = std::time::Instant::now();
     let resp = handle(state, req).await;
     if let Some(path) = path {
@@ -89,6 +89,15 @@ async fn dispatch(State(state): State<AppState>, req: axum::extract::Request) ->
     metrics::counter!("vault_http_requests_total", "method" => method, "code" => class)
         .increment(1);
     resp
+}
+
+/// The request path for the log, with a token carried in the path hidden.
+fn loggable_path(path: &str) -> String {
+    let logical = path.strip_prefix("/v1/").unwrap_or(path);
+    match strongroom_core::routing::token_in_path(logical) {
+        Some((form, _)) => format!("/v1/{form}[redacted]"),
+        None => path.to_owned(),
+    }
 }
 
 /// A bounded label for the request method.
@@ -126,9 +135,11 @@ async fn handle(state: AppState, req: axum::extract::Request) -> Response {
         .map(|c| c.0);
     let uploads_snapshot = raw::is_snapshot_upload(&path)
         && (parts.method == Method::PUT || parts.method == Method::POST);
-    let limit = if uploads_snapshot {
-        // Only a caller the door would admit may make the server buffer a snapshot-sized
-        // body; the upload itself then passes the whole door.
+    // Only a caller the door would admit may make the server buffer a snapshot-sized body.
+    // Anyone else gets the listener's usual limit, and the door then refuses (and audits)
+    // the upload like any other request.
+    let mut limit = state.opts.max_request_size;
+    if uploads_snapshot {
         let token = match parse::token(&parts.headers) {
             Ok(t) => t,
             Err(e) => return e.into(),
@@ -136,13 +147,10 @@ async fn handle(state: AppState, req: axum::extract::Request) -> Response {
         let mut probe = strongroom_core::Request::new(strongroom_core::Operation::Update, &path);
         probe.token = token;
         probe.client_addr = peer;
-        if let Err(e) = state.core.preflight(&probe).await {
-            return reply::core_error(&e);
+        if state.core.preflight(&probe).await.is_ok() {
+            limit = MAX_SNAPSHOT_BYTES;
         }
-        MAX_SNAPSHOT_BYTES
-    } else {
-        state.opts.max_request_size
-    };
+    }
     let body = match read_body(parts.version, &parts.headers, body, limit).await {
         Ok(b) => b,
         Err(resp) => return resp,

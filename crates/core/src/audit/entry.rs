@@ -194,7 +194,12 @@ fn request(ev: &Event<'_>, h: &Hasher<'_>, mount: &MountInfo, clear_keys: &[Stri
         json!(h.accessor(ev.token.map(|t| t.accessor.as_str()).unwrap_or(""))),
     );
     out.insert("namespace".into(), json!({"id": "root"}));
-    out.insert("path".into(), json!(req.path));
+    // A token in the path (refused, but audited first) is hashed like any other token.
+    let path = match crate::routing::token_in_path(&req.path) {
+        Some((form, token)) => format!("{form}{}", h.secret(token)),
+        None => req.path.clone(),
+    };
+    out.insert("path".into(), json!(path));
     if !req.data.is_empty() {
         out.insert("data".into(), Value::Object(h.map(&req.data, clear_keys)));
     }

@@ -73,8 +73,28 @@ fn replication_unauthenticated(path: &str) -> bool {
         && table::lookup(path).is_some_and(|r| r.access == Access::Unauthenticated)
 }
 
+/// Path forms that carry a token in the path (`auth/token/lookup/<token>`): they are refused
+/// with a 400, but the request is still logged and audited first, so the token part must
+/// never be written as it is. Returns the path up to and including the last `/` before the
+/// token, and the token.
+pub fn token_in_path(path: &str) -> Option<(&str, &str)> {
+    const FORMS: &[&str] = &[
+        "auth/token/lookup/",
+        "auth/token/renew/",
+        "auth/token/revoke/",
+        "auth/token/revoke-orphan/",
+    ];
+    FORMS.iter().find_map(|form| {
+        let tail = path.strip_prefix(form)?;
+        (!tail.is_empty()).then(|| path.split_at(form.len()))
+    })
+}
+
 /// Root-protected paths: the ACL must grant `sudo` besides the verb capability.
-pub(crate) fn requires_sudo(path: &str, op: Operation) -> bool {
+pub fn requires_sudo(path: &str, op: Operation) -> bool {
+    // Handlers ignore trailing slashes, so the check must too (`create-orphan/` is
+    // `create-orphan`).
+    let path = path.trim_end_matches('/');
     const EXACT: &[&str] = &[
         "sys/seal",
         "sys/step-down",
@@ -131,6 +151,15 @@ mod tests {
     fn root_protected_paths_need_sudo_and_ordinary_ones_do_not() {
         // Why: a policy without sudo must not reach audit or auth-method configuration.
         assert!(requires_sudo("sys/audit/file", Operation::Update));
+        assert!(requires_sudo(
+            "auth/token/create-orphan/",
+            Operation::Update
+        ));
+        assert!(requires_sudo("sys/rekey/backup/", Operation::Read));
+        assert!(requires_sudo(
+            "sys/replication/dr/primary/secondary-token/",
+            Operation::Update
+        ));
         assert!(requires_sudo("sys/auth/userpass", Operation::Update));
         assert!(requires_sudo("sys/leases/lookup/auth/", Operation::List));
         assert!(!requires_sudo("sys/leases/lookup", Operation::Update));
@@ -149,6 +178,18 @@ mod tests {
             "sys/replication/dr/primary/enable",
             Operation::Update
         ));
+    }
+
+    #[test]
+    fn tokens_in_paths_are_found_and_other_paths_are_not() {
+        // Why: audit and logs write the path; a token there must be hashed or hidden.
+        assert_eq!(
+            token_in_path("auth/token/lookup/hvs.abc"),
+            Some(("auth/token/lookup/", "hvs.abc"))
+        );
+        assert_eq!(token_in_path("auth/token/lookup"), None);
+        assert_eq!(token_in_path("auth/token/lookup-self"), None);
+        assert_eq!(token_in_path("secret/auth/token/lookup/x"), None);
     }
 
     #[test]

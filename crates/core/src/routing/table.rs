@@ -74,6 +74,9 @@ pub const ROUTES: &[RouteSpec] = &[
         "sys/generate-root/update",
         Update,
     ),
+    row("sys/rekey/init", NodeState, "sys/rekey/init", Read),
+    row("sys/rekey/update", NodeState, "sys/rekey/update", Update),
+    row("sys/rekey/verify", NodeState, "sys/rekey/verify", Read),
     // Seal, leadership, metrics and snapshots: through the door, answered raw by `http`.
     row("sys/seal", Token, "sys/seal", Update),
     row("sys/step-down", Token, "sys/step-down", Update),

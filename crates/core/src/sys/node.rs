@@ -14,7 +14,7 @@ use crate::{Core, CoreError, MetricsFormat, Operation, RawBody, Request, Respons
 /// `sys/seal`, `sys/step-down`, `sys/metrics`, `sys/storage/raft/snapshot[-force]`; `None`
 /// when `req` is not one of these paths.
 pub(crate) async fn route(core: &Core, req: &Request) -> Option<Result<Response, CoreError>> {
-    let write = Core::is_write(req.operation);
+    let write = crate::pipeline::writes(req.operation);
     let result = match (req.path.as_str(), req.operation) {
         ("sys/seal", _) if write => seal(core).await,
         // A single node has no one to hand leadership to: after the checks nothing changes.
