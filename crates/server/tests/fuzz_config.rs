@@ -14,43 +14,8 @@ use serde_json::{Map, Value};
 use strongroom_fuzz::{config, mutate_text, mutations, nested, token_soup};
 use strongroom_server::config::{ConfigError, parse_str};
 
-const SAMPLE_HCL: &str = r#"ui            = true
-disable_mlock = true
-log_level     = "info"
-api_addr      = "https://10.0.0.1:8200"
-cluster_addr  = "https://10.0.0.1:8201"
-default_lease_ttl = "768h"
-max_lease_ttl     = "768h"
-
-storage "raft" {
-  path    = "/var/lib/vault/raft"
-  node_id = "node1"
-  retry_join {
-    leader_api_addr     = "https://10.0.0.2:8200"
-    leader_ca_cert_file = "/etc/vault/ca.pem"
-  }
-}
-
-listener "tcp" {
-  address            = "0.0.0.0:8200"
-  cluster_address    = "0.0.0.0:8201"
-  tls_disable        = false
-  tls_cert_file      = "/etc/vault/tls.crt"
-  tls_key_file       = "/etc/vault/tls.key"
-  max_request_size   = 33554432
-  tls_min_version    = "tls12"
-  telemetry { unauthenticated_metrics_access = false }
-}
-
-telemetry {
-  prometheus_retention_time = "30s"
-  disable_hostname          = true
-}
-
-replication {
-  resolver_discover_servers = true
-}
-"#;
+/// The spec's configuration example, the one the config unit tests parse.
+const SAMPLE_HCL: &str = include_str!("../testdata/spec_sample.hcl");
 
 const SAMPLE_JSON: &str = r#"{
   "ui": true,

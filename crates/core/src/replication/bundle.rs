@@ -96,25 +96,33 @@ impl ActivationBundle {
     }
 }
 
+/// A bundle with placeholder values, for tests of the bundle and its token forms.
+#[cfg(test)]
+pub(crate) fn test_bundle(cluster_id: &str) -> ActivationBundle {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    ActivationBundle {
+        cluster_id: cluster_id.into(),
+        secondary_id: "s".into(),
+        primary_api_addr: "https://p:8200".into(),
+        primary_cluster_addrs: vec!["https://p:8201".into()],
+        ca_pem: "ca".into(),
+        client_cert_pem: "cert".into(),
+        client_key_pem: "key".into(),
+        root_key_b64: STANDARD.encode([7u8; 32]),
+        stored: BOOTSTRAP_KEYS
+            .iter()
+            .map(|k| ((*k).to_owned(), STANDARD.encode(k.as_bytes())))
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn sample() -> ActivationBundle {
-        ActivationBundle {
-            cluster_id: "c".into(),
-            secondary_id: "s".into(),
-            primary_api_addr: "http://p".into(),
-            primary_cluster_addrs: vec!["https://p:8201".into()],
-            ca_pem: "ca".into(),
-            client_cert_pem: "cert".into(),
-            client_key_pem: "key".into(),
-            root_key_b64: STANDARD.encode([7u8; 32]),
-            stored: BOOTSTRAP_KEYS
-                .iter()
-                .map(|k| ((*k).to_owned(), STANDARD.encode(k.as_bytes())))
-                .collect(),
-        }
+        test_bundle("c")
     }
 
     #[test]

@@ -11,13 +11,13 @@
 use std::sync::Arc;
 
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 use strongroom_fuzz::{config, mutate, mutations};
 use strongroom_storage::InmemStorage;
 
-use super::bundle::{ActivationBundle, BOOTSTRAP_KEYS};
+use super::bundle::ActivationBundle;
 use super::pubkey::seal_bundle;
 use crate::{Core, CoreConfig};
 use strongroom_replication::activation::jwt::{
@@ -38,20 +38,7 @@ fn claims(wt: String, exp: i64) -> ActivationClaims {
 }
 
 fn bundle(cluster_id: String) -> ActivationBundle {
-    ActivationBundle {
-        cluster_id,
-        secondary_id: "s1".into(),
-        primary_api_addr: "https://p:8200".into(),
-        primary_cluster_addrs: vec!["https://p:8201".into()],
-        ca_pem: "ca".into(),
-        client_cert_pem: "cert".into(),
-        client_key_pem: "key".into(),
-        root_key_b64: STANDARD.encode([7u8; 32]),
-        stored: BOOTSTRAP_KEYS
-            .iter()
-            .map(|k| ((*k).to_owned(), STANDARD.encode(k.as_bytes())))
-            .collect(),
-    }
+    super::bundle::test_bundle(&cluster_id)
 }
 
 /// Checks every accessor of a bundle that was accepted; each may refuse, none may panic.
