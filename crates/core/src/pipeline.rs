@@ -288,11 +288,17 @@ async fn serve(
             Route::Mount(m, _) => m.engine.clone(),
         };
     }
+    // Metrics and snapshots answer bytes, which no envelope can hold: a request (or a policy)
+    // that asks for wrapping is refused rather than answered unwrapped.
+    if req.wrap_ttl.is_some() && resp.raw.is_some() {
+        return Err(CoreError::InvalidRequest(
+            "this endpoint answers raw bytes, which cannot be response-wrapped: send it without X-Vault-Wrap-TTL, with a token whose policies do not require wrapping".into(),
+        ));
+    }
     if let Some(ttl) = req.wrap_ttl
         && !resp.is_empty()
         && resp.wrap_info.is_none()
         && resp.raw_body.is_none()
-        && resp.raw.is_none()
         && resp.unwrapped.is_none()
     {
         if ttl.is_zero() || ttl > MAX_WRAP_TTL {

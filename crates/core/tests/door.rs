@@ -386,7 +386,7 @@ async fn a_request_refused_by_a_failing_audit_device_spends_no_use() {
     std::fs::create_dir(&env.audit_log).unwrap(); // the device can no longer write
     let refused = call(&env, Operation::Read, "sys/mounts", Some(&limited)).await;
     assert!(
-        refused.is_err(),
+        matches!(&refused, Err(CoreError::Internal(m)) if m.contains("audit device")),
         "served without an audit trail: {refused:?}"
     );
 
@@ -396,4 +396,16 @@ async fn a_request_refused_by_a_failing_audit_device_spends_no_use() {
         served.is_ok(),
         "the failed request spent the token's only use: {served:?}"
     );
+}
+
+#[tokio::test]
+async fn raw_answers_are_never_sent_unwrapped_to_a_wrapping_request() {
+    // Why: a policy's min_wrapping_ttl must not be skipped just because the answer is bytes.
+    let env = setup().await;
+    let mut req = Request::new(Operation::Read, "sys/storage/raft/snapshot")
+        .with_token(&env.root)
+        .with_client_addr(client());
+    req.wrap_ttl = Some(std::time::Duration::from_secs(60));
+    let got = env.core.handle(req).await;
+    assert!(matches!(got, Err(CoreError::InvalidRequest(_))), "{got:?}");
 }
