@@ -17,6 +17,8 @@ pub mod replog;
 
 pub use error::StorageError;
 pub use inmem::InmemStorage;
+pub mod cluster;
+pub use cluster::{BoxStream, Cluster, Dialer, Leadership, PeerStream, ServerInfo};
 pub use op::Op;
 pub use raft::{APPLY_LAG_SECONDS, RaftNode, RaftOptions, RaftStorage, RaftTuning};
 pub use replog::{MerkleTree, ReplCommand, ReplStatus, WalEntry, WalPosition, WalRead};
