@@ -10,12 +10,14 @@
 mod barrier;
 mod envelope;
 mod error;
+mod join;
 mod keyring;
 mod seal;
 mod shamir;
 
 pub use barrier::{Barrier, BarrierOp};
 pub use error::BarrierError;
+pub use join::{CHALLENGE_NONCE_LEN, JoinChallenge, answer_join_challenge};
 pub use keyring::KeyStatus;
 pub use seal::{KEYRING_PATH, ROOT_KEY_PATH, RootKey, SEAL_CONFIG_PATH, SealConfig, UnsealKey};
 pub use shamir::{combine_shares, split_unseal_key};

@@ -58,6 +58,10 @@ pub enum HealthState {
     Active,
     /// Unsealed DR secondary (`drsecondarycode`, 472 by default), whatever its HA role.
     DrSecondary,
+    /// A standby whose echoes no longer reach the active node (`haunhealthycode`, 474).
+    StandbyUnhealthy,
+    /// Removed from its Raft cluster (`removedcode`, 530).
+    Removed,
 }
 
 /// The shared state of one server.
@@ -81,6 +85,8 @@ pub struct Core {
     pub(crate) audit: crate::audit::AuditBroker,
     /// DR replication mode, runner and registry (see `replication`).
     pub(crate) replication: crate::replication::ReplicationState,
+    /// Active/standby role, the join, the cluster port's identity (see `ha`).
+    pub(crate) ha: crate::ha::HaState,
 }
 
 impl Core {
@@ -91,6 +97,7 @@ impl Core {
         Arc::new_cyclic(|me| Core {
             expiration: crate::expiration::ExpirationState::new(me.clone()),
             replication: crate::replication::ReplicationState::new(me.clone(), storage.clone()),
+            ha: crate::ha::HaState::new(me.clone()),
             node,
             config,
             storage,
@@ -149,8 +156,15 @@ impl Core {
         }
         let status = self.storage.status();
         let active = *lock(&self.seal_state.active_since);
-        let is_self = status.is_leader;
-        let (api_addr, cluster_addr) = lock(&self.node.advertised).clone();
+        let is_self = status.is_leader && !self.is_standby();
+        let (api_addr, cluster_addr) = if is_self || self.cluster().is_none() {
+            lock(&self.node.advertised).clone()
+        } else {
+            self.active_node()
+                .await
+                .map(|a| (a.api_addr, a.cluster_addr))
+                .unwrap_or_default()
+        };
         Ok(LeaderResponse {
             ha_enabled: status.ha_enabled,
             is_self,
@@ -181,13 +195,21 @@ impl Core {
         let initialized = self.barrier.initialized().await?;
         let sealed = self.barrier.sealed();
         let status = self.storage.status();
-        let state = if !initialized {
+        let initialized = initialized || self.pending_join_shape().is_some();
+        let removed = self.removed_from_cluster();
+        let standby = self.is_standby();
+        let (echo_healthy, _echo_age_ms, echo_ms) = self.ha_connection();
+        let state = if removed {
+            HealthState::Removed
+        } else if !initialized {
             HealthState::NotInitialized
         } else if sealed {
             HealthState::Sealed
         } else if self.replication.is_dr_secondary() {
             HealthState::DrSecondary
-        } else if !status.is_leader {
+        } else if standby && !echo_healthy {
+            HealthState::StandbyUnhealthy
+        } else if standby || !status.is_leader {
             HealthState::Standby
         } else {
             HealthState::Active
@@ -212,7 +234,7 @@ impl Core {
                 cluster_name: cluster.as_ref().map(|c| c.name.clone()),
                 cluster_id: cluster.as_ref().map(|c| c.id.clone()),
                 enterprise: false,
-                echo_duration_ms: 0,
+                echo_duration_ms: if standby { echo_ms.map_or(0, |ms| ms as i64) } else { 0 },
                 clock_skew_ms: 0,
                 last_wal: (!sealed && initialized)
                     .then(|| self.storage.replication_status().last_wal),

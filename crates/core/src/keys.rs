@@ -5,6 +5,14 @@
 
 /// Cluster name and id (cluster-local).
 pub const CLUSTER_INFO: &str = "core/cluster/local/info";
+/// The active node's addresses (see `ha::advert`); cluster-local.
+pub const LEADER_ADVERT: &str = "core/cluster/local/leader";
+/// The cluster-internal CA of the cluster port (see `ha::tls`); cluster-local.
+pub const CLUSTER_CA: &str = "core/cluster/local/tls-ca";
+/// Node ids that joined as non-voters and stay so (autopilot does not promote them).
+pub const RAFT_NON_VOTERS: &str = "core/cluster/local/raft/non-voters";
+/// The autopilot configuration.
+pub const AUTOPILOT_CONFIG: &str = "core/cluster/local/raft/autopilot";
 /// Secrets mount table (shared) and its local twin (local mounts; DR only).
 pub const MOUNTS: &str = "core/mounts";
 pub const LOCAL_MOUNTS: &str = "core/local-mounts";

@@ -16,6 +16,7 @@ mod core;
 mod error;
 mod expiration;
 mod generate_root;
+pub mod ha;
 mod keys;
 mod mounts;
 mod node_state;

@@ -80,6 +80,17 @@ impl Core {
         let shares = split_unseal_key(&unseal_key, config.secret_shares, config.secret_threshold)?;
         let mut issued = IssuedShares::issue(&shares, &recipients)?;
 
+        if self.pending_join_shape().is_some() {
+            return Err(CoreError::InvalidRequest(
+                "this node is joining a raft cluster: unseal it with the cluster's keys instead of initializing it".into(),
+            ));
+        }
+        // Raft storage: the first node becomes a one-node cluster, which later nodes join.
+        if let Some(cluster) = self.cluster()
+            && !cluster.is_member().await?
+        {
+            cluster.bootstrap().await?;
+        }
         config.save(self.storage.as_ref()).await?;
         self.barrier.initialize(&unseal_key, &root_key).await?;
 
@@ -135,8 +146,11 @@ impl Core {
         } else {
             lock(&self.node.cluster).clone()
         };
-        let (t, n) = match (&config, initialized) {
-            (Some(c), true) => (c.secret_threshold, c.secret_shares),
+        let joining = self.pending_join_shape();
+        let initialized = initialized || joining.is_some();
+        let (t, n) = match (&config, joining, initialized) {
+            (_, Some(shape), _) => shape,
+            (Some(c), None, true) => (c.secret_threshold, c.secret_shares),
             _ => (0, 0),
         };
         Ok(SealStatus {
@@ -164,7 +178,8 @@ impl Core {
             return self.seal_status().await;
         }
         let _guard = self.seal_state.transition.lock().await;
-        if !self.barrier.initialized().await? {
+        let joining = self.pending_join_shape();
+        if joining.is_none() && !self.barrier.initialized().await? {
             return Err(CoreError::InvalidRequest("Vault is not initialized".into()));
         }
         if !self.barrier.sealed() {
@@ -177,9 +192,17 @@ impl Core {
             ));
         };
         let share = decode_share(key)?;
-        let config = SealConfig::load(self.storage.as_ref())
-            .await?
-            .ok_or_else(|| CoreError::Internal("seal configuration missing from storage".into()))?;
+        let threshold = match joining {
+            Some((threshold, _)) => threshold,
+            None => {
+                SealConfig::load(self.storage.as_ref())
+                    .await?
+                    .ok_or_else(|| {
+                        CoreError::Internal("seal configuration missing from storage".into())
+                    })?
+                    .secret_threshold
+            }
+        };
 
         let ready = {
             let mut p = lock(&self.seal_state.progress);
@@ -195,7 +218,7 @@ impl Core {
                 p.nonce = uuid::Uuid::new_v4().to_string();
             }
             p.shares.push(share);
-            if p.shares.len() as u32 >= config.secret_threshold {
+            if p.shares.len() as u32 >= threshold {
                 Some(std::mem::take(&mut p.shares))
             } else {
                 None
@@ -206,6 +229,11 @@ impl Core {
             return self.seal_status().await;
         };
         *lock(&self.seal_state.progress) = UnsealProgress::default();
+        if joining.is_some() {
+            self.finish_join(&shares).await?;
+            drop(_guard);
+            return self.seal_status().await;
+        }
 
         let unseal_key = combine_shares(&shares).map_err(|e| {
             CoreError::InvalidRequest(format!(
@@ -221,7 +249,7 @@ impl Core {
             }
             Err(e) => return Err(e.into()),
         }
-        if let Err(e) = self.post_unseal().await {
+        if let Err(e) = self.enter_service().await {
             self.seal_internal().await;
             return Err(e);
         }
@@ -231,16 +259,10 @@ impl Core {
 
     /// Drops every piece of unsealed state.
     pub(crate) async fn seal_internal(&self) {
-        self.expiration_stop().await;
-        self.clear_replication().await;
+        self.drop_active_state().await;
         self.barrier.seal().await;
-        self.policies.clear();
-        *lock(&self.seal_state.active_since) = None;
-        *lock(&self.seal_state.generate_root) = None;
-        *lock(&self.seal_state.rekey) = None;
-        self.mounts.write().await.clear();
+        self.clear_identity();
         self.config.telemetry.set_unsealed(false);
-        self.clear_audit();
         tracing::info!("core sealed");
     }
 

@@ -54,7 +54,11 @@ pub(crate) fn status_code(
     let _perf_standby = code("performancestandbycode", 473)?;
     let sealed = code("sealedcode", 503)?;
     let uninit = code("uninitcode", 501)?;
+    let ha_unhealthy = code("haunhealthycode", 474)?;
+    let removed = code("removedcode", 530)?;
     Ok(match state {
+        HealthState::Removed => removed,
+        HealthState::StandbyUnhealthy => ha_unhealthy,
         HealthState::NotInitialized => uninit,
         HealthState::Sealed => sealed,
         HealthState::Standby if standby_ok => active,

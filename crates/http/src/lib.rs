@@ -12,6 +12,7 @@ mod call;
 mod client_cert;
 mod error;
 mod health;
+mod join;
 mod listener;
 mod logical;
 mod parse;

@@ -51,6 +51,7 @@ pub(crate) async fn handle(
             crate::rekey::handle(core, call).await
         }
         "sys/metrics" => metrics(core, call).await,
+        "sys/storage/raft/join" => raft_join(core, call).await,
         _ => return None,
     };
     Some(resp)
@@ -95,6 +96,20 @@ async fn init(core: &Arc<Core>, call: &Call) -> Resp {
     }
     match parse::typed_body::<InitRequest>(&call.body) {
         Ok(req) => json_result(core.init(req).await),
+        Err(e) => e.into(),
+    }
+}
+
+/// `sys/storage/raft/join`, sent to the joining node itself, before it is initialized.
+async fn raft_join(core: &Arc<Core>, call: &Call) -> Resp {
+    if !call.is_write() {
+        return reply::method_not_allowed();
+    }
+    match crate::join::from_body(&call.body) {
+        Ok((leaders, retry, non_voter)) => match core.raft_join(leaders, retry, non_voter).await {
+            Ok(_) => reply::json(StatusCode::OK, &json!({ "joined": true })),
+            Err(e) => reply::core_error(&e),
+        },
         Err(e) => e.into(),
     }
 }

@@ -98,6 +98,9 @@ pub fn requires_sudo(path: &str, op: Operation) -> bool {
     const EXACT: &[&str] = &[
         "sys/seal",
         "sys/step-down",
+        "sys/ha-status",
+        "sys/storage/raft/promote",
+        "sys/storage/raft/demote",
         "sys/audit",
         "sys/rotate",
         "sys/remount",

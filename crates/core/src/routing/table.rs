@@ -77,6 +77,13 @@ pub const ROUTES: &[RouteSpec] = &[
     row("sys/rekey/init", NodeState, "sys/rekey/init", Read),
     row("sys/rekey/update", NodeState, "sys/rekey/update", Update),
     row("sys/rekey/verify", NodeState, "sys/rekey/verify", Read),
+    // A new node joins before it is initialized, with no token.
+    row(
+        "sys/storage/raft/join",
+        NodeState,
+        "sys/storage/raft/join",
+        Update,
+    ),
     // Seal, leadership, metrics and snapshots: through the door, answered raw by `http`.
     row("sys/seal", Token, "sys/seal", Update),
     row("sys/step-down", Token, "sys/step-down", Update),
@@ -99,6 +106,39 @@ pub const ROUTES: &[RouteSpec] = &[
         "sys/storage/raft/configuration",
         Read,
     ),
+    // Raft membership and HA (see `ha`). The join's leader half has no token to show: the
+    // challenge itself is the authorization.
+    row(
+        "sys/storage/raft/bootstrap/challenge",
+        Unauthenticated,
+        "sys/storage/raft/bootstrap/challenge",
+        Update,
+    ),
+    row(
+        "sys/storage/raft/bootstrap/answer",
+        Unauthenticated,
+        "sys/storage/raft/bootstrap/answer",
+        Update,
+    ),
+    row(
+        "sys/storage/raft/remove-peer",
+        Token,
+        "sys/storage/raft/remove-peer",
+        Update,
+    ),
+    row(
+        "sys/storage/raft/promote",
+        Token,
+        "sys/storage/raft/promote",
+        Update,
+    ),
+    row(
+        "sys/storage/raft/demote",
+        Token,
+        "sys/storage/raft/demote",
+        Update,
+    ),
+    row("sys/ha-status", Token, "sys/ha-status", Read),
     // Keys.
     row("sys/rekey/backup", Token, "sys/rekey/backup", Read),
     row("sys/rotate", Token, "sys/rotate", Update),

@@ -4,7 +4,7 @@
 //! answered by `http` calling `Core` methods directly, before the door, as Vault does; see
 //! `routing::table`. Everything else under `sys/` comes through the door to here.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, json};
 
 use crate::policy::AclDecision;
 use crate::token::TokenEntry;
@@ -50,6 +50,9 @@ pub(crate) async fn route(
     {
         return mounts::route(core, req, token).await;
     }
+    if let Some(result) = crate::ha::routes::route(core, req).await {
+        return result;
+    }
     if let Some(result) = node::route(core, req).await {
         return result;
     }
@@ -69,10 +72,7 @@ pub(crate) async fn route(
             data.insert("encryptions".into(), json!(ks.encryptions));
             Ok(Response::with_data(data))
         }
-        ("sys/storage/raft/configuration", Operation::Read) => {
-            Ok(Response::with_data(raft_configuration(core)))
-        }
-        ("sys/rotate" | "sys/key-status" | "sys/storage/raft/configuration", _) => {
+        ("sys/rotate" | "sys/key-status", _) => {
             Err(CoreError::UnsupportedOperation)
         }
         _ => Err(CoreError::UnsupportedPath(req.path.clone())),
@@ -81,27 +81,4 @@ pub(crate) async fn route(
         resp.mount_type = "system".into();
     }
     Ok(resp)
-}
-
-fn raft_configuration(core: &Core) -> Map<String, Value> {
-    let status = core.storage.status();
-    let servers: Vec<Value> = status
-        .peers
-        .iter()
-        .map(|p| {
-            json!({
-                "address": p.address,
-                "leader": p.leader,
-                "node_id": p.node_id,
-                "protocol_version": "3",
-                "voter": p.voter,
-            })
-        })
-        .collect();
-    let mut data = Map::new();
-    data.insert(
-        "config".into(),
-        json!({"index": status.config_index, "servers": servers}),
-    );
-    data
 }

@@ -17,16 +17,12 @@ pub(crate) async fn route(core: &Core, req: &Request) -> Option<Result<Response,
     let write = crate::pipeline::writes(req.operation);
     let result = match (req.path.as_str(), req.operation) {
         ("sys/seal", _) if write => seal(core).await,
-        // A single node has no one to hand leadership to: after the checks nothing changes.
-        // Multi-node clusters will transfer leadership here.
-        ("sys/step-down", _) if write => Ok(Response::no_content()),
         ("sys/metrics", Operation::Read) => metrics(core, &req.data),
         ("sys/storage/raft/snapshot", Operation::Read) => snapshot(core).await,
         ("sys/storage/raft/snapshot", _) if write => restore(core, req, false).await,
         ("sys/storage/raft/snapshot-force", _) if write => restore(core, req, true).await,
         (
             "sys/seal"
-            | "sys/step-down"
             | "sys/metrics"
             | "sys/storage/raft/snapshot"
             | "sys/storage/raft/snapshot-force",

@@ -1,0 +1,127 @@
+//! Moving a node between active and standby as Raft's leadership changes.
+//!
+//! One task per node follows the leadership watch (and re-checks every second, so a failed
+//! take-over is retried and a missed notification cannot leave a stale role). Every change
+//! runs under the seal transition lock, the same lock unseal and seal take, so a node is in
+//! exactly one of sealed, standby or active at any moment.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use strongroom_storage::Leadership;
+
+use crate::{Core, CoreError};
+
+/// How long a new leader waits to apply what earlier terms committed before it serves.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the lifecycle task re-checks the role without a leadership change.
+const RECHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+impl Core {
+    /// Runs after the barrier opened, under the transition lock: a node that leads (or is not
+    /// clustered) becomes active before unseal returns; any other node stays a standby and
+    /// the lifecycle task takes over from here.
+    pub(crate) async fn enter_service(&self) -> Result<(), CoreError> {
+        let Some(cluster) = self.cluster().cloned() else {
+            return self.post_unseal().await;
+        };
+        self.start_lifecycle();
+        let leads = cluster.leadership().borrow().is_self;
+        if leads {
+            self.become_active().await
+        } else {
+            if let Err(e) = self.install_own_identity(false).await {
+                tracing::error!(error = %e, "cannot present a cluster-port certificate; this standby cannot reach its peers");
+            }
+            tracing::info!("unsealed as a standby; waiting for the active node");
+            Ok(())
+        }
+    }
+
+    fn start_lifecycle(&self) {
+        if self.ha.lifecycle_started.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let Some(cluster) = self.cluster().cloned() else {
+            return;
+        };
+        let weak = self.ha.core.clone();
+        let mut rx = cluster.leadership();
+        tokio::spawn(async move {
+            loop {
+                let seen = rx.borrow_and_update().clone();
+                let Some(core) = weak.upgrade() else {
+                    return;
+                };
+                core.follow_leadership(&seen).await;
+                drop(core);
+                tokio::select! {
+                    changed = rx.changed() => if changed.is_err() { return; },
+                    () = tokio::time::sleep(RECHECK_INTERVAL) => {}
+                }
+            }
+        });
+    }
+
+    async fn follow_leadership(&self, seen: &Leadership) {
+        if seen.removed {
+            if !self.ha.removed.swap(true, Ordering::SeqCst) {
+                tracing::warn!("this node was removed from the raft cluster; sealing");
+                let _guard = self.seal_state.transition.lock().await;
+                self.seal_internal().await;
+            }
+            return;
+        }
+        let _guard = self.seal_state.transition.lock().await;
+        if self.barrier.sealed() {
+            return;
+        }
+        let active = self.serving();
+        if seen.is_self && !active {
+            if let Err(e) = self.become_active().await {
+                tracing::error!(error = %e, "taking over as the active node failed; retrying");
+                self.drop_active_state().await;
+            }
+        } else if !seen.is_self && active {
+            tracing::info!(leader = ?seen.leader, "lost raft leadership; becoming a standby");
+            self.drop_active_state().await;
+        }
+    }
+
+    /// Loads what an active node serves from, once everything earlier terms committed is
+    /// applied here, and advertises this node to the standbys.
+    async fn become_active(&self) -> Result<(), CoreError> {
+        if let Some(cluster) = self.cluster() {
+            let committed = self.storage.status().committed_index;
+            cluster
+                .wait_applied(committed, CATCH_UP_TIMEOUT)
+                .await
+                .map_err(|e| CoreError::Internal(format!("catching up before taking over: {e}")))?;
+            // An earlier leader may have rotated the keyring.
+            self.barrier.reload_keyring().await?;
+        }
+        self.post_unseal().await?;
+        if self.cluster().is_some() {
+            let node_id = self.storage.status().node_id;
+            self.write_advert(&node_id).await?;
+            if let Err(e) = self.install_own_identity(true).await {
+                tracing::error!(error = %e, "cannot present a cluster-port certificate; peers cannot reach this node");
+            }
+            tracing::info!(node_id = %node_id, "this node is now the active node");
+        }
+        Ok(())
+    }
+
+    /// Drops what only the active node holds, leaving the barrier unsealed (a standby).
+    pub(crate) async fn drop_active_state(&self) {
+        self.expiration_stop().await;
+        self.clear_replication().await;
+        self.policies.clear();
+        *crate::util::lock(&self.seal_state.active_since) = None;
+        *crate::util::lock(&self.seal_state.generate_root) = None;
+        *crate::util::lock(&self.seal_state.rekey) = None;
+        self.mounts.write().await.clear();
+        self.clear_audit();
+        *crate::util::lock(&self.ha.active) = None;
+    }
+}

@@ -1,0 +1,124 @@
+//! The cluster port's identity: a cluster-internal CA kept in the barrier, and a certificate
+//! per node.
+//!
+//! Raft and request forwarding trust nothing but this CA, which is separate from the
+//! replication CA a DR primary issues to its secondaries: holding a secondary's certificate
+//! must not let anyone speak Raft to the cluster. The CA lives in the barrier (cluster-local,
+//! so replication never ships it), so a node can present a certificate only while unsealed; a
+//! joiner receives its first certificate from the active node after answering the join
+//! challenge, and afterwards every unseal issues it a fresh one from its own copy of the CA.
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::{Core, CoreError};
+
+/// A node's cluster-port certificate, its key and the CA both ends trust.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct NodeCredentials {
+    pub cert_pem: String,
+    pub key_pem: Zeroizing<String>,
+    pub ca_cert_pem: String,
+}
+
+impl std::fmt::Debug for NodeCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeCredentials")
+            .field("cert_pem", &self.cert_pem)
+            .field("key_pem", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where the identity goes: the cluster listener and the Raft/forwarding dialer.
+pub trait ClusterIdentity: Send + Sync + 'static {
+    /// Presents `creds` from the next handshake on, and trusts only its CA.
+    fn install(&self, creds: &NodeCredentials) -> Result<(), String>;
+    /// Refuses every peer again (sealed).
+    fn clear(&self);
+}
+
+/// The CA as stored in the barrier.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct StoredCa {
+    pub cert_pem: String,
+    pub key_pem: Zeroizing<String>,
+}
+
+impl Core {
+    /// Reads the cluster CA, creating it when this node is active and none exists yet (a
+    /// cluster initialized before multi-node support, or a fresh one).
+    pub(crate) async fn cluster_ca(&self, may_create: bool) -> Result<Option<StoredCa>, CoreError> {
+        if let Some(raw) = self.barrier.get(crate::keys::CLUSTER_CA).await? {
+            let ca = serde_json::from_slice(&raw)
+                .map_err(|e| CoreError::Internal(format!("the cluster CA record is corrupt: {e}")))?;
+            return Ok(Some(ca));
+        }
+        if !may_create {
+            return Ok(None);
+        }
+        let cluster_id = crate::util::lock(&self.node.cluster)
+            .as_ref()
+            .map(|c| c.id.clone())
+            .unwrap_or_default();
+        let ca = pki::new_ca(&cluster_id)?;
+        let raw = serde_json::to_vec(&ca)
+            .map_err(|e| CoreError::Internal(format!("encoding the cluster CA: {e}")))?;
+        self.barrier.put(crate::keys::CLUSTER_CA, &raw).await?;
+        Ok(Some(ca))
+    }
+
+    /// Issues a certificate for `node_id` from the cluster CA.
+    pub(crate) async fn issue_node_credentials(
+        &self,
+        node_id: &str,
+    ) -> Result<NodeCredentials, CoreError> {
+        let ca = self.cluster_ca(false).await?.ok_or_else(|| {
+            CoreError::Internal("this cluster has no cluster CA yet; retry once its active node is up".into())
+        })?;
+        pki::issue(&ca, node_id)
+    }
+
+    /// Installs `creds` on the cluster port (no-op without a sink, e.g. in-process tests).
+    pub(crate) fn install_identity(&self, creds: &NodeCredentials) -> Result<(), CoreError> {
+        match self.ha.identity.get() {
+            Some(sink) => sink
+                .install(creds)
+                .map_err(|e| CoreError::Internal(format!("installing the cluster identity: {e}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Issues and installs this node's own certificate (on unseal, from its copy of the CA).
+    pub(crate) async fn install_own_identity(&self, may_create: bool) -> Result<(), CoreError> {
+        let Some(cluster) = self.cluster() else {
+            return Ok(());
+        };
+        if self.cluster_ca(may_create).await?.is_none() {
+            return Ok(());
+        }
+        let node_id = self.storage.status().node_id;
+        let _ = cluster;
+        let creds = self.issue_node_credentials(&node_id).await?;
+        self.install_identity(&creds)
+    }
+
+    pub(crate) fn clear_identity(&self) {
+        if let Some(sink) = self.ha.identity.get() {
+            sink.clear();
+        }
+    }
+}
+
+mod pki {
+    use super::{NodeCredentials, StoredCa};
+    use crate::CoreError;
+
+    pub fn new_ca(_cluster_id: &str) -> Result<StoredCa, CoreError> {
+        Err(CoreError::Internal("cluster PKI not wired yet".into()))
+    }
+
+    pub fn issue(_ca: &StoredCa, _node_id: &str) -> Result<NodeCredentials, CoreError> {
+        Err(CoreError::Internal("cluster PKI not wired yet".into()))
+    }
+}
