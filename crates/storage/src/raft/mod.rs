@@ -15,8 +15,8 @@ mod legacy_command;
 mod log_store;
 mod membership;
 mod network;
-mod removal;
 mod reads;
+mod removal;
 mod snapshot_codec;
 mod snapshot_data;
 mod state_machine;
@@ -397,17 +397,11 @@ impl RaftStorage {
             );
         }
         if !sole_voter {
-            // With other voters, leadership and the commit index come from the cluster; wait
-            // (bounded) until this node has re-applied what it durably logged, so it never
-            // serves a state machine a crash rolled back.
-            let left = deadline.saturating_duration_since(Instant::now());
-            if let Err(e) = self
-                .raft
-                .wait_for_recovery(Some(left.max(Duration::from_millis(100))))
-                .await
-            {
-                tracing::warn!(error = %e, "raft has not yet re-applied its durable log");
-            }
+            // With other voters, leadership and the commit index come from the cluster, which
+            // this node can only hear once the server serves its cluster port, after `open`
+            // returns: waiting here would wait for ourselves. Until a leader reaches it, the
+            // node serves what it had applied; readers that need a position use
+            // `Cluster::wait_applied`.
             return Ok(());
         }
 
@@ -765,3 +759,6 @@ mod conformance;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod cluster_tests;

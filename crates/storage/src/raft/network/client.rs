@@ -9,9 +9,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{
-    NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable,
-};
+use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::RPCOption;
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
@@ -150,7 +148,9 @@ impl PeerClient {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(SNAPSHOT_CHUNKS_AHEAD);
         let data: SnapshotData = snapshot.snapshot;
         let producer = tokio::task::spawn_blocking(move || {
-            data.encode_chunks(SNAPSHOT_CHUNK_BYTES, |chunk| tx.blocking_send(chunk).is_ok())
+            data.encode_chunks(SNAPSHOT_CHUNK_BYTES, |chunk| {
+                tx.blocking_send(chunk).is_ok()
+            })
         });
         let timed = |what: &'static str| {
             CallError::Unreachable(format!(

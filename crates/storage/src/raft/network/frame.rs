@@ -155,7 +155,10 @@ mod tests {
         let (mut a, mut b) = tokio::io::duplex(1024);
         write(&mut a, Kind::Vote, b"abc").await.unwrap();
         let f = read(&mut b).await.unwrap().unwrap();
-        assert_eq!((f.kind, f.payload.as_slice()), (Kind::Vote, b"abc".as_slice()));
+        assert_eq!(
+            (f.kind, f.payload.as_slice()),
+            (Kind::Vote, b"abc".as_slice())
+        );
 
         a.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
         let err = read(&mut b).await.unwrap_err();

@@ -87,16 +87,19 @@ async fn serve_one(node: &RaftStorage, stream: &mut BoxStream, req: Frame) -> io
                 )
                 .await;
             }
-            tracing::warn!(term = notice.term, "the raft leader removed this node from the cluster");
+            tracing::warn!(
+                term = notice.term,
+                "the raft leader removed this node from the cluster"
+            );
             let result = node.mark_removed().await.map_err(|e| e.to_string());
             answer(stream, result).await
         }
-        Kind::SnapshotChunk | Kind::SnapshotEnd | Kind::Reply | Kind::Failed => Err(
-            io::Error::new(
+        Kind::SnapshotChunk | Kind::SnapshotEnd | Kind::Reply | Kind::Failed => {
+            Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("unexpected {:?} frame from a raft peer", req.kind),
-            ),
-        ),
+            ))
+        }
     }
 }
 
