@@ -209,13 +209,13 @@ impl RaftStorage {
         tuning: RaftTuning,
     ) -> Result<Arc<RaftStorage>, StorageError> {
         let storage = Self::open_with(opts, tuning).await?;
-        if !storage.is_member().await? {
-            if let Err(e) = storage.bootstrap().await {
-                if let Err(stop) = storage.shutdown().await {
-                    tracing::warn!(error = %stop, "stopping raft after a failed bootstrap");
-                }
-                return Err(e);
+        if !storage.is_member().await?
+            && let Err(e) = storage.bootstrap().await
+        {
+            if let Err(stop) = storage.shutdown().await {
+                tracing::warn!(error = %stop, "stopping raft after a failed bootstrap");
             }
+            return Err(e);
         }
         Ok(storage)
     }
