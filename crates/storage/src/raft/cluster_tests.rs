@@ -128,7 +128,19 @@ async fn a_write_on_the_leader_is_readable_on_every_member() {
         n.wait_applied(index, WAIT).await.unwrap();
         assert_eq!(n.get("k/1").await.unwrap(), Some(b"one".to_vec()));
     }
-    let servers = n1.servers();
+    // The leader's progress metrics publish asynchronously; wait until they show the write.
+    let deadline = Instant::now() + WAIT;
+    let servers = loop {
+        let servers = n1.servers();
+        let followers_seen = servers
+            .iter()
+            .filter(|s| s.node_id != "node1")
+            .all(|s| s.last_index >= index && s.last_contact.is_some());
+        if followers_seen || Instant::now() >= deadline {
+            break servers;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     assert_eq!(servers.len(), 3);
     assert!(servers.iter().all(|s| s.voter));
     assert!(servers.iter().any(|s| s.leader && s.node_id == "node1"));
@@ -136,7 +148,8 @@ async fn a_write_on_the_leader_is_readable_on_every_member() {
         servers
             .iter()
             .filter(|s| s.node_id != "node1")
-            .all(|s| s.last_index >= index && s.last_contact.is_some())
+            .all(|s| s.last_index >= index && s.last_contact.is_some()),
+        "{servers:?}"
     );
     let refused = n2.put("k/2", b"two".to_vec()).await.unwrap_err();
     assert!(
