@@ -20,6 +20,9 @@ pub use inmem::InmemStorage;
 pub mod cluster;
 pub use cluster::{BoxStream, Cluster, Dialer, Leadership, PeerStream, ServerInfo};
 pub use op::Op;
+/// In-memory cluster transport with fault injection (feature `test-support`).
+#[cfg(any(test, feature = "test-support"))]
+pub use raft::testing;
 pub use raft::{APPLY_LAG_SECONDS, RaftNode, RaftOptions, RaftStorage, RaftTuning};
 pub use replog::{MerkleTree, ReplCommand, ReplStatus, WalEntry, WalPosition, WalRead};
 

@@ -15,11 +15,12 @@ fn options(dir: &Path) -> RaftOptions {
         path: dir.to_path_buf(),
         node_id: "node1".into(),
         cluster_addr: "127.0.0.1:8201".into(),
+        dialer: None,
     }
 }
 
 async fn open(dir: &Path) -> Arc<RaftStorage> {
-    RaftStorage::open(options(dir)).await.unwrap()
+    RaftStorage::open_single(options(dir)).await.unwrap()
 }
 
 /// Stops raft and releases the database file so the directory can be reopened.
@@ -240,7 +241,7 @@ async fn oversized_entries_are_refused() {
         max_replace_all_bytes: 2048,
         ..RaftTuning::default()
     };
-    let s = RaftStorage::open_with(options(dir.path()), tuning)
+    let s = RaftStorage::open_single_with(options(dir.path()), tuning)
         .await
         .unwrap();
 
@@ -264,7 +265,7 @@ async fn corrupt_database_file_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("strongroom.redb"), vec![0x5a; 64 * 1024]).unwrap();
 
-    let result = RaftStorage::open(options(dir.path())).await;
+    let result = RaftStorage::open_single(options(dir.path())).await;
 
     match result {
         Err(StorageError::Corrupt(msg)) => assert!(msg.contains("strongroom.redb"), "{msg}"),
@@ -283,7 +284,7 @@ async fn another_nodes_directory_is_refused() {
         node_id: "node2".into(),
         ..options(dir.path())
     };
-    let result = RaftStorage::open(other).await;
+    let result = RaftStorage::open_single(other).await;
 
     match result {
         Err(StorageError::Config(msg)) => assert!(msg.contains("node1"), "{msg}"),

@@ -31,6 +31,7 @@ fn options(dir: &Path) -> RaftOptions {
         path: dir.to_path_buf(),
         node_id: "node1".into(),
         cluster_addr: "127.0.0.1:8201".into(),
+        dialer: None,
     }
 }
 
@@ -48,7 +49,7 @@ impl Backend {
     async fn with_tuning(raft: bool, tuning: RaftTuning) -> Backend {
         if raft {
             let dir = tempfile::tempdir().unwrap();
-            let s = RaftStorage::open_with(options(dir.path()), tuning)
+            let s = RaftStorage::open_single_with(options(dir.path()), tuning)
                 .await
                 .unwrap();
             Backend::Raft(s, dir)
@@ -704,7 +705,7 @@ async fn raft_wal_and_merkle_survive_reopen() {
     // Why: a primary restart must not force its secondaries into a full resync, and the
     // rebuilt merkle index must describe exactly the data on disk.
     let dir = tempfile::tempdir().unwrap();
-    let s = RaftStorage::open(options(dir.path())).await.unwrap();
+    let s = RaftStorage::open_single(options(dir.path())).await.unwrap();
     for i in 0..5u8 {
         s.write(vec![
             put(&format!("logical/{i}"), &[i]),
@@ -722,7 +723,7 @@ async fn raft_wal_and_merkle_survive_reopen() {
 
     s.shutdown().await.unwrap();
     drop(s);
-    let s = RaftStorage::open(options(dir.path())).await.unwrap();
+    let s = RaftStorage::open_single(options(dir.path())).await.unwrap();
 
     let after = s.replication_status();
     assert_eq!(after, before);

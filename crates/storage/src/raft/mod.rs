@@ -13,12 +13,16 @@ mod fault;
 mod identity;
 mod legacy_command;
 mod log_store;
+mod membership;
 mod network;
 mod reads;
+mod removal;
 mod snapshot_codec;
 mod snapshot_data;
 mod state_machine;
 mod status;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 mod types;
 
 use std::collections::BTreeMap;
@@ -39,7 +43,7 @@ pub use self::types::RaftNode;
 use self::types::{ApplyOutcome, Command, TypeConfig, raft_id_for};
 use crate::replog::engine::{self, BucketSet, ReplShared};
 use crate::replog::{MerkleTree, ReplCommand, ReplStatus, WalPosition, WalRead};
-use crate::{Op, Storage, StorageError, StorageStatus};
+use crate::{Cluster, Dialer, Leadership, Op, Storage, StorageError, StorageStatus};
 
 /// Per stamped entry: from its proposal (the proposer's clock) to the end of its apply on this
 /// node. On the leader that is the commit latency a client's write waits for, minus HTTP.
@@ -52,7 +56,7 @@ const WAL_READ_INLINE_ENTRIES: u64 = 64;
 const SHUTDOWN_RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where and as whom this node runs Raft; mirrors the `storage "raft"` stanza.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RaftOptions {
     /// Data directory; the databases are `<path>/strongroom.redb` and `<path>/raft-log.redb`.
     pub path: PathBuf,
@@ -60,6 +64,42 @@ pub struct RaftOptions {
     pub node_id: String,
     /// host:port of this node's cluster listener, recorded in the Raft membership.
     pub cluster_addr: String,
+    /// Opens streams to peers. `None`: this node can only ever be a one-node cluster, and
+    /// every RPC to a peer fails as unreachable.
+    pub dialer: Option<Arc<dyn Dialer>>,
+}
+
+impl RaftOptions {
+    /// Options without a dialer (a node that never talks to peers); see [`Self::with_dialer`].
+    pub fn new(
+        path: impl Into<PathBuf>,
+        node_id: impl Into<String>,
+        cluster_addr: impl Into<String>,
+    ) -> Self {
+        Self {
+            path: path.into(),
+            node_id: node_id.into(),
+            cluster_addr: cluster_addr.into(),
+            dialer: None,
+        }
+    }
+
+    /// The same options with `dialer` as the peer transport.
+    pub fn with_dialer(mut self, dialer: Arc<dyn Dialer>) -> Self {
+        self.dialer = Some(dialer);
+        self
+    }
+}
+
+impl std::fmt::Debug for RaftOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftOptions")
+            .field("path", &self.path)
+            .field("node_id", &self.node_id)
+            .field("cluster_addr", &self.cluster_addr)
+            .field("dialer", &self.dialer.as_ref().map(|_| "…"))
+            .finish()
+    }
 }
 
 /// Limits and timing knobs; the defaults suit production.
@@ -69,12 +109,51 @@ pub struct RaftTuning {
     pub max_batch_bytes: usize,
     /// Largest key+value payload of one [`Storage::replace_all`].
     pub max_replace_all_bytes: usize,
-    /// How long `open` waits for this single node to become leader and catch up.
+    /// How long `open` (and `bootstrap`) wait for a sole voter to become leader and catch up.
     pub leader_timeout: Duration,
-    /// Build a snapshot (and purge the log before it) after this many new entries.
+    /// Build a snapshot (and purge the log before it) after this many new entries
+    /// (Vault's `snapshot_threshold`).
     pub snapshot_every_entries: u64,
-    /// Log entries kept behind a snapshot, so slightly lagging followers avoid a full snapshot.
+    /// Log entries kept behind a snapshot, so slightly lagging followers avoid a full snapshot
+    /// (Vault's `trailing_logs`).
     pub logs_kept_after_snapshot: u64,
+    /// Vault's `performance_multiplier`: scales the heartbeat (20 ms × m) and the election
+    /// timeout (100–200 ms × m). 0 means the default, 5; 1 suits tests and fast LANs.
+    pub performance_multiplier: u32,
+    /// How long sending and installing one snapshot may take before it is retried.
+    pub install_snapshot_timeout: Duration,
+}
+
+impl RaftTuning {
+    /// Vault's default `performance_multiplier`.
+    pub const DEFAULT_PERFORMANCE_MULTIPLIER: u32 = 5;
+
+    /// Vault's `snapshot_threshold`.
+    pub fn snapshot_threshold(&self) -> u64 {
+        self.snapshot_every_entries
+    }
+
+    /// Vault's `trailing_logs`.
+    pub fn trailing_logs(&self) -> u64 {
+        self.logs_kept_after_snapshot
+    }
+
+    fn multiplier(&self) -> u64 {
+        match self.performance_multiplier {
+            0 => u64::from(Self::DEFAULT_PERFORMANCE_MULTIPLIER),
+            m => u64::from(m),
+        }
+    }
+
+    /// Heartbeat interval in milliseconds.
+    pub fn heartbeat_ms(&self) -> u64 {
+        20 * self.multiplier()
+    }
+
+    /// Election timeout range in milliseconds.
+    pub fn election_timeout_ms(&self) -> (u64, u64) {
+        (100 * self.multiplier(), 200 * self.multiplier())
+    }
 }
 
 impl Default for RaftTuning {
@@ -85,6 +164,8 @@ impl Default for RaftTuning {
             leader_timeout: Duration::from_secs(10),
             snapshot_every_entries: 8192,
             logs_kept_after_snapshot: 1000,
+            performance_multiplier: 0,
+            install_snapshot_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -99,7 +180,15 @@ pub struct RaftStorage {
     repl: Arc<ReplShared>,
     node_id: String,
     raft_id: u64,
+    cluster_addr: String,
+    /// Where received snapshots are staged before they are installed.
+    path: PathBuf,
+    dialer: Option<Arc<dyn Dialer>>,
     tuning: RaftTuning,
+    /// Leadership as published to [`Cluster::leadership`], fed by `membership::follow`.
+    leadership: tokio::sync::watch::Sender<Leadership>,
+    /// Set once this node learns it was removed; also persisted in the log database.
+    removed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl RaftStorage {
@@ -108,11 +197,36 @@ impl RaftStorage {
         Self::open_with(opts, RaftTuning::default()).await
     }
 
+    /// Opens the store and, when the directory is pristine, makes it a one-node cluster
+    /// ([`Cluster::bootstrap`]): what `-dev`-like single servers, tools and tests want.
+    pub async fn open_single(opts: RaftOptions) -> Result<Arc<RaftStorage>, StorageError> {
+        Self::open_single_with(opts, RaftTuning::default()).await
+    }
+
+    /// [`RaftStorage::open_single`] with explicit tuning.
+    pub async fn open_single_with(
+        opts: RaftOptions,
+        tuning: RaftTuning,
+    ) -> Result<Arc<RaftStorage>, StorageError> {
+        let storage = Self::open_with(opts, tuning).await?;
+        if !storage.is_member().await?
+            && let Err(e) = storage.bootstrap().await
+        {
+            if let Err(stop) = storage.shutdown().await {
+                tracing::warn!(error = %stop, "stopping raft after a failed bootstrap");
+            }
+            return Err(e);
+        }
+        Ok(storage)
+    }
+
     /// Opens the store at `opts.path`, recovering log and state machine.
     ///
-    /// An empty directory becomes a single-node cluster with this node as the only voter. When
-    /// this node is the only voter, `open` returns once it leads and has applied everything
-    /// committed, so reads see all acknowledged writes.
+    /// A pristine directory is left uninitialized: Raft runs, but the node belongs to no
+    /// cluster until [`Cluster::bootstrap`] makes it one, or a leader adds it and replicates
+    /// to it. That keeps a joining node from electing itself leader of a cluster of its own.
+    /// When this node is the only voter of an existing cluster, `open` returns once it leads
+    /// and has applied everything committed, so reads see all acknowledged writes.
     pub async fn open_with(
         opts: RaftOptions,
         tuning: RaftTuning,
@@ -124,21 +238,28 @@ impl RaftStorage {
         }
         let path = opts.path.clone();
         let node_id = opts.node_id.clone();
-        let (files, repl) = tokio::task::spawn_blocking(move || {
+        let files = tokio::task::spawn_blocking(move || {
             let files = db::open(&path)?;
             identity::check(&files.log, &node_id)?;
             let repl = state_machine::load_repl(&files.sm).map_err(|e| read_error("open", e))?;
-            Ok::<_, StorageError>((files, Arc::new(repl)))
+            let removed = removal::load(&files.log)?;
+            Ok::<_, StorageError>((files, Arc::new(repl), removed))
         })
         .await
         .map_err(|e| StorageError::io("opening raft storage", e))??;
+        let (files, repl, removed) = (files.0, files.1, files.2);
 
         let raft_id = raft_id_for(&opts.node_id);
         let config = Config {
             cluster_name: "strongroom".into(),
-            heartbeat_interval: 100,
-            election_timeout_min: 500,
-            election_timeout_max: 1000,
+            heartbeat_interval: tuning.heartbeat_ms(),
+            election_timeout_min: tuning.election_timeout_ms().0,
+            election_timeout_max: tuning.election_timeout_ms().1,
+            install_snapshot_timeout: u64::try_from(tuning.install_snapshot_timeout.as_millis())
+                .unwrap_or(u64::MAX),
+            // A node that cannot win (partitioned, stale) must not bump the term and depose a
+            // healthy leader when it comes back.
+            enable_pre_vote: Some(true),
             snapshot_policy: SnapshotPolicy::LogsSinceLast(tuning.snapshot_every_entries),
             max_in_snapshot_log_to_keep: tuning.logs_kept_after_snapshot,
             // Applies and `committed` are not fsync'd, which openraft's docs name as the case
@@ -153,13 +274,18 @@ impl RaftStorage {
         let raft = Raft::new(
             raft_id,
             Arc::new(config),
-            NetworkFactory,
+            NetworkFactory::new(opts.dialer.clone()),
             LogStore::new(files.log.clone()),
             StateMachine::new(files.sm.clone(), repl.clone()),
         )
         .await
         .map_err(|e| StorageError::io("starting raft", e))?;
 
+        let removed = Arc::new(std::sync::atomic::AtomicBool::new(removed));
+        let (leadership, _) = tokio::sync::watch::channel(Leadership {
+            removed: removed.load(std::sync::atomic::Ordering::SeqCst),
+            ..Leadership::default()
+        });
         let storage = RaftStorage {
             raft,
             db: files.sm,
@@ -167,9 +293,15 @@ impl RaftStorage {
             repl,
             node_id: opts.node_id.clone(),
             raft_id,
+            cluster_addr: opts.cluster_addr.clone(),
+            path: opts.path.clone(),
+            dialer: opts.dialer.clone(),
             tuning,
+            leadership,
+            removed,
         };
-        let opened = match storage.bootstrap(&opts).await {
+        membership::follow(&storage);
+        let opened = match storage.await_ready().await {
             Ok(()) => storage.checkpoint().await,
             Err(e) => Err(e),
         };
@@ -200,25 +332,36 @@ impl RaftStorage {
         .map_err(|e| StorageError::io("checkpointing the state machine", e))
     }
 
-    /// Initializes a pristine node, then waits for leadership when this node alone votes.
-    async fn bootstrap(&self, opts: &RaftOptions) -> Result<(), StorageError> {
-        let initialized = self
-            .raft
+    /// Whether Raft holds a vote or log (initialized, or contacted by a leader).
+    async fn initialized(&self) -> Result<bool, StorageError> {
+        self.raft
             .is_initialized()
             .await
-            .map_err(|e| StorageError::io("reading raft state", e))?;
-        if !initialized {
+            .map_err(|e| StorageError::io("reading raft state", e))
+    }
+
+    /// Makes a pristine node a one-node cluster, then waits as [`Self::await_ready`] does.
+    async fn initialize_single(&self) -> Result<(), StorageError> {
+        if !self.initialized().await? {
             let me = RaftNode {
-                node_id: opts.node_id.clone(),
-                cluster_addr: opts.cluster_addr.clone(),
+                node_id: self.node_id.clone(),
+                cluster_addr: self.cluster_addr.clone(),
             };
             self.raft
                 .initialize(BTreeMap::from([(self.raft_id, me)]))
                 .await
                 .map_err(|e| StorageError::io("initializing the single-node raft cluster", e))?;
-            tracing::info!(node_id = %opts.node_id, "initialized a new single-node raft cluster");
+            tracing::info!(node_id = %self.node_id, "initialized a new single-node raft cluster");
         }
+        self.await_ready().await
+    }
 
+    /// On an initialized node: waits for leadership when this node alone votes, or (bounded)
+    /// for the re-apply of its durable log otherwise. A pristine node returns at once.
+    async fn await_ready(&self) -> Result<(), StorageError> {
+        if !self.initialized().await? {
+            return Ok(());
+        }
         let deadline = Instant::now() + self.tuning.leader_timeout;
         // Metrics are published asynchronously; wait until they carry the membership.
         let m = self
@@ -245,26 +388,20 @@ impl RaftStorage {
             (voters == [self.raft_id], addr)
         };
         if let Some(addr) = recorded_addr
-            && addr != opts.cluster_addr
+            && addr != self.cluster_addr
         {
             tracing::warn!(
                 recorded = %addr,
-                configured = %opts.cluster_addr,
+                configured = %self.cluster_addr,
                 "cluster_addr differs from the address recorded in raft membership; peers will use the recorded one"
             );
         }
         if !sole_voter {
-            // With other voters, leadership and the commit index come from the cluster; wait
-            // (bounded) until this node has re-applied what it durably logged, so it never
-            // serves a state machine a crash rolled back.
-            let left = deadline.saturating_duration_since(Instant::now());
-            if let Err(e) = self
-                .raft
-                .wait_for_recovery(Some(left.max(Duration::from_millis(100))))
-                .await
-            {
-                tracing::warn!(error = %e, "raft has not yet re-applied its durable log");
-            }
+            // With other voters, leadership and the commit index come from the cluster, which
+            // this node can only hear once the server serves its cluster port, after `open`
+            // returns: waiting here would wait for ourselves. Until a leader reaches it, the
+            // node serves what it had applied; readers that need a position use
+            // `Cluster::wait_applied`.
             return Ok(());
         }
 
@@ -401,16 +538,25 @@ impl RaftStorage {
 fn write_error(e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> StorageError {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
-            StorageError::NotLeader(format!(
-                "this node is not the raft leader (leader: {:?})",
-                f.leader_id
-            ))
+            StorageError::NotLeader(not_leader_message(f.leader_node.as_ref()))
         }
         RaftError::APIError(other) => StorageError::NotLeader(other.to_string()),
         RaftError::Fatal(Fatal::Stopped) => {
             StorageError::NotLeader("raft storage is shut down".into())
         }
         RaftError::Fatal(fatal) => StorageError::io("replicating a write through raft", fatal),
+    }
+}
+
+/// The message of a [`StorageError::NotLeader`]: names the leader's node id when known, so a
+/// caller (and an operator) can tell where writes go.
+fn not_leader_message(leader: Option<&RaftNode>) -> String {
+    match leader {
+        Some(node) => format!(
+            "this node is not the raft leader (leader: {} at {})",
+            node.node_id, node.cluster_addr
+        ),
+        None => "this node is not the raft leader (no leader is known)".to_owned(),
     }
 }
 
@@ -613,3 +759,6 @@ mod conformance;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod cluster_tests;

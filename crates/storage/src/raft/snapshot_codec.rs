@@ -53,6 +53,151 @@ impl SnapshotEncoder {
     }
 }
 
+/// Encodes a snapshot whose pair count is known up front (a redb table knows its length) in
+/// chunks, so a sender holds one chunk of the keyspace at a time, not all of it. The bytes
+/// are exactly those [`SnapshotEncoder`] would produce.
+pub struct ChunkEncoder {
+    buf: Vec<u8>,
+    hasher: Sha256,
+    declared: u64,
+    pushed: u64,
+    chunk_bytes: usize,
+}
+
+impl ChunkEncoder {
+    pub fn new(count: u64, chunk_bytes: usize) -> Self {
+        let mut buf = Vec::with_capacity(chunk_bytes.min(1 << 20) + 64);
+        buf.extend_from_slice(MAGIC);
+        buf.extend_from_slice(&count.to_be_bytes());
+        Self {
+            buf,
+            hasher: Sha256::new(),
+            declared: count,
+            pushed: 0,
+            chunk_bytes,
+        }
+    }
+
+    /// Adds one pair; returns a chunk to send once enough bytes have gathered.
+    pub fn push(&mut self, key: &str, value: &[u8]) -> io::Result<Option<Vec<u8>>> {
+        let key_len = u32::try_from(key.len()).map_err(|_| too_big("key"))?;
+        let value_len = u32::try_from(value.len()).map_err(|_| too_big("value"))?;
+        self.buf.extend_from_slice(&key_len.to_be_bytes());
+        self.buf.extend_from_slice(key.as_bytes());
+        self.buf.extend_from_slice(&value_len.to_be_bytes());
+        self.buf.extend_from_slice(value);
+        self.pushed += 1;
+        if self.buf.len() < self.chunk_bytes {
+            return Ok(None);
+        }
+        self.hasher.update(&self.buf);
+        Ok(Some(std::mem::take(&mut self.buf)))
+    }
+
+    /// The last chunk, with the digest; fails if the pairs did not match the declared count.
+    pub fn finish(mut self) -> io::Result<Vec<u8>> {
+        if self.pushed != self.declared {
+            return Err(io::Error::other(format!(
+                "snapshot declared {} pairs but {} were encoded",
+                self.declared, self.pushed
+            )));
+        }
+        self.hasher.update(&self.buf);
+        let digest = self.hasher.finalize();
+        self.buf.extend_from_slice(&digest);
+        Ok(self.buf)
+    }
+}
+
+fn too_big(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("snapshot {what} exceeds 4 GiB"),
+    )
+}
+
+/// Decodes `total_len` bytes of snapshot data from `r` pair by pair, handing each to `f`,
+/// without holding the keyspace in memory. Lengths are checked against the bytes left before
+/// anything is allocated. The digest is checked only at the end: `f` must stage what it gets
+/// (an uncommitted transaction) and discard it if this returns an error.
+pub fn decode_from<R: io::Read>(
+    r: R,
+    total_len: u64,
+    mut f: impl FnMut(String, Vec<u8>) -> io::Result<()>,
+) -> io::Result<()> {
+    let header = (MAGIC.len() + 8 + DIGEST_LEN) as u64;
+    if total_len < header {
+        return Err(bad("too short"));
+    }
+    let mut r = HashingReader {
+        inner: r,
+        hasher: Sha256::new(),
+        left: total_len - DIGEST_LEN as u64,
+    };
+    let mut magic = [0u8; MAGIC.len()];
+    r.read_exact(&mut magic)?;
+    if &magic != MAGIC {
+        return Err(bad("not a strongroom snapshot (bad magic)"));
+    }
+    let count = u64::from_be_bytes(r.array()?);
+    for _ in 0..count {
+        let key_len = u32::from_be_bytes(r.array()?) as usize;
+        let key = r.bytes(key_len)?;
+        let key = String::from_utf8(key).map_err(|_| bad("a key is not UTF-8"))?;
+        let value_len = u32::from_be_bytes(r.array()?) as usize;
+        let value = r.bytes(value_len)?;
+        f(key, value)?;
+    }
+    if r.left != 0 {
+        return Err(bad("trailing bytes after the last pair"));
+    }
+    let computed = r.hasher.finalize();
+    let mut digest = [0u8; DIGEST_LEN];
+    r.inner
+        .read_exact(&mut digest)
+        .map_err(|_| bad("the digest is missing"))?;
+    if computed.as_slice() != digest {
+        return Err(bad("checksum mismatch (truncated or damaged)"));
+    }
+    Ok(())
+}
+
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    /// Body bytes not yet read (the digest excluded).
+    left: u64,
+}
+
+impl<R: io::Read> HashingReader<R> {
+    fn read_exact(&mut self, buf: &mut [u8]) -> io::Result<()> {
+        if (buf.len() as u64) > self.left {
+            return Err(bad("a length runs past the end of the data"));
+        }
+        self.inner
+            .read_exact(buf)
+            .map_err(|_| bad("the data ends early"))?;
+        self.hasher.update(&*buf);
+        self.left -= buf.len() as u64;
+        Ok(())
+    }
+
+    fn array<const N: usize>(&mut self) -> io::Result<[u8; N]> {
+        let mut out = [0u8; N];
+        self.read_exact(&mut out)?;
+        Ok(out)
+    }
+
+    fn bytes(&mut self, n: usize) -> io::Result<Vec<u8>> {
+        if (n as u64) > self.left {
+            return Err(bad("a length runs past the end of the data"));
+        }
+        let mut out = vec![0u8; n];
+        self.read_exact(&mut out)?;
+        Ok(out)
+    }
+}
+
 /// Encodes a list of pairs (used by tests and by callers holding pairs in memory).
 #[cfg(test)]
 pub fn encode(pairs: &[(String, Vec<u8>)]) -> io::Result<Vec<u8>> {
@@ -70,50 +215,15 @@ fn bad(msg: impl Into<String>) -> io::Error {
     )
 }
 
-/// Checks and decodes snapshot data into its pairs, in stored (key) order.
+/// Checks and decodes snapshot data held in memory into its pairs, in stored (key) order.
+#[cfg(test)]
 pub fn decode(data: &[u8]) -> io::Result<Vec<(String, Vec<u8>)>> {
-    if data.len() < MAGIC.len() + 8 + DIGEST_LEN {
-        return Err(bad("too short"));
-    }
-    if &data[..MAGIC.len()] != MAGIC {
-        return Err(bad("not a strongroom snapshot (bad magic)"));
-    }
-    let (body, digest) = data.split_at(data.len() - DIGEST_LEN);
-    if Sha256::digest(body).as_slice() != digest {
-        return Err(bad("checksum mismatch (truncated or damaged)"));
-    }
-    let mut rest = &body[MAGIC.len()..];
-    let count = u64::from_be_bytes(take_array(&mut rest)?);
     let mut pairs = Vec::new();
-    for _ in 0..count {
-        let key_len = u32::from_be_bytes(take_array(&mut rest)?) as usize;
-        let key = take(&mut rest, key_len)?;
-        let key = std::str::from_utf8(key)
-            .map_err(|_| bad("a key is not UTF-8"))?
-            .to_owned();
-        let value_len = u32::from_be_bytes(take_array(&mut rest)?) as usize;
-        let value = take(&mut rest, value_len)?.to_vec();
-        pairs.push((key, value));
-    }
-    if !rest.is_empty() {
-        return Err(bad("trailing bytes after the last pair"));
-    }
+    decode_from(data, data.len() as u64, |k, v| {
+        pairs.push((k, v));
+        Ok(())
+    })?;
     Ok(pairs)
-}
-
-fn take<'a>(rest: &mut &'a [u8], n: usize) -> io::Result<&'a [u8]> {
-    if rest.len() < n {
-        return Err(bad("a length runs past the end of the data"));
-    }
-    let (head, tail) = rest.split_at(n);
-    *rest = tail;
-    Ok(head)
-}
-
-fn take_array<const N: usize>(rest: &mut &[u8]) -> io::Result<[u8; N]> {
-    let mut out = [0u8; N];
-    out.copy_from_slice(take(rest, N)?);
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -141,5 +251,37 @@ mod tests {
         assert!(decode(&flipped).is_err());
         assert!(decode(&data[..data.len() - 1]).is_err());
         assert!(decode(b"garbage").is_err());
+    }
+
+    #[test]
+    fn chunked_encoding_is_byte_identical_and_decodes_from_a_reader() {
+        // Why: a follower checks streamed bytes with the same digest as whole ones; the two
+        // encoders must agree byte for byte, and the streaming decoder must refuse damage.
+        let pairs: Vec<(String, Vec<u8>)> = (0..50)
+            .map(|i| (format!("k/{i:03}"), vec![i as u8; i]))
+            .collect();
+        let whole = encode(&pairs).unwrap();
+        let mut enc = ChunkEncoder::new(pairs.len() as u64, 64);
+        let mut streamed = Vec::new();
+        for (k, v) in &pairs {
+            if let Some(chunk) = enc.push(k, v).unwrap() {
+                streamed.extend_from_slice(&chunk);
+            }
+        }
+        streamed.extend_from_slice(&enc.finish().unwrap());
+        assert_eq!(streamed, whole);
+
+        let mut got = Vec::new();
+        decode_from(&whole[..], whole.len() as u64, |k, v| {
+            got.push((k, v));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(got, pairs);
+        let mut flipped = whole.clone();
+        flipped[30] ^= 1;
+        assert!(decode_from(&flipped[..], flipped.len() as u64, |_, _| Ok(())).is_err());
+        let short = &whole[..whole.len() - 1];
+        assert!(decode_from(short, short.len() as u64, |_, _| Ok(())).is_err());
     }
 }

@@ -4,25 +4,61 @@
 //! no second copy of the keyspace: building one is a durable commit of its meta, and the data
 //! is a redb read transaction (an MVCC view frozen at exactly that meta) that is encoded into
 //! the [`snapshot_codec`](super::snapshot_codec) format only if someone asks for the bytes, as
-//! a follower catching up would. Copying the keyspace at every snapshot cost a full scan, a
+//! a follower catching up would, and then a chunk at a time as the transport sends it. A
+//! received snapshot is staged in a file beside the databases and installed from there, so
+//! neither end holds the keyspace in memory. Copying the keyspace at every snapshot cost a full scan, a
 //! keyspace-sized allocation and a keyspace-sized write every 8,192 entries.
 
 use std::fmt;
 use std::io;
+use std::path::{Path, PathBuf};
 
-use redb::ReadTransaction;
+use redb::{ReadTransaction, ReadableTableMetadata};
 
 use super::db::{SM_DATA, io_err};
-use super::snapshot_codec::{self, SnapshotEncoder};
+use super::snapshot_codec::{self, ChunkEncoder, SnapshotEncoder};
 
 /// The data half of a snapshot.
 pub enum SnapshotData {
-    /// Encoded bytes, as received from a peer. Only a node-to-node transport builds these, and
-    /// the single-node build has none yet (the tests below do).
+    /// Encoded bytes held in memory (tests).
     #[cfg_attr(not(test), allow(dead_code))]
     Encoded(Vec<u8>),
     /// A consistent view of this node's state machine at the snapshot's meta.
     View(ReadTransaction),
+    /// Encoded bytes received from a leader, staged in a file that is deleted on drop.
+    Staged(StagedFile),
+}
+
+/// A received snapshot's file; removed when the snapshot is dropped (installed or not).
+pub struct StagedFile {
+    path: PathBuf,
+    len: u64,
+}
+
+impl StagedFile {
+    /// Takes ownership of a fully written file of `len` bytes.
+    pub fn new(path: PathBuf, len: u64) -> Self {
+        Self { path, len }
+    }
+
+    /// Records the final length once every chunk is written.
+    pub fn set_len(&mut self, len: u64) {
+        self.len = len;
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for StagedFile {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_file(&self.path)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            tracing::warn!(file = %self.path.display(), error = %e, "removing a staged snapshot");
+        }
+    }
 }
 
 impl SnapshotData {
@@ -31,6 +67,7 @@ impl SnapshotData {
     pub fn encode(&self) -> io::Result<Vec<u8>> {
         match self {
             SnapshotData::Encoded(bytes) => Ok(bytes.clone()),
+            SnapshotData::Staged(file) => std::fs::read(file.path()),
             SnapshotData::View(txn) => {
                 let mut enc = SnapshotEncoder::new();
                 for (k, v) in scan(txn)? {
@@ -42,10 +79,75 @@ impl SnapshotData {
     }
 
     /// Every key/value pair of the snapshot (checks the encoding of received bytes).
+    #[cfg(test)]
     pub fn into_pairs(self) -> io::Result<Vec<(String, Vec<u8>)>> {
+        let mut pairs = Vec::new();
+        self.for_each_pair(|k, v| {
+            pairs.push((k, v));
+            Ok(())
+        })?;
+        Ok(pairs)
+    }
+
+    /// Hands every pair to `f` in key order without collecting them (blocking). For received
+    /// bytes the digest is checked last, so `f` must stage pairs where an error can undo them.
+    pub fn for_each_pair(
+        self,
+        mut f: impl FnMut(String, Vec<u8>) -> io::Result<()>,
+    ) -> io::Result<()> {
         match self {
-            SnapshotData::Encoded(bytes) => snapshot_codec::decode(&bytes),
-            SnapshotData::View(txn) => scan(&txn),
+            SnapshotData::Encoded(bytes) => {
+                snapshot_codec::decode_from(&bytes[..], bytes.len() as u64, f)
+            }
+            SnapshotData::Staged(file) => {
+                let reader = io::BufReader::new(std::fs::File::open(file.path())?);
+                snapshot_codec::decode_from(reader, file.len, f)
+            }
+            SnapshotData::View(txn) => {
+                for (k, v) in scan(&txn)? {
+                    f(k, v)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Encodes the snapshot in chunks of about `chunk_bytes`, handing each to `send` as it is
+    /// produced (blocking); `send` returning false stops early (the receiver went away).
+    pub fn encode_chunks(
+        self,
+        chunk_bytes: usize,
+        mut send: impl FnMut(Vec<u8>) -> bool,
+    ) -> io::Result<()> {
+        match self {
+            SnapshotData::View(txn) => {
+                let table = txn
+                    .open_table(SM_DATA)
+                    .map_err(|e| io_err("opening the state machine", e))?;
+                let count = table.len().map_err(|e| io_err("counting a snapshot", e))?;
+                let mut enc = ChunkEncoder::new(count, chunk_bytes);
+                for item in redb::ReadableTable::iter(&table)
+                    .map_err(|e| io_err("scanning a snapshot", e))?
+                {
+                    let (k, v) = item.map_err(|e| io_err("scanning a snapshot", e))?;
+                    if let Some(chunk) = enc.push(k.value(), v.value())?
+                        && !send(chunk)
+                    {
+                        return Ok(());
+                    }
+                }
+                send(enc.finish()?);
+                Ok(())
+            }
+            other => {
+                let bytes = other.encode()?;
+                for chunk in bytes.chunks(chunk_bytes.max(1)) {
+                    if !send(chunk.to_vec()) {
+                        return Ok(());
+                    }
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -70,6 +172,7 @@ impl fmt::Debug for SnapshotData {
                 write!(f, "SnapshotData::Encoded({} bytes)", bytes.len())
             }
             SnapshotData::View(_) => f.write_str("SnapshotData::View"),
+            SnapshotData::Staged(file) => write!(f, "SnapshotData::Staged({} bytes)", file.len),
         }
     }
 }

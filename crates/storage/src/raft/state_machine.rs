@@ -378,18 +378,20 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let db = self.db.clone();
         let repl = self.repl.clone();
         blocking(move || {
-            let pairs = snapshot.into_pairs()?;
+            // Pairs go straight into the uncommitted transaction: a snapshot that fails its
+            // digest at the end is dropped with it, and the keyspace is never in memory.
             let txn = db
                 .begin_write()
                 .map_err(|e| io_err("starting a write", e))?;
             let mut stage = repl.begin();
-            stage.adopt_snapshot(&pairs)?;
             {
                 let mut data = open_data(&txn)?;
                 clear(&mut data)?;
-                for (k, v) in &pairs {
-                    put(&mut data, k, v)?;
-                }
+                snapshot.for_each_pair(|k, v| put(&mut data, &k, &v))?;
+                let wal_meta = redb::ReadableTable::get(&data, WAL_META_KEY)
+                    .map_err(|e| io_err("reading the WAL meta", e))?
+                    .map(|v| v.value().to_vec());
+                stage.adopt_index(wal_meta.as_deref(), index_table(&data)?)?;
                 let mut sm_meta = txn
                     .open_table(SM_META)
                     .map_err(|e| io_err("opening state machine metadata", e))?;

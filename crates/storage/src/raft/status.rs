@@ -24,7 +24,9 @@ pub fn from_metrics(m: &RaftMetrics<TypeConfig>, node_id: &str) -> StorageStatus
         storage_type: "raft",
         ha_enabled: true,
         node_id: node_id.to_owned(),
-        is_leader: m.state == ServerState::Leader,
+        // A node that still thinks it is Leader but whose metrics name another leader (or none)
+        // is not the leader of the current term.
+        is_leader: m.state == ServerState::Leader && leader == Some(m.id),
         committed_index: committed.map_or(0, |l| l.index),
         applied_index: m.last_applied.as_ref().map_or(0, |l| l.index),
         config_index: m.membership_config.log_id().as_ref().map_or(0, |l| l.index),

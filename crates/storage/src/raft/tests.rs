@@ -13,6 +13,7 @@ fn options(dir: &Path) -> RaftOptions {
         path: dir.to_path_buf(),
         node_id: "node1".into(),
         cluster_addr: "127.0.0.1:8201".into(),
+        dialer: None,
     }
 }
 
@@ -32,7 +33,7 @@ async fn a_crash_after_purge_recovers_from_the_checkpoint_and_the_kept_log() {
         logs_kept_after_snapshot: 0,
         ..RaftTuning::default()
     };
-    let s = RaftStorage::open_with(options(dir.path()), tuning.clone())
+    let s = RaftStorage::open_single_with(options(dir.path()), tuning.clone())
         .await
         .unwrap();
     for i in 0..40 {
@@ -67,7 +68,7 @@ async fn a_crash_after_purge_recovers_from_the_checkpoint_and_the_kept_log() {
         redb::ReadableTable::get(&table, "k/44").unwrap().is_some()
     };
 
-    let s = RaftStorage::open_with(options(dir.path()), tuning)
+    let s = RaftStorage::open_single_with(options(dir.path()), tuning)
         .await
         .unwrap();
     let recovered = s.scan("k/", None, 100).await.unwrap();
@@ -101,14 +102,14 @@ async fn a_directory_missing_one_of_its_two_files_is_refused() {
     // Why: opening the state machine without its log (or the reverse) would start an empty
     // log beside it and lose the vote, identity and unapplied entries without a word.
     let dir = tempfile::tempdir().unwrap();
-    let s = RaftStorage::open(options(dir.path())).await.unwrap();
+    let s = RaftStorage::open_single(options(dir.path())).await.unwrap();
     s.put("k/1", vec![1]).await.unwrap();
     s.shutdown().await.unwrap();
     drop(s);
     let log = dir.path().join(db::LOG_FILE);
     std::fs::rename(&log, dir.path().join("elsewhere")).unwrap();
 
-    let refused = RaftStorage::open(options(dir.path())).await;
+    let refused = RaftStorage::open_single(options(dir.path())).await;
 
     match refused {
         Err(StorageError::Corrupt(msg)) => assert!(msg.contains("raft-log.redb"), "{msg}"),
@@ -150,7 +151,7 @@ async fn a_format_1_directory_is_upgraded_in_place() {
     // Why: directories written before the log moved to its own file must open with every
     // acknowledged write and keep working, not be refused.
     let dir = tempfile::tempdir().unwrap();
-    let s = RaftStorage::open(options(dir.path())).await.unwrap();
+    let s = RaftStorage::open_single(options(dir.path())).await.unwrap();
     for i in 0..20 {
         s.put(&format!("k/{i:02}"), vec![i as u8]).await.unwrap();
     }
@@ -158,7 +159,7 @@ async fn a_format_1_directory_is_upgraded_in_place() {
     drop(s);
     downgrade_to_v1(dir.path());
 
-    let s = RaftStorage::open(options(dir.path())).await.unwrap();
+    let s = RaftStorage::open_single(options(dir.path())).await.unwrap();
     s.put("k/20", vec![20]).await.unwrap();
     let recovered = s.scan("k/", None, 100).await.unwrap();
     let sm_still_has_log = {
@@ -201,7 +202,7 @@ async fn applies_lost_in_a_crash_come_back_from_the_log() {
     // Why: applies commit without an fsync; if the state-machine file is rolled back to its
     // last checkpoint, the log (durable, never purged past that checkpoint) must re-apply them.
     let dir = tempfile::tempdir().unwrap();
-    let s = RaftStorage::open(options(dir.path())).await.unwrap();
+    let s = RaftStorage::open_single(options(dir.path())).await.unwrap();
     for i in 0..10 {
         s.put(&format!("k/{i:02}"), vec![i as u8]).await.unwrap();
     }
@@ -219,7 +220,7 @@ async fn applies_lost_in_a_crash_come_back_from_the_log() {
             .count()
     };
 
-    let s = RaftStorage::open(options(dir.path())).await.unwrap();
+    let s = RaftStorage::open_single(options(dir.path())).await.unwrap();
     let after_rollback = s.scan("k/", None, 100).await.unwrap();
 
     assert!(
@@ -242,7 +243,7 @@ async fn json_entries_left_by_the_previous_release_apply_after_the_upgrade() {
     use crate::raft::legacy_command::{LegacyCommand, WireOp};
     use crate::replog::WalEntry;
     let dir = tempfile::tempdir().unwrap();
-    let s = RaftStorage::open(options(dir.path())).await.unwrap();
+    let s = RaftStorage::open_single(options(dir.path())).await.unwrap();
     s.put("logical/a", b"old".to_vec()).await.unwrap();
     let before = s.replication_status();
     s.shutdown().await.unwrap();
@@ -283,7 +284,7 @@ async fn json_entries_left_by_the_previous_release_apply_after_the_upgrade() {
         txn.commit().unwrap();
     }
 
-    let s = RaftStorage::open(options(dir.path())).await.unwrap();
+    let s = RaftStorage::open_single(options(dir.path())).await.unwrap();
 
     assert_eq!(s.get("logical/b").await.unwrap(), Some(vec![0, 255, 7]));
     assert_eq!(s.get("logical/a").await.unwrap(), None);

@@ -640,18 +640,12 @@ impl Stage {
         Ok(())
     }
 
-    /// A Raft snapshot was installed: its pairs carry the sender's WAL meta and entries.
-    pub fn adopt_snapshot(&mut self, pairs: &[(String, Vec<u8>)]) -> io::Result<()> {
-        self.meta = pairs
-            .iter()
-            .find(|(k, _)| k == WAL_META_KEY)
-            .map(|(_, v)| WalMeta::decode(v))
-            .transpose()?
-            .unwrap_or_default();
+    /// A Raft snapshot was installed: its pairs carry the sender's WAL meta (`meta`) and
+    /// entries; `index` is the merkle index of those pairs, built while they were written.
+    pub fn adopt_index(&mut self, meta: Option<&[u8]>, index: MerkleIndex) -> io::Result<()> {
+        self.meta = meta.map(WalMeta::decode).transpose()?.unwrap_or_default();
         self.meta_dirty = false;
-        self.base = Some(MerkleIndex::from_pairs(
-            pairs.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
-        ));
+        self.base = Some(index);
         self.deltas.clear();
         Ok(())
     }
