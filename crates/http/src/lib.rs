@@ -11,6 +11,7 @@ mod body;
 mod call;
 mod client_cert;
 mod error;
+pub mod forward;
 mod health;
 mod join;
 mod listener;

@@ -22,6 +22,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+use crate::forward::FORWARDED_FOR_HEADER;
 use crate::router::{RouterOptions, router};
 use crate::tls::{ReloadableCert, TlsOptions, server_config};
 use crate::{HttpError, router::DEFAULT_MAX_REQUEST_SIZE};
@@ -222,6 +223,8 @@ async fn serve_http<I>(
 {
     let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
         let mut req = req.map(axum::body::Body::new);
+        // Only a standby on the cluster port may say who the client was; here it is the peer.
+        req.headers_mut().remove(FORWARDED_FOR_HEADER);
         req.extensions_mut().insert(ConnectInfo(peer));
         app.clone().oneshot(req)
     });
@@ -251,5 +254,49 @@ async fn serve_http<I>(
                 tracing::debug!(%peer, error = %e, "connection ended with an error during shutdown");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, Empty};
+
+    #[tokio::test]
+    async fn the_api_listener_ignores_a_client_supplied_forwarded_for() {
+        // Why: only a standby on the mTLS cluster port may name the client; on the public
+        // listener the header would let anyone pick the address audit and CIDR bounds see.
+        let app = Router::new().fallback(|req: axum::extract::Request| async move {
+            let client = req
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or("none".to_owned(), |c| c.0.to_string());
+            let leaked = req.headers().contains_key(FORWARDED_FOR_HEADER);
+            format!("{client} leaked={leaked}")
+        });
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        let peer: SocketAddr = "198.51.100.9:5555".parse().unwrap();
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(serve_http(
+            server_io,
+            peer,
+            app,
+            stop_rx,
+            Duration::from_secs(5),
+        ));
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(client_io))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+
+        let req = http::Request::builder()
+            .uri("/v1/sys/health")
+            .header(FORWARDED_FOR_HEADER, "10.0.0.1:1")
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+
+        assert_eq!(&body[..], b"198.51.100.9:5555 leaked=false");
     }
 }

@@ -41,7 +41,7 @@ impl std::fmt::Debug for ClientTls {
 }
 
 /// `host:port` from `host:port` or `https://host:port`.
-fn socket_target(addr: &str) -> Result<String, ReplicationError> {
+pub(crate) fn socket_target(addr: &str) -> Result<String, ReplicationError> {
     let rest = addr
         .strip_prefix("https://")
         .or_else(|| addr.strip_prefix("http://"))

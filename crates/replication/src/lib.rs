@@ -6,11 +6,16 @@
 //! and a secondary decides — in a sans-IO state machine that can be tested deterministically —
 //! whether it can resume streaming or must first repair itself with a merkle diff and sync.
 //! Values travel exactly as storage holds them: barrier ciphertext, never plaintext.
+//!
+//! The crate also owns the cluster port itself, which carries the cluster-internal services
+//! (Raft, request forwarding) beside replication: `cluster` holds their CA, the dialer and the
+//! handler seam, so that one module decides the port's trust rules.
 
 #![forbid(unsafe_code)]
 
 pub mod activation;
 mod client;
+pub mod cluster;
 mod error;
 pub mod fsm;
 pub mod join_client;
@@ -24,6 +29,7 @@ mod tls;
 pub mod wire;
 
 pub use client::{ClientTls, connect};
+pub use cluster::{ClusterCa, ClusterDialer, ClusterPeer, NodeCert, RaftHandler, StreamHandler};
 pub use error::ReplicationError;
 pub use fsm::{Event, LocalView, Output, SecondaryFsm, State};
 pub use join_client::{LeaderTls, post_to_leader};

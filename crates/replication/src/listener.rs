@@ -1,20 +1,27 @@
-//! The cluster port: one mTLS listener whose identity follows the replication role.
+//! The cluster port: one mTLS listener, several services chosen by ALPN, two trust roots.
 //!
-//! The port is bound at startup, long before this cluster is a DR primary, and its trust must
-//! change at runtime (enable primary, promote, demote) without rebinding. So the TLS config is
-//! swappable and every handshake reads the current one. Until an identity is set, every
-//! client is refused; after the handshake only the DR ALPN is served.
+//! The port is bound at startup, long before this cluster is a DR primary or a member of a
+//! multi-node cluster, and its trust must change at runtime (enable primary, promote, demote;
+//! unseal, join, seal) without rebinding. So both identities are swappable and every
+//! handshake reads the current ones. The ClientHello's ALPN is read before the server
+//! certificate is chosen: DR replication answers with the replication identity and verifies
+//! clients against the replication CA, Raft and forwarding answer with the node's cluster
+//! identity and verify against the cluster-internal CA. A certificate from one CA is
+//! therefore useless for the other's services, and an unknown ALPN, or a service whose
+//! identity is not set, gets no handshake at all.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rustls::ServerConfig;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::LazyConfigAcceptor;
 
+use crate::cluster::{ClusterPeer, NodeCert, StreamHandler};
 use crate::error::ReplicationError;
 use crate::primary::PrimaryServer;
 use crate::tls;
@@ -28,9 +35,13 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-/// The cluster-port listener with a runtime-swappable identity.
+/// The cluster-port listener with runtime-swappable identities and per-ALPN services.
 pub struct ClusterListener {
+    /// The DR replication identity (refuse-all until set).
     config: RwLock<Arc<ServerConfig>>,
+    /// The node's cluster identity, for every registered service; `None` refuses them.
+    cluster: RwLock<Option<Arc<ServerConfig>>>,
+    handlers: RwLock<HashMap<Vec<u8>, Arc<dyn StreamHandler>>>,
     max_connections: usize,
 }
 
@@ -42,8 +53,32 @@ impl std::fmt::Debug for ClusterListener {
     }
 }
 
+/// What one connection will be served as, decided from its ClientHello.
+enum Route {
+    Dr(Arc<ServerConfig>),
+    Service {
+        alpn: Vec<u8>,
+        config: Arc<ServerConfig>,
+        handler: Arc<dyn StreamHandler>,
+    },
+}
+
+fn read<T: Clone>(lock: &RwLock<T>) -> T {
+    match lock.read() {
+        Ok(guard) => guard.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    }
+}
+
+fn write<T>(lock: &RwLock<T>, value: T) {
+    match lock.write() {
+        Ok(mut guard) => *guard = value,
+        Err(poisoned) => *poisoned.into_inner() = value,
+    }
+}
+
 impl ClusterListener {
-    /// A listener that refuses every client until [`ClusterListener::set_identity`].
+    /// A listener that refuses every client until an identity is set.
     pub fn new() -> Result<Self, ReplicationError> {
         Self::with_max_connections(DEFAULT_MAX_CONNECTIONS)
     }
@@ -52,12 +87,14 @@ impl ClusterListener {
     pub fn with_max_connections(max_connections: usize) -> Result<Self, ReplicationError> {
         Ok(ClusterListener {
             config: RwLock::new(Arc::new(tls::refuse_all_config()?)),
+            cluster: RwLock::new(None),
+            handlers: RwLock::new(HashMap::new()),
             max_connections: max_connections.max(1),
         })
     }
 
-    /// Serves as `server_cert_pem`, accepting only client certificates issued by
-    /// `client_ca_pem`. Takes effect for the next handshake; established streams continue
+    /// Serves DR replication as `server_cert_pem`, accepting only client certificates issued
+    /// by `client_ca_pem`. Takes effect for the next handshake; established streams continue
     /// until the registry drops them.
     pub fn set_identity(
         &self,
@@ -66,33 +103,83 @@ impl ClusterListener {
         client_ca_pem: &str,
     ) -> Result<(), ReplicationError> {
         let config = tls::server_config(server_cert_pem, server_key_pem, client_ca_pem)?;
-        self.swap(Arc::new(config));
+        write(&self.config, Arc::new(config));
         Ok(())
     }
 
-    /// Goes back to refusing every client (demotion, replication disabled).
+    /// Goes back to refusing every DR client (demotion, replication disabled).
     pub fn clear_identity(&self) -> Result<(), ReplicationError> {
         let config = tls::refuse_all_config()?;
-        self.swap(Arc::new(config));
+        write(&self.config, Arc::new(config));
         Ok(())
     }
 
-    fn swap(&self, config: Arc<ServerConfig>) {
-        match self.config.write() {
-            Ok(mut guard) => *guard = config,
-            Err(poisoned) => *poisoned.into_inner() = config,
-        }
+    /// Serves the registered cluster services (Raft, forwarding) as `node`, accepting only
+    /// client certificates from its cluster CA. Takes effect for the next handshake.
+    pub fn set_cluster_identity(&self, node: &NodeCert) -> Result<(), ReplicationError> {
+        let config = tls::server_config_for(
+            &node.cert_pem,
+            &node.key_pem,
+            &node.ca_cert_pem,
+            "cluster CA",
+            &[],
+        )?;
+        write(&self.cluster, Some(Arc::new(config)));
+        Ok(())
     }
 
-    fn current(&self) -> Arc<ServerConfig> {
-        match self.config.read() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+    /// Refuses every cluster service again (seal, removal from the cluster). Established
+    /// streams are left to their handlers.
+    pub fn clear_cluster_identity(&self) {
+        write(&self.cluster, None);
     }
 
-    /// Binds `addr` and serves DR replication to `primary` until `shutdown` turns true (or
-    /// its sender is dropped). Returns the bound address (useful with port 0) and the task.
+    /// Serves streams negotiating `alpn` with `handler`, under the cluster identity. Replaces
+    /// an earlier handler of the same ALPN. The DR ALPN is not a cluster service and is
+    /// refused here.
+    pub fn register(
+        &self,
+        alpn: &[u8],
+        handler: Arc<dyn StreamHandler>,
+    ) -> Result<(), ReplicationError> {
+        if alpn.is_empty() || alpn == ALPN_DR {
+            return Err(ReplicationError::Tls(format!(
+                "ALPN {:?} cannot be registered as a cluster service",
+                String::from_utf8_lossy(alpn)
+            )));
+        }
+        let mut handlers = match self.handlers.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        handlers.insert(alpn.to_vec(), handler);
+        Ok(())
+    }
+
+    /// The first ALPN the client offers that this port serves right now.
+    fn route<'a>(&self, offered: impl Iterator<Item = &'a [u8]>) -> Option<Route> {
+        let cluster = read(&self.cluster);
+        let handlers = read(&self.handlers);
+        for alpn in offered {
+            if alpn == ALPN_DR {
+                return Some(Route::Dr(read(&self.config)));
+            }
+            if let (Some(base), Some(handler)) = (&cluster, handlers.get(alpn)) {
+                let mut config = (**base).clone();
+                config.alpn_protocols = vec![alpn.to_vec()];
+                return Some(Route::Service {
+                    alpn: alpn.to_vec(),
+                    config: Arc::new(config),
+                    handler: handler.clone(),
+                });
+            }
+        }
+        None
+    }
+
+    /// Binds `addr` and serves DR replication to `primary`, and the registered cluster
+    /// services, until `shutdown` turns true (or its sender is dropped). Returns the bound
+    /// address (useful with port 0) and the task.
     pub async fn serve(
         self: Arc<Self>,
         addr: &str,
@@ -149,39 +236,91 @@ impl ClusterListener {
                 tracing::warn!(%peer, "cluster port connection limit reached; refusing");
                 continue;
             };
-            let acceptor = TlsAcceptor::from(self.current());
+            let this = self.clone();
             let primary = primary.clone();
             let conn_shutdown = shutdown.clone();
             tokio::spawn(async move {
                 let _permit = permit;
-                let _ = stream.set_nodelay(true);
-                let tls =
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => tls,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "cluster TLS handshake refused");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "cluster TLS handshake timed out");
-                            return;
-                        }
-                    };
-                let conn = tls.get_ref().1;
+                this.serve_connection(stream, peer, primary, conn_shutdown)
+                    .await;
+            });
+        }
+    }
+
+    /// Handshakes one connection with the identity its ALPN calls for, then serves it.
+    async fn serve_connection(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        primary: Arc<PrimaryServer>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let _ = stream.set_nodelay(true);
+        let handshake = async {
+            let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream)
+                .await
+                .map_err(|e| format!("reading the ClientHello: {e}"))?;
+            let offered: Vec<Vec<u8>> = start
+                .client_hello()
+                .alpn()
+                .map(|alpns| alpns.map(<[u8]>::to_vec).collect())
+                .unwrap_or_default();
+            let Some(route) = self.route(offered.iter().map(Vec::as_slice)) else {
+                return Err("no served ALPN offered (or its identity is not set)".to_owned());
+            };
+            let config = match &route {
+                Route::Dr(config) => config.clone(),
+                Route::Service { config, .. } => config.clone(),
+            };
+            let tls = start
+                .into_stream(config)
+                .await
+                .map_err(|e| format!("TLS handshake: {e}"))?;
+            Ok((route, tls))
+        };
+        let (route, tls) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+            Ok(Ok(done)) => done,
+            Ok(Err(reason)) => {
+                tracing::debug!(%peer, %reason, "cluster connection refused");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "cluster TLS handshake timed out");
+                return;
+            }
+        };
+        let conn = tls.get_ref().1;
+        let first_cert = conn.peer_certificates().and_then(|certs| certs.first());
+        match route {
+            Route::Dr(_) => {
                 if conn.alpn_protocol() != Some(ALPN_DR) {
-                    tracing::debug!(%peer, "cluster connection without a supported ALPN; closing");
+                    tracing::debug!(%peer, "DR connection without the DR ALPN; closing");
                     return;
                 }
-                let Some(peer_id) = conn
-                    .peer_certificates()
-                    .and_then(|certs| certs.first())
-                    .and_then(tls::peer_id)
-                else {
+                let Some(peer_id) = first_cert.and_then(tls::peer_id) else {
                     tracing::warn!(%peer, "verified client certificate names no secondary id; closing");
                     return;
                 };
-                primary.serve_connection(tls, peer_id, conn_shutdown).await;
-            });
+                primary.serve_connection(tls, peer_id, shutdown).await;
+            }
+            Route::Service { alpn, handler, .. } => {
+                if conn.alpn_protocol() != Some(alpn.as_slice()) {
+                    tracing::debug!(%peer, "cluster connection without its ALPN; closing");
+                    return;
+                }
+                let Some(node_id) = first_cert.and_then(tls::common_name) else {
+                    tracing::warn!(%peer, "verified cluster certificate names no node id; closing");
+                    return;
+                };
+                let info = ClusterPeer {
+                    node_id,
+                    remote_addr: peer,
+                };
+                tokio::select! {
+                    () = handler.handle(Box::new(tls), info) => {}
+                    _ = shutdown.wait_for(|stop| *stop) => {}
+                }
+            }
         }
     }
 }

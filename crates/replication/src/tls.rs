@@ -40,26 +40,44 @@ fn key(pem: &str, what: &str) -> Result<PrivateKeyDer<'static>, ReplicationError
         .map_err(|e| tls_err(&format!("cannot parse the {what} private key PEM"), e))
 }
 
-fn roots(ca_pem: &str) -> Result<RootCertStore, ReplicationError> {
+pub(crate) fn roots(ca_pem: &str, what: &str) -> Result<RootCertStore, ReplicationError> {
     let mut roots = RootCertStore::empty();
-    for cert in certs(ca_pem, "replication CA")? {
+    for cert in certs(ca_pem, what)? {
         roots
             .add(cert)
-            .map_err(|e| tls_err("the replication CA certificate is not usable", e))?;
+            .map_err(|e| tls_err(&format!("the {what} certificate is not usable"), e))?;
     }
     Ok(roots)
 }
 
-/// The cluster-port server config for a given identity: client certificates required and
-/// verified against `client_ca_pem`.
+/// The DR server config for a given identity: client certificates required and verified
+/// against `client_ca_pem` (the replication CA), only the DR ALPN offered.
 pub(crate) fn server_config(
     cert_pem: &str,
     key_pem: &str,
     client_ca_pem: &str,
 ) -> Result<ServerConfig, ReplicationError> {
+    server_config_for(
+        cert_pem,
+        key_pem,
+        client_ca_pem,
+        "replication CA",
+        &[ALPN_DR],
+    )
+}
+
+/// A cluster-port server config: TLS 1.3, client certificates required and verified against
+/// `client_ca_pem`, exactly the ALPNs in `alpns` offered.
+pub(crate) fn server_config_for(
+    cert_pem: &str,
+    key_pem: &str,
+    client_ca_pem: &str,
+    ca_label: &str,
+    alpns: &[&[u8]],
+) -> Result<ServerConfig, ReplicationError> {
     let provider = provider();
     let verifier = WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots(client_ca_pem)?),
+        Arc::new(roots(client_ca_pem, ca_label)?),
         provider.clone(),
     )
     .build()
@@ -73,7 +91,7 @@ pub(crate) fn server_config(
             key(key_pem, "server")?,
         )
         .map_err(|e| tls_err("the server certificate does not match its key", e))?;
-    config.alpn_protocols = vec![ALPN_DR.to_vec()];
+    config.alpn_protocols = alpns.iter().map(|a| a.to_vec()).collect();
     Ok(config)
 }
 
@@ -108,17 +126,46 @@ pub(crate) fn client_config(
     client_cert_pem: &str,
     client_key_pem: &str,
 ) -> Result<ClientConfig, ReplicationError> {
+    client_config_for(
+        ca_pem,
+        "replication CA",
+        client_cert_pem,
+        client_key_pem,
+        ALPN_DR,
+    )
+}
+
+/// A TLS 1.3 client config trusting only `ca_pem`, presenting the given certificate and
+/// offering exactly `alpn`.
+pub(crate) fn client_config_for(
+    ca_pem: &str,
+    ca_label: &str,
+    client_cert_pem: &str,
+    client_key_pem: &str,
+    alpn: &[u8],
+) -> Result<ClientConfig, ReplicationError> {
     let mut config = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| tls_err("TLS 1.3 is unavailable", e))?
-        .with_root_certificates(roots(ca_pem)?)
+        .with_root_certificates(roots(ca_pem, ca_label)?)
         .with_client_auth_cert(
             certs(client_cert_pem, "client certificate")?,
             key(client_key_pem, "client")?,
         )
         .map_err(|e| tls_err("the client certificate does not match its key", e))?;
-    config.alpn_protocols = vec![ALPN_DR.to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     Ok(config)
+}
+
+/// The common name of a certificate, if it has one in a readable form.
+pub(crate) fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    parsed
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map(str::to_owned)
 }
 
 /// The secondary id named by a verified client certificate: its first DNS SAN, else its CN.

@@ -14,6 +14,11 @@ use crate::error::ReplicationError;
 
 /// The ALPN protocol of the DR replication stream on the cluster port.
 pub const ALPN_DR: &[u8] = b"replication_dr_v1";
+/// The ALPN of Raft RPC streams between nodes of one cluster (cluster-internal CA).
+pub const ALPN_RAFT: &[u8] = b"raft_v1";
+/// The ALPN of HTTP/2 request forwarding from a standby to the active node (cluster-internal
+/// CA).
+pub const ALPN_FORWARD: &[u8] = b"req_fw_v1";
 /// Protocol version carried in [`SecondaryMsg::Hello`]. Postcard is positional, so any
 /// change to a message's shape or a field's meaning bumps it (2: peer addresses in Hello,
 /// heartbeat echoes; 3: a WAL entry's clock is in microseconds, was milliseconds, and WAL
