@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod autopilot;
 mod backend;
 mod core;
 mod error;
