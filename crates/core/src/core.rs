@@ -115,6 +115,11 @@ impl Core {
         *lock(&self.node.advertised) = (api_addr, cluster_addr);
     }
 
+    /// This node's `api_addr` and `cluster_addr` as advertised.
+    pub fn advertised_addrs(&self) -> (String, String) {
+        lock(&self.node.advertised).clone()
+    }
+
     /// The metrics sink.
     pub fn telemetry(&self) -> &Telemetry {
         &self.config.telemetry

@@ -46,6 +46,8 @@ pub struct ListenerOptions {
     pub header_read_timeout: Duration,
     /// How long shutdown waits for in-flight requests before closing their connections.
     pub shutdown_grace: Duration,
+    /// How a standby forwards to the active node (None: it redirects).
+    pub forwarder: Option<Arc<crate::Forwarder>>,
 }
 
 impl ListenerOptions {
@@ -60,6 +62,7 @@ impl ListenerOptions {
             max_connections: 4096,
             header_read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(30),
+            forwarder: None,
         }
     }
 }
@@ -121,6 +124,7 @@ pub async fn serve(
             max_request_size: opts.max_request_size,
             unauthenticated_metrics_access: opts.unauthenticated_metrics_access,
             max_request_duration: opts.max_request_duration,
+            forwarder: opts.forwarder.clone(),
         },
     );
     let (acceptor, cert) = match tls {

@@ -19,7 +19,8 @@ use strongroom_core::snapshot::MAX_SNAPSHOT_BYTES;
 use crate::body::read_body;
 use crate::call::Call;
 use crate::parse;
-use crate::{logical, raw, reply};
+use crate::forward::{ForwardedBy, Forwarder};
+use crate::{logical, raw, reply, standby};
 
 /// Vault's default `max_request_size`: 32 MiB.
 pub const DEFAULT_MAX_REQUEST_SIZE: u64 = 32 * 1024 * 1024;
@@ -33,6 +34,8 @@ pub struct RouterOptions {
     pub unauthenticated_metrics_access: bool,
     /// Answer 503 when a request takes longer; the work itself still completes.
     pub max_request_duration: Option<Duration>,
+    /// How a standby reaches the active node (None: redirect only).
+    pub forwarder: Option<Arc<Forwarder>>,
 }
 
 impl Default for RouterOptions {
@@ -41,6 +44,7 @@ impl Default for RouterOptions {
             max_request_size: DEFAULT_MAX_REQUEST_SIZE,
             unauthenticated_metrics_access: false,
             max_request_duration: None,
+            forwarder: None,
         }
     }
 }
@@ -91,6 +95,30 @@ async fn dispatch(State(state): State<AppState>, req: axum::extract::Request) ->
     resp
 }
 
+/// A standby's echo, accepted only over the forwarding channel.
+fn echo(core: &Core, parts: &http::request::Parts) -> Response {
+    let Some(ForwardedBy(node_id)) = parts.extensions.get::<ForwardedBy>() else {
+        return reply::error(StatusCode::NOT_FOUND, "no handler for route");
+    };
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .chars()
+            .take(256)
+            .collect::<String>()
+    };
+    core.record_standby_echo(
+        node_id,
+        &header(standby::ECHO_API_ADDR),
+        &header(standby::ECHO_CLUSTER_ADDR),
+        strongroom_api::VAULT_COMPAT_VERSION,
+    );
+    reply::no_content()
+}
+
 /// The request path for the log, with a token carried in the path hidden.
 fn loggable_path(path: &str) -> String {
     let logical = path.strip_prefix("/v1/").unwrap_or(path);
@@ -133,6 +161,16 @@ async fn handle(state: AppState, req: axum::extract::Request) -> Response {
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
+    if parts.uri.path() == standby::ECHO_PATH {
+        return echo(&state.core, &parts);
+    }
+    // A standby answers node state itself and sends everything else to the active node.
+    let node_state = strongroom_core::routing::table::lookup(&path)
+        .is_some_and(|row| row.access == strongroom_core::routing::Access::NodeState);
+    if !node_state && state.core.is_standby() {
+        let req = http::Request::from_parts(parts, body);
+        return standby::divert(&state.core, state.opts.forwarder.as_ref(), req, peer).await;
+    }
     let uploads_snapshot = raw::is_snapshot_upload(&path)
         && (parts.method == Method::PUT || parts.method == Method::POST);
     // Only a caller the door would admit may make the server buffer a snapshot-sized body.

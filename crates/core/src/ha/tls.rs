@@ -8,27 +8,10 @@
 //! joiner receives its first certificate from the active node after answering the join
 //! challenge, and afterwards every unseal issues it a fresh one from its own copy of the CA.
 
-use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
-
 use crate::{Core, CoreError};
 
 /// A node's cluster-port certificate, its key and the CA both ends trust.
-#[derive(Clone, Serialize, Deserialize)]
-pub struct NodeCredentials {
-    pub cert_pem: String,
-    pub key_pem: Zeroizing<String>,
-    pub ca_cert_pem: String,
-}
-
-impl std::fmt::Debug for NodeCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NodeCredentials")
-            .field("cert_pem", &self.cert_pem)
-            .field("key_pem", &"<redacted>")
-            .finish_non_exhaustive()
-    }
-}
+pub use strongroom_replication::NodeCert as NodeCredentials;
 
 /// Where the identity goes: the cluster listener and the Raft/forwarding dialer.
 pub trait ClusterIdentity: Send + Sync + 'static {
@@ -38,12 +21,7 @@ pub trait ClusterIdentity: Send + Sync + 'static {
     fn clear(&self);
 }
 
-/// The CA as stored in the barrier.
-#[derive(Serialize, Deserialize)]
-pub(crate) struct StoredCa {
-    pub cert_pem: String,
-    pub key_pem: Zeroizing<String>,
-}
+use strongroom_replication::ClusterCa as StoredCa;
 
 impl Core {
     /// Reads the cluster CA, creating it when this node is active and none exists yet (a
@@ -97,8 +75,8 @@ impl Core {
         if self.cluster_ca(may_create).await?.is_none() {
             return Ok(());
         }
-        let node_id = self.storage.status().node_id;
         let _ = cluster;
+        let node_id = self.storage.status().node_id;
         let creds = self.issue_node_credentials(&node_id).await?;
         self.install_identity(&creds)
     }
@@ -114,11 +92,13 @@ mod pki {
     use super::{NodeCredentials, StoredCa};
     use crate::CoreError;
 
-    pub fn new_ca(_cluster_id: &str) -> Result<StoredCa, CoreError> {
-        Err(CoreError::Internal("cluster PKI not wired yet".into()))
+    pub fn new_ca(cluster_id: &str) -> Result<StoredCa, CoreError> {
+        StoredCa::generate(cluster_id)
+            .map_err(|e| CoreError::Internal(format!("creating the cluster CA: {e}")))
     }
 
-    pub fn issue(_ca: &StoredCa, _node_id: &str) -> Result<NodeCredentials, CoreError> {
-        Err(CoreError::Internal("cluster PKI not wired yet".into()))
+    pub fn issue(ca: &StoredCa, node_id: &str) -> Result<NodeCredentials, CoreError> {
+        ca.issue_node(node_id)
+            .map_err(|e| CoreError::Internal(format!("issuing a cluster certificate for {node_id}: {e}")))
     }
 }

@@ -19,6 +19,11 @@ pub use client::{Forwarder, ForwarderOptions};
 pub use error::ForwardError;
 pub use server::{ForwardHandler, serve_forwarded};
 
+/// Marks a request that arrived over the forwarding channel, with the sending node's id
+/// (from its verified cluster certificate).
+#[derive(Debug, Clone)]
+pub(crate) struct ForwardedBy(pub String);
+
 /// The header carrying the original client's address (`ip:port`) on forwarded requests.
 pub const FORWARDED_FOR_HEADER: &str = "x-strongroom-forwarded-for";
 

@@ -31,6 +31,8 @@ pub async fn serve_forwarded(stream: BoxStream, peer: ClusterPeer, router: Route
         if let Some(addr) = client {
             req.extensions_mut().insert(ConnectInfo(addr));
         }
+        req.extensions_mut()
+            .insert(super::ForwardedBy(node_id.clone()));
         router.clone().oneshot(req)
     });
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());

@@ -1,0 +1,117 @@
+//! What a standby does with a client request: forward it to the active node, or redirect.
+//!
+//! A standby holds no mounts, tokens or policies, so it answers nothing but node state
+//! itself. Everything else goes to the active node over the cluster port, transparently, or,
+//! when the client asks for it with `X-Vault-No-Request-Forwarding` or forwarding fails, as a
+//! 307 to the active node's `api_addr` (which Vault's clients follow).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::Response;
+use http::{HeaderValue, StatusCode, header};
+use strongroom_core::Core;
+use strongroom_core::ha::{ActiveNode, ForwardTarget};
+
+use crate::forward::Forwarder;
+use crate::reply;
+
+/// The header that asks a standby to redirect instead of forwarding.
+pub const NO_FORWARDING_HEADER: &str = "x-vault-no-request-forwarding";
+/// The path a standby's echo takes over the forwarding channel (never served to clients).
+pub const ECHO_PATH: &str = "/v1/sys/internal/strongroom/echo";
+pub(crate) const ECHO_API_ADDR: &str = "x-strongroom-echo-api-addr";
+pub(crate) const ECHO_CLUSTER_ADDR: &str = "x-strongroom-echo-cluster-addr";
+
+/// Serves `req` on behalf of the active node.
+pub(crate) async fn divert(
+    core: &Arc<Core>,
+    forwarder: Option<&Arc<Forwarder>>,
+    req: http::Request<Body>,
+    peer: Option<SocketAddr>,
+) -> Response {
+    let active = match core.forward_target().await {
+        ForwardTarget::Active(active) => active,
+        ForwardTarget::Unknown => {
+            return reply::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "local node not active but active cluster node not found",
+            );
+        }
+        ForwardTarget::Local => {
+            return reply::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "this node is changing between standby and active; retry the request",
+            );
+        }
+    };
+    let target = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| req.uri().path().to_owned());
+    let no_forwarding = req
+        .headers()
+        .get(NO_FORWARDING_HEADER)
+        .is_some_and(|v| !v.is_empty());
+    let Some(forwarder) = forwarder.filter(|_| !no_forwarding) else {
+        return redirect(&active, &target);
+    };
+    match forwarder.forward(&active.cluster_addr, req, peer).await {
+        Ok(resp) => {
+            metrics::counter!("vault_ha_rpc_client_forward_total").increment(1);
+            resp
+        }
+        Err(e) if e.should_redirect() => {
+            tracing::warn!(error = %e, "forwarding to the active node failed; redirecting the client");
+            metrics::counter!("vault_ha_rpc_client_forward_errors_total").increment(1);
+            redirect(&active, &target)
+        }
+        Err(e) => reply::error(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
+    }
+}
+
+fn redirect(active: &ActiveNode, target: &str) -> Response {
+    let location = format!("{}{target}", active.api_addr.trim_end_matches('/'));
+    let mut resp = reply::with_body(StatusCode::TEMPORARY_REDIRECT, "text/plain", Body::empty());
+    match HeaderValue::from_str(&location) {
+        Ok(v) => {
+            resp.headers_mut().insert(header::LOCATION, v);
+            resp
+        }
+        Err(_) => reply::error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the active node advertises an api_addr that is not a valid URL",
+        ),
+    }
+}
+
+/// Sends this standby's echo to the active node: its addresses, so `sys/ha-status` lists it.
+pub async fn send_echo(
+    forwarder: &Forwarder,
+    core: &Core,
+    active_cluster_addr: &str,
+) -> Result<(), String> {
+    let (api_addr, cluster_addr) = core.advertised_addrs();
+    let req = http::Request::builder()
+        .method(http::Method::POST)
+        .uri(ECHO_PATH)
+        .header(ECHO_API_ADDR, api_addr)
+        .header(ECHO_CLUSTER_ADDR, cluster_addr)
+        .body(Body::empty())
+        .map_err(|e| e.to_string())?;
+    let resp = tokio::time::timeout(
+        Duration::from_secs(5),
+        forwarder.forward(active_cluster_addr, req, None),
+    )
+    .await
+    .map_err(|_| "the active node did not answer the echo within 5s".to_owned())?
+    .map_err(|e| e.to_string())?;
+    if resp.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("the active node answered the echo with {}", resp.status()))
+    }
+}
