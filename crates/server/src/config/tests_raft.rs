@@ -149,11 +149,13 @@ fn json_retry_join_list_matches_hcl() {
     assert_eq!(from_json, from_hcl);
 }
 
-// Inline PEM is taken as written, and no file is read for it.
+// Inline PEM (a quoted string with \n escapes; heredocs are refused by the HCL reader) is
+// taken as written, and no file is read for it.
 #[test]
 fn inline_pem_is_used_as_is() {
     let text = format!(
-        "storage \"raft\" {{\n  path = \"/d\"\n  retry_join {{\n    leader_api_addr = \"https://n1:8200\"\n    leader_ca_cert = <<EOF\n{CA}EOF\n    leader_client_cert = \"{}\"\n    leader_client_key = \"{}\"\n  }}\n}}\n",
+        "storage \"raft\" {{\n  path = \"/d\"\n  retry_join {{\n    leader_api_addr = \"https://n1:8200\"\n    leader_ca_cert = \"{}\"\n    leader_client_cert = \"{}\"\n    leader_client_key = \"{}\"\n  }}\n}}\n",
+        CA.replace('\n', "\\n"),
         CERT.replace('\n', "\\n"),
         KEY.replace('\n', "\\n")
     );
