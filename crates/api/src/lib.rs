@@ -9,10 +9,20 @@
 
 pub mod duration;
 mod envelope;
+mod raft;
 mod rekey;
 mod sys;
 
 pub use envelope::{Auth, ErrorResponse, LogicalResponse, WrapInfo};
+pub use raft::{
+    AutopilotConfiguration, AutopilotConfigurationUpdate, AutopilotNodeStatus, AutopilotServer,
+    AutopilotServerStatus, AutopilotState, DEFAULT_DEAD_SERVER_LAST_CONTACT_THRESHOLD,
+    DEFAULT_LAST_CONTACT_THRESHOLD, DEFAULT_MAX_TRAILING_LOGS, DEFAULT_SERVER_STABILIZATION_TIME,
+    HaNode, HaStatusResponse, MIN_DEAD_SERVER_LAST_CONTACT_THRESHOLD, RaftBootstrapAnswerRequest,
+    RaftBootstrapAnswerResponse, RaftBootstrapChallengeRequest, RaftBootstrapChallengeResponse,
+    RaftBootstrapPeer, RaftBootstrapSealConfig, RaftConfigurationData, RaftJoinRequest,
+    RaftJoinResponse, RaftNodeCert, RaftVoterChangeRequest, RemovePeerRequest, SecretString,
+};
 pub use rekey::{
     RekeyBackup, RekeyCancelRequest, RekeyInitRequest, RekeyStatus, RekeyUpdateAnswer,
     RekeyUpdateRequest, RekeyUpdateResponse, RekeyVerificationComplete, RekeyVerificationStatus,

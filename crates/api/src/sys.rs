@@ -1,5 +1,5 @@
 //! Raw (un-enveloped) sys endpoints: init, seal, unseal, health, leader, generate-root, raft
-//! (rekey has its own file).
+//! configuration (rekey and the rest of raft have their own files).
 
 use serde::{Deserialize, Serialize};
 
@@ -166,6 +166,16 @@ pub struct HealthResponse {
     /// On a DR secondary: age of the newest primary canary applied (replication lag).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication_primary_canary_age_ms: Option<i64>,
+    /// Raft (Vault 1.19+): the node was removed from the cluster (answered with 530).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removed_from_cluster: Option<bool>,
+    /// On a standby (Vault 1.19+): whether it reaches the active node (474 when not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ha_connection_healthy: Option<bool>,
+    /// On a standby: milliseconds since the last request-forwarding heartbeat from the active
+    /// node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_request_forwarding_heartbeat_ms: Option<i64>,
 }
 
 /// `GET|PUT sys/generate-root/attempt` and `PUT sys/generate-root/update` answers.

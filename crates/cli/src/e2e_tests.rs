@@ -578,6 +578,156 @@ fn raft_list_peers() {
     );
 }
 
+// `raft join` sends Vault's body to sys/storage/raft/join and prints `Joined true`.
+#[test]
+fn raft_join_wire() {
+    let (address, server) = serve(vec![json_answer(200, json!({"joined": true}))]);
+
+    let outcome = cli(
+        &address,
+        &[
+            "operator",
+            "raft",
+            "join",
+            "-retry",
+            "-non-voter",
+            "-leader-ca-cert=CA",
+            "https://n1:8200",
+        ],
+        b"",
+        &[],
+    );
+
+    let seen = server.join().unwrap();
+    assert_eq!(outcome.code, 0, "{}", outcome.stderr);
+    assert_eq!(seen[0].method, "PUT");
+    assert_eq!(seen[0].target, "/v1/sys/storage/raft/join");
+    assert_eq!(
+        seen[0].json(),
+        json!({"leader_api_addr": "https://n1:8200", "retry": true, "leader_ca_cert": "CA",
+            "non_voter": true})
+    );
+    assert!(
+        outcome.stdout.contains("Joined    true"),
+        "{}",
+        outcome.stdout
+    );
+}
+
+// remove-peer, promote and demote post the node id to their endpoints.
+#[test]
+fn raft_membership_changes_wire() {
+    let (address, server) = serve(vec![
+        (204, "application/json", Vec::new()),
+        (204, "application/json", Vec::new()),
+        (204, "application/json", Vec::new()),
+    ]);
+
+    let removed = cli(
+        &address,
+        &["operator", "raft", "remove-peer", "n2"],
+        b"",
+        &[],
+    );
+    let promoted = cli(&address, &["operator", "raft", "promote", "n3"], b"", &[]);
+    let demoted = cli(&address, &["operator", "raft", "demote", "n3"], b"", &[]);
+
+    let seen = server.join().unwrap();
+    assert_eq!(
+        removed.stdout, "Peer removed successfully!\n",
+        "{}",
+        removed.stderr
+    );
+    assert_eq!(
+        promoted.stdout, "Peer promoted successfully!\n",
+        "{}",
+        promoted.stderr
+    );
+    assert_eq!(
+        demoted.stdout, "Peer demoted successfully!\n",
+        "{}",
+        demoted.stderr
+    );
+    let targets: Vec<&str> = seen.iter().map(|s| s.target.as_str()).collect();
+    assert_eq!(
+        targets,
+        [
+            "/v1/sys/storage/raft/remove-peer",
+            "/v1/sys/storage/raft/promote",
+            "/v1/sys/storage/raft/demote"
+        ]
+    );
+    assert_eq!(seen[0].json(), json!({"server_id": "n2"}));
+    assert_eq!(seen[1].json(), json!({"server_id": "n3"}));
+}
+
+// autopilot get-config reads data, set-config sends only the flags given.
+#[test]
+fn raft_autopilot_config_wire() {
+    let config = json!({"request_id": "r", "data": {"cleanup_dead_servers": false,
+        "last_contact_threshold": "10s", "dead_server_last_contact_threshold": "24h0m0s",
+        "max_trailing_logs": 1000, "min_quorum": 0, "server_stabilization_time": "10s"}});
+    let (address, server) = serve(vec![
+        json_answer(200, config.clone()),
+        json_answer(200, config),
+        (204, "application/json", Vec::new()),
+    ]);
+
+    let table = cli(
+        &address,
+        &["operator", "raft", "autopilot", "get-config"],
+        b"",
+        &[],
+    );
+    let as_json = cli(
+        &address,
+        &[
+            "operator",
+            "raft",
+            "autopilot",
+            "get-config",
+            "-format=json",
+        ],
+        b"",
+        &[],
+    );
+    let set = cli(
+        &address,
+        &[
+            "operator",
+            "raft",
+            "autopilot",
+            "set-config",
+            "-cleanup-dead-servers",
+            "-min-quorum=3",
+        ],
+        b"",
+        &[],
+    );
+
+    let seen = server.join().unwrap();
+    assert_eq!(table.code, 0, "{}", table.stderr);
+    assert!(
+        table
+            .stdout
+            .contains("Dead Server Last Contact Threshold    24h0m0s"),
+        "{}",
+        table.stdout
+    );
+    let printed: Value = serde_json::from_str(&as_json.stdout).unwrap();
+    assert_eq!(printed["max_trailing_logs"], 1000);
+    assert_eq!(set.code, 0, "{}", set.stderr);
+    assert_eq!(
+        seen[0].target,
+        "/v1/sys/storage/raft/autopilot/configuration"
+    );
+    assert_eq!(seen[2].method, "PUT");
+    assert_eq!(
+        seen[2].json(),
+        json!({"cleanup_dead_servers": true, "min_quorum": 3})
+    );
+}
+
 // generate-root -init shows the server-generated OTP; -nonce submits a share.
 #[test]
 fn generate_root_flow() {

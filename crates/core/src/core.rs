@@ -248,6 +248,9 @@ impl Core {
                 } else {
                     self.replication_canary_age_ms()
                 },
+                removed_from_cluster: None,
+                ha_connection_healthy: None,
+                last_request_forwarding_heartbeat_ms: None,
             },
         ))
     }

@@ -111,6 +111,16 @@ async fn serve(flags: ServerFlags, config: ServerConfig, logs: LogControl) -> an
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
+    // The settings are parsed and checked; joining through them belongs to the multi-node
+    // work that is not wired in yet, so say so rather than appear to join.
+    if let StorageConfig::Raft(raft) = &config.storage {
+        for join in &raft.retry_join {
+            tracing::warn!(
+                leader_api_addr = %join.leader_api_addr,
+                "retry_join is configured but this build does not join clusters yet; the node starts on its own"
+            );
+        }
+    }
     if !config.disable_mlock {
         lock_memory()?;
     }
@@ -315,7 +325,8 @@ async fn open_storage(
 ) -> anyhow::Result<Arc<dyn Storage>> {
     Ok(match &config.storage {
         StorageConfig::Inmem => Arc::new(InmemStorage::new()),
-        StorageConfig::Raft { path, node_id, .. } => {
+        StorageConfig::Raft(raft) => {
+            let (path, node_id) = (&raft.path, &raft.node_id);
             std::fs::create_dir_all(path)
                 .with_context(|| format!("creating the raft data directory {}", path.display()))?;
             let node_id = match node_id {
@@ -427,7 +438,7 @@ fn advertise(addr: SocketAddr) -> String {
 
 fn print_banner(config: &ServerConfig, bound: &[SocketAddr], api_addr: &str, cluster_addr: &str) {
     let storage = match &config.storage {
-        StorageConfig::Raft { .. } => "raft",
+        StorageConfig::Raft(_) => "raft",
         StorageConfig::Inmem => "inmem",
     };
     println!("==> Strongroom server configuration:\n");

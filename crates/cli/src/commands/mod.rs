@@ -17,6 +17,7 @@ mod operator_unseal;
 mod pgp_keys;
 mod policy;
 mod raft;
+mod raft_autopilot;
 mod raft_snapshot;
 mod read;
 mod rotate;
@@ -156,6 +157,11 @@ const BASE: &[Command] = &[
     raft::LIST_PEERS,
     raft::JOIN,
     raft::REMOVE_PEER,
+    raft::PROMOTE,
+    raft::DEMOTE,
+    raft_autopilot::STATE,
+    raft_autopilot::GET_CONFIG,
+    raft_autopilot::SET_CONFIG,
     raft_snapshot::SAVE,
     raft_snapshot::RESTORE,
     version::COMMAND,

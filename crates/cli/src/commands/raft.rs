@@ -1,7 +1,10 @@
-//! `operator raft list-peers | join | remove-peer`: integrated storage membership.
+//! `operator raft list-peers | join | remove-peer | promote | demote`: integrated storage
+//! membership (`autopilot` has its own file).
 
-use serde_json::{Map, Value, json};
-use strongroom_api::RaftConfiguration;
+use serde_json::{Value, json};
+use strongroom_api::{
+    RaftConfiguration, RaftJoinRequest, RaftVoterChangeRequest, RemovePeerRequest, SecretString,
+};
 
 use super::{Command, Ctx, expect_args};
 use crate::args::{FlagSpec, Parsed};
@@ -36,22 +39,55 @@ const JOIN_FLAGS: &[FlagSpec] = &[
         "leader-tls-servername",
         "Name to verify the leader's certificate against.",
     ),
+    FlagSpec::value(
+        "auto-join",
+        "Cloud auto-join configuration instead of LEADER_API_ADDR (Strongroom's servers refuse it).",
+    ),
+    FlagSpec::value(
+        "auto-join-scheme",
+        "Scheme for auto-joined addresses (default https).",
+    ),
+    FlagSpec::value(
+        "auto-join-port",
+        "Port for auto-joined addresses (default 8200).",
+    ),
 ];
 
 pub const JOIN: Command = Command {
     words: &["operator", "raft", "join"],
-    args: "LEADER_API_ADDR",
+    args: "[LEADER_API_ADDR]",
     synopsis: "Join this (uninitialized) node to an existing raft cluster.",
     flags: &[HTTP_FLAGS, FORMAT_FLAGS, JOIN_FLAGS],
     run: join,
 };
 
+const REMOVE_PEER_FLAGS: &[FlagSpec] = &[FlagSpec::value(
+    "dr-token",
+    "DR operation token, when the cluster is a DR secondary.",
+)];
+
 pub const REMOVE_PEER: Command = Command {
     words: &["operator", "raft", "remove-peer"],
     args: "NODE_ID",
     synopsis: "Remove a node from the raft cluster.",
-    flags: &[HTTP_FLAGS],
+    flags: &[HTTP_FLAGS, REMOVE_PEER_FLAGS],
     run: remove_peer,
+};
+
+pub const PROMOTE: Command = Command {
+    words: &["operator", "raft", "promote"],
+    args: "NODE_ID",
+    synopsis: "Make a non-voting member of the raft cluster a voter.",
+    flags: &[HTTP_FLAGS],
+    run: promote,
+};
+
+pub const DEMOTE: Command = Command {
+    words: &["operator", "raft", "demote"],
+    args: "NODE_ID",
+    synopsis: "Make a voting member of the raft cluster a non-voter.",
+    flags: &[HTTP_FLAGS],
+    run: demote,
 };
 
 fn list_peers(ctx: &mut Ctx<'_>, flags: &Parsed) -> Result<i32, CliError> {
@@ -108,44 +144,90 @@ pub fn peers_table(config: &RaftConfiguration) -> String {
     columns(&rows)
 }
 
-fn join(ctx: &mut Ctx<'_>, flags: &Parsed) -> Result<i32, CliError> {
-    expect_args(flags, 1)?;
-    let output = ctx.output(flags)?;
-    let mut body = Map::new();
-    body.insert("leader_api_addr".into(), json!(flags.positionals[0]));
-    body.insert("retry".into(), json!(flags.switch("retry")));
-    body.insert("non_voter".into(), json!(flags.switch("non-voter")));
-    for (flag, field) in [
-        ("leader-ca-cert", "leader_ca_cert"),
-        ("leader-client-cert", "leader_client_cert"),
-        ("leader-client-key", "leader_client_key"),
-    ] {
-        if let Some(raw) = flags.value(flag) {
-            body.insert(field.into(), Value::String(pem_argument(flag, raw)?));
+/// The join body from the command line: flags and the optional LEADER_API_ADDR.
+pub fn join_request(flags: &Parsed) -> Result<RaftJoinRequest, CliError> {
+    if flags.positionals.len() > 1 {
+        return Err(CliError::Usage(format!(
+            "Too many arguments (expected at most 1, got {})",
+            flags.positionals.len()
+        )));
+    }
+    let leader_api_addr = flags.positionals.first().cloned().unwrap_or_default();
+    let auto_join = flags.value("auto-join").unwrap_or_default().to_string();
+    match (leader_api_addr.is_empty(), auto_join.is_empty()) {
+        (false, false) => {
+            return Err(CliError::Usage(
+                "Give either LEADER_API_ADDR or -auto-join, not both".to_string(),
+            ));
         }
+        (true, true) => {
+            return Err(CliError::Usage(
+                "Not enough arguments: give LEADER_API_ADDR, the API address of a cluster node (e.g. https://node-1:8200)".to_string(),
+            ));
+        }
+        _ => {}
     }
-    if let Some(name) = flags.value("leader-tls-servername") {
-        body.insert("leader_tls_servername".into(), json!(name));
-    }
+    let auto_join_port = match flags.value("auto-join-port") {
+        None => 0,
+        Some(raw) => raw.trim().parse::<u16>().map_err(|_| {
+            CliError::Usage(format!(
+                "Invalid -auto-join-port {raw:?}: use a port number from 1 to 65535"
+            ))
+        })?,
+    };
+    let pem = |flag: &str| -> Result<String, CliError> {
+        flags
+            .value(flag)
+            .map(|raw| pem_argument(flag, raw))
+            .transpose()
+            .map(Option::unwrap_or_default)
+    };
+    Ok(RaftJoinRequest {
+        leader_api_addr,
+        retry: flags.switch("retry"),
+        leader_ca_cert: pem("leader-ca-cert")?,
+        leader_client_cert: pem("leader-client-cert")?,
+        leader_client_key: SecretString::new(pem("leader-client-key")?),
+        leader_tls_servername: flags
+            .value("leader-tls-servername")
+            .unwrap_or_default()
+            .to_string(),
+        auto_join,
+        auto_join_scheme: flags
+            .value("auto-join-scheme")
+            .unwrap_or_default()
+            .to_string(),
+        auto_join_port,
+        non_voter: flags.switch("non-voter"),
+    })
+}
+
+fn join(ctx: &mut Ctx<'_>, flags: &Parsed) -> Result<i32, CliError> {
+    let output = ctx.output(flags)?;
+    let request = join_request(flags)?;
+    let body = serde_json::to_value(&request)
+        .map_err(|err| CliError::Local(format!("Error encoding the join request: {err}")))?;
     let client = ctx.connect(flags)?;
     let answer = client
-        .put_json("sys/storage/raft/join", &Value::Object(body))
+        .put_json("sys/storage/raft/join", &body)
         .map_err(|err| CliError::client("Error joining the node to the raft cluster", err))?
         .unwrap_or_else(|| json!({"joined": true}));
-    match output.format {
+    ctx.out(&render_join(&answer, output.format))?;
+    Ok(EXIT_OK)
+}
+
+/// `Joined true` as a Key/Value table, or the answer in the asked format.
+pub fn render_join(answer: &Value, format: Format) -> String {
+    match format {
         Format::Table => {
             let joined = answer
                 .get("joined")
                 .and_then(Value::as_bool)
                 .unwrap_or(false);
-            ctx.out(&key_value_table(&[(
-                "Joined".to_string(),
-                joined.to_string(),
-            )]))?;
+            key_value_table(&[("Joined".to_string(), joined.to_string())])
         }
-        other => ctx.out(&render_value(&answer, other))?,
+        other => render_value(answer, other),
     }
-    Ok(EXIT_OK)
 }
 
 /// PEM flags take the PEM text itself or `@FILE`.
@@ -159,13 +241,58 @@ fn pem_argument(flag: &str, raw: &str) -> Result<String, CliError> {
 
 fn remove_peer(ctx: &mut Ctx<'_>, flags: &Parsed) -> Result<i32, CliError> {
     expect_args(flags, 1)?;
+    let request = RemovePeerRequest {
+        server_id: flags.positionals[0].clone(),
+        dr_operation_token: flags.value("dr-token").map(str::to_string),
+    };
     let client = ctx.connect(flags)?;
-    let body = json!({"server_id": flags.positionals[0]});
     client
-        .put_json("sys/storage/raft/remove-peer", &body)
+        .put_json("sys/storage/raft/remove-peer", &encode(&request)?)
         .map_err(|err| CliError::client("Error removing the peer from the raft cluster", err))?;
     ctx.out("Peer removed successfully!\n")?;
     Ok(EXIT_OK)
+}
+
+fn promote(ctx: &mut Ctx<'_>, flags: &Parsed) -> Result<i32, CliError> {
+    change_voter(ctx, flags, "promote", "promoted")
+}
+
+fn demote(ctx: &mut Ctx<'_>, flags: &Parsed) -> Result<i32, CliError> {
+    change_voter(ctx, flags, "demote", "demoted")
+}
+
+/// `sys/storage/raft/promote` or `demote` with the node id.
+fn change_voter(
+    ctx: &mut Ctx<'_>,
+    flags: &Parsed,
+    verb: &str,
+    done: &str,
+) -> Result<i32, CliError> {
+    expect_args(flags, 1)?;
+    let request = RaftVoterChangeRequest {
+        server_id: flags.positionals[0].clone(),
+    };
+    let client = ctx.connect(flags)?;
+    client
+        .put_json(&format!("sys/storage/raft/{verb}"), &encode(&request)?)
+        .map_err(|err| {
+            CliError::client(
+                format!("Error {verb_ing} the peer", verb_ing = ing(verb)),
+                err,
+            )
+        })?;
+    ctx.out(&format!("Peer {done} successfully!\n"))?;
+    Ok(EXIT_OK)
+}
+
+fn ing(verb: &str) -> String {
+    format!("{}ing", verb.trim_end_matches('e'))
+}
+
+/// A request body as JSON.
+pub fn encode<T: serde::Serialize>(body: &T) -> Result<Value, CliError> {
+    serde_json::to_value(body)
+        .map_err(|err| CliError::Local(format!("Error encoding the request: {err}")))
 }
 
 #[cfg(test)]
@@ -205,6 +332,118 @@ mod tests {
              raft1    127.0.0.1:8201    leader      true\n\
              raft2    127.0.0.2:8201    follower    false\n"
         );
+    }
+
+    fn join_flags(argv: &[&str]) -> Result<RaftJoinRequest, CliError> {
+        let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        join_request(&crate::args::parse(&argv, JOIN.flags).unwrap())
+    }
+
+    // Every join flag lands in Vault's body field; @FILE values are read.
+    #[test]
+    fn join_flags_become_the_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "CA-PEM").unwrap();
+
+        let request = join_flags(&[
+            &format!("-leader-ca-cert=@{}", ca.display()),
+            "-leader-client-cert=CERT-PEM",
+            "-leader-client-key",
+            "KEY-PEM",
+            "-leader-tls-servername=node-1.example.com",
+            "-retry",
+            "-non-voter",
+            "https://node-1.example.com:8200",
+        ])
+        .unwrap();
+
+        assert_eq!(
+            encode(&request).unwrap(),
+            json!({"leader_api_addr": "https://node-1.example.com:8200", "retry": true,
+                "leader_ca_cert": "CA-PEM", "leader_client_cert": "CERT-PEM",
+                "leader_client_key": "KEY-PEM",
+                "leader_tls_servername": "node-1.example.com", "non_voter": true})
+        );
+        let plain = join_flags(&["https://n1:8200"]).unwrap();
+        assert_eq!(
+            encode(&plain).unwrap(),
+            json!({"leader_api_addr": "https://n1:8200", "retry": false, "non_voter": false})
+        );
+    }
+
+    // Auto-join is passed on (the server refuses it); address and auto-join are exclusive.
+    #[test]
+    fn join_address_or_auto_join() {
+        let auto = join_flags(&[
+            "-auto-join=provider=aws",
+            "-auto-join-scheme=http",
+            "-auto-join-port=8300",
+        ])
+        .unwrap();
+        assert_eq!(
+            (
+                auto.auto_join.as_str(),
+                auto.auto_join_scheme.as_str(),
+                auto.auto_join_port
+            ),
+            ("provider=aws", "http", 8300)
+        );
+        for argv in [
+            &["-auto-join=provider=aws", "https://n1:8200"][..],
+            &[][..],
+            &["a", "b"][..],
+            &["-auto-join=x", "-auto-join-port=99999"][..],
+        ] {
+            let err = join_flags(argv).unwrap_err();
+            assert!(matches!(err, CliError::Usage(_)), "{argv:?}: {err}");
+        }
+        assert!(matches!(
+            join_flags(&["-leader-ca-cert=@/nonexistent/ca.pem", "https://n1:8200"]),
+            Err(CliError::Local(_))
+        ));
+    }
+
+    // join prints Vault's one-row table, or the answer itself in JSON.
+    #[test]
+    fn join_rendering() {
+        let answer = json!({"joined": true});
+
+        assert_eq!(
+            render_join(&answer, Format::Table),
+            "Key       Value\n---       -----\nJoined    true\n"
+        );
+        assert_eq!(
+            render_join(&answer, Format::Json),
+            "{\n  \"joined\": true\n}\n"
+        );
+    }
+
+    // list-peers reads the configuration fixture as the server sends it (enveloped).
+    #[test]
+    fn peers_table_from_configuration_json() {
+        let answer = json!({"data": {"config": {"index": 24, "servers": [
+            {"address": "10.0.0.1:8201", "leader": false, "node_id": "n1",
+             "protocol_version": "3", "voter": true},
+            {"address": "10.0.0.2:8201", "leader": true, "node_id": "n2",
+             "protocol_version": "3", "voter": true}]}}});
+        let data: strongroom_api::RaftConfigurationData =
+            serde_json::from_value(answer["data"].clone()).unwrap();
+
+        assert_eq!(
+            peers_table(&data.config),
+            "Node    Address          State       Voter\n\
+             ----    -------          -----       -----\n\
+             n1      10.0.0.1:8201    follower    true\n\
+             n2      10.0.0.2:8201    leader      true\n"
+        );
+    }
+
+    // promote/demote messages name the verb correctly.
+    #[test]
+    fn voter_change_wording() {
+        assert_eq!(ing("promote"), "promoting");
+        assert_eq!(ing("demote"), "demoting");
     }
 
     // PEM flags accept inline text or @FILE.

@@ -144,6 +144,17 @@ pub fn rows(seal: &SealStatus, leader: Option<&LeaderResponse>) -> Vec<(String, 
             if leader.is_self && !leader.active_time.is_empty() && leader.active_time != ZERO_TIME {
                 row("Active Since", leader.active_time.clone());
             }
+            if !leader.is_self {
+                // Where a standby forwards to (and redirects clients to), as Vault shows it.
+                row(
+                    "Active Node Address",
+                    if leader.leader_address.is_empty() {
+                        "<none>".to_string()
+                    } else {
+                        leader.leader_address.clone()
+                    },
+                );
+            }
         }
         if seal.storage_type == "raft" {
             row(
@@ -253,6 +264,56 @@ mod tests {
 
         assert!(rows.contains(&("HA Mode".into(), "standby".into())));
         assert!(rows.contains(&("HA Cluster".into(), "n/a".into())));
+        assert!(rows.contains(&("Active Node Address".into(), "<none>".into())));
         assert!(!keys(&rows).contains(&"Active Since"));
+    }
+
+    // A standby of a cluster, decoded from the sys/leader JSON a standby answers: the HA
+    // block of spec §3 in Vault's order, pointing at the active node.
+    #[test]
+    fn standby_rows_from_leader_json() {
+        let leader: LeaderResponse = serde_json::from_value(serde_json::json!({
+            "ha_enabled": true, "is_self": false, "active_time": ZERO_TIME,
+            "leader_address": "https://10.0.0.1:8200",
+            "leader_cluster_address": "https://10.0.0.1:8201",
+            "performance_standby": false, "performance_standby_last_remote_wal": 0,
+            "last_wal": 0, "raft_committed_index": 70, "raft_applied_index": 69}))
+        .unwrap();
+
+        let rows = rows(&unsealed(), Some(&leader));
+
+        let ha: Vec<(&str, &str)> = rows
+            .iter()
+            .skip_while(|(k, _)| k != "HA Enabled")
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            ha,
+            [
+                ("HA Enabled", "true"),
+                ("HA Cluster", "https://10.0.0.1:8201"),
+                ("HA Mode", "standby"),
+                ("Active Node Address", "https://10.0.0.1:8200"),
+                ("Raft Committed Index", "70"),
+                ("Raft Applied Index", "69"),
+            ]
+        );
+    }
+
+    // Without HA (inmem storage) only "HA Enabled false" shows of the HA block.
+    #[test]
+    fn non_ha_rows() {
+        let seal = SealStatus {
+            storage_type: "inmem".into(),
+            ..unsealed()
+        };
+
+        let rows = rows(&seal, Some(&LeaderResponse::default()));
+
+        let ha: Vec<&str> = keys(&rows)
+            .into_iter()
+            .skip_while(|k| *k != "HA Enabled")
+            .collect();
+        assert_eq!(ha, ["HA Enabled"]);
     }
 }

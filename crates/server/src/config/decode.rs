@@ -5,11 +5,12 @@
 //! types (with Vault's loose booleans and numbers-as-strings), and value checks that need no
 //! other file. Every error names the file, the line and the dotted setting.
 
-use std::path::PathBuf;
-
 use super::error::ConfigError;
 use super::merge::PartialConfig;
-use super::model::{DEFAULT_MAX_REQUEST_SIZE, ListenerConfig, SourceLocation, StorageConfig};
+use super::model::{
+    DEFAULT_MAX_REQUEST_SIZE, ListenerConfig, MAX_PERFORMANCE_MULTIPLIER, RaftStorageConfig,
+    SourceLocation, StorageConfig,
+};
 use super::tree::Entry;
 use super::values::{LOG_FORMATS, LOG_LEVELS};
 
@@ -43,15 +44,6 @@ const IGNORED_LISTENER: &[&str] = &[
     "tls_prefer_server_cipher_suites",
     "profiling",
     "custom_response_headers",
-];
-
-/// Raft storage settings accepted without effect.
-const IGNORED_RAFT: &[&str] = &[
-    "performance_multiplier",
-    "max_entry_size",
-    "autopilot_reconcile_interval",
-    "autopilot_update_interval",
-    "retry_join",
 ];
 
 /// Top-level telemetry settings for sinks Strongroom does not implement.
@@ -104,13 +96,16 @@ impl Decoder<'_> {
     }
 
     fn ignore(&mut self, setting: &str, line: Option<usize>) {
+        self.ignore_with(setting, line, "not supported by Strongroom, ignored");
+    }
+
+    /// Records an accepted setting that has no effect, with the reason.
+    pub(crate) fn ignore_with(&mut self, setting: &str, line: Option<usize>, why: &str) {
         let at = match line {
             Some(line) => format!("{}:{line}", self.file),
             None => self.file.to_owned(),
         };
-        self.out.ignored.push(format!(
-            "{setting} ({at}): not supported by Strongroom, ignored"
-        ));
+        self.out.ignored.push(format!("{setting} ({at}): {why}"));
     }
 
     fn location(&self, line: Option<usize>) -> SourceLocation {
@@ -209,32 +204,78 @@ impl Decoder<'_> {
 
     fn raft(&mut self, stanza: &str, type_entry: &Entry) -> Result<StorageConfig, ConfigError> {
         let prefix = format!("{stanza}.raft");
-        let mut path = PathBuf::new();
-        let mut node_id = None;
-        let mut trailing_logs = None;
-        let mut snapshot_threshold = None;
+        let mut raft = RaftStorageConfig::default();
+        let mut retry_join = Vec::new();
         for body in self.objects(&prefix, &type_entry.value)? {
             for entry in body {
                 let setting = format!("{prefix}.{}", entry.key);
                 let value = &entry.value;
                 match entry.key.as_str() {
-                    "path" => path = self.path(&setting, value)?,
-                    "node_id" => node_id = Some(self.string(&setting, value)?),
-                    "trailing_logs" => trailing_logs = Some(self.unsigned(&setting, value)?),
+                    "path" => raft.path = self.path(&setting, value)?,
+                    "node_id" => raft.node_id = Some(self.string(&setting, value)?),
+                    "trailing_logs" => raft.trailing_logs = Some(self.unsigned(&setting, value)?),
                     "snapshot_threshold" => {
-                        snapshot_threshold = Some(self.unsigned(&setting, value)?);
+                        raft.snapshot_threshold = Some(self.unsigned(&setting, value)?);
                     }
-                    key if IGNORED_RAFT.contains(&key) => self.ignore(&setting, entry.line),
+                    "retry_join" => retry_join.extend(self.retry_join(&prefix, entry)?),
+                    "retry_join_as_non_voter" => {
+                        raft.retry_join_as_non_voter = self.boolean(&setting, value)?;
+                    }
+                    "performance_multiplier" => {
+                        let n = self.unsigned(&setting, value)?;
+                        raft.performance_multiplier = u8::try_from(n)
+                            .ok()
+                            .filter(|n| *n <= MAX_PERFORMANCE_MULTIPLIER)
+                            .ok_or_else(|| {
+                                self.error(
+                                    entry.line,
+                                    &setting,
+                                    format!(
+                                        "{n} is out of range: use 0 (the default timing) to {MAX_PERFORMANCE_MULTIPLIER} (most tolerant of slow networks)"
+                                    ),
+                                )
+                            })?;
+                    }
+                    "max_entry_size" => {
+                        let size = self.unsigned(&setting, value)?;
+                        if size == 0 {
+                            return Err(self.error(
+                                entry.line,
+                                &setting,
+                                "must be a positive number of bytes (default 1048576, 1 MiB)",
+                            ));
+                        }
+                        raft.max_entry_size = size;
+                    }
+                    "autopilot_reconcile_interval" => {
+                        raft.autopilot_reconcile_interval =
+                            self.positive_duration(&setting, value)?;
+                    }
+                    "autopilot_update_interval" => {
+                        raft.autopilot_update_interval = self.positive_duration(&setting, value)?;
+                    }
                     _ => return Err(self.unknown(entry, &setting)),
                 }
             }
         }
-        Ok(StorageConfig::Raft {
-            path,
-            node_id,
-            trailing_logs,
-            snapshot_threshold,
-        })
+        self.out.retry_join = retry_join;
+        Ok(StorageConfig::Raft(raft))
+    }
+
+    fn positive_duration(
+        &self,
+        setting: &str,
+        value: &super::tree::Node,
+    ) -> Result<std::time::Duration, ConfigError> {
+        let duration = self.duration(setting, value)?;
+        if duration.is_zero() {
+            return Err(self.error(
+                value.line,
+                setting,
+                "must be longer than zero, e.g. \"10s\"",
+            ));
+        }
+        Ok(duration)
     }
 
     fn listeners(&mut self, entry: &Entry) -> Result<(), ConfigError> {

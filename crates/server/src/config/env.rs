@@ -16,7 +16,7 @@ fn env_error(variable: &str, message: String) -> ConfigError {
 
 impl ServerConfig {
     /// Overrides settings from `VAULT_API_ADDR`, `VAULT_CLUSTER_ADDR`, `VAULT_RAFT_PATH`,
-    /// `VAULT_RAFT_NODE_ID` (raft storage only), `VAULT_LOG_LEVEL`, `VAULT_DISABLE_MLOCK` and
+    /// `VAULT_RAFT_NODE_ID`, `VAULT_RAFT_RETRY_JOIN_AS_NON_VOTER` (raft storage only), `VAULT_LOG_LEVEL`, `VAULT_DISABLE_MLOCK` and
     /// `VAULT_UI`. Unset or empty variables change nothing. Pass
     /// `|name| std::env::var(name).ok()` in production.
     ///
@@ -32,12 +32,20 @@ impl ServerConfig {
         if let Some(value) = read("VAULT_CLUSTER_ADDR") {
             self.cluster_addr = Some(value);
         }
-        if let StorageConfig::Raft { path, node_id, .. } = &mut self.storage {
+        if let StorageConfig::Raft(raft) = &mut self.storage {
             if let Some(value) = read("VAULT_RAFT_PATH") {
-                *path = PathBuf::from(value);
+                raft.path = PathBuf::from(value);
             }
             if let Some(value) = read("VAULT_RAFT_NODE_ID") {
-                *node_id = Some(value);
+                raft.node_id = Some(value);
+            }
+            if let Some(value) = read("VAULT_RAFT_RETRY_JOIN_AS_NON_VOTER") {
+                raft.retry_join_as_non_voter = parse_loose_bool(value.trim()).ok_or_else(|| {
+                    env_error(
+                        "VAULT_RAFT_RETRY_JOIN_AS_NON_VOTER",
+                        format!("invalid boolean \"{value}\": use true or false"),
+                    )
+                })?;
             }
         }
         if let Some(value) = read("VAULT_LOG_LEVEL") {

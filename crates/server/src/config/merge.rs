@@ -13,11 +13,15 @@ use super::error::ConfigError;
 use super::model::{
     ListenerConfig, ReplicationConfig, ServerConfig, SourceLocation, StorageConfig, TelemetryConfig,
 };
+use super::retry_join::{PemReader, RetryJoinSpec, read_pem_file};
 
 /// Settings read from one file (or several already merged), before defaults are applied.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PartialConfig {
     pub storage: Option<(StorageConfig, SourceLocation)>,
+    /// The `retry_join` stanzas of `storage`'s raft stanza, files not read yet; they belong to
+    /// that stanza and are replaced with it.
+    pub retry_join: Vec<RetryJoinSpec>,
     pub listeners: Vec<ListenerConfig>,
     pub api_addr: Option<String>,
     pub cluster_addr: Option<String>,
@@ -59,8 +63,13 @@ impl PartialConfig {
         ignored.extend(later.ignored);
         let mut warnings = self.warnings;
         warnings.extend(later.warnings);
+        let (storage, retry_join) = match later.storage {
+            Some(storage) => (Some(storage), later.retry_join),
+            None => (self.storage, self.retry_join),
+        };
         PartialConfig {
-            storage: later.storage.or(self.storage),
+            storage,
+            retry_join,
             listeners,
             api_addr: later.api_addr.or(self.api_addr),
             cluster_addr: later.cluster_addr.or(self.cluster_addr),
@@ -97,19 +106,38 @@ impl PartialConfig {
         }
     }
 
-    /// Applies defaults and produces the final configuration. Does not run
-    /// [`ServerConfig::validate`]; apply environment overrides first, then validate.
+    /// Applies defaults, reads the certificate files named by `retry_join` stanzas, and
+    /// produces the final configuration. Does not run [`ServerConfig::validate`]; apply
+    /// environment overrides first, then validate.
     ///
     /// # Errors
     ///
-    /// Fails when no file declared a storage stanza.
+    /// Fails when no file declared a storage stanza, or a `retry_join` certificate file cannot
+    /// be read or holds no PEM data.
     pub fn into_config(self) -> Result<ServerConfig, ConfigError> {
-        let Some((storage, storage_defined_at)) = self.storage else {
+        self.into_config_with(&read_pem_file)
+    }
+
+    /// [`PartialConfig::into_config`] with the certificate files read by `read` (a path to
+    /// its text, or why not): tests and fuzzing use it to stay off the filesystem.
+    ///
+    /// # Errors
+    ///
+    /// As [`PartialConfig::into_config`].
+    pub fn into_config_with(self, read: PemReader<'_>) -> Result<ServerConfig, ConfigError> {
+        let Some((mut storage, storage_defined_at)) = self.storage else {
             return Err(ConfigError::global(
                 Some("storage"),
                 "no storage stanza found: add `storage \"raft\" { path = \"/var/lib/strongroom\" }` or `storage \"inmem\" {}`",
             ));
         };
+        if let StorageConfig::Raft(raft) = &mut storage {
+            raft.retry_join = self
+                .retry_join
+                .iter()
+                .map(|spec| spec.resolve(read))
+                .collect::<Result<_, _>>()?;
+        }
         Ok(ServerConfig {
             storage,
             storage_defined_at: Some(storage_defined_at),

@@ -21,12 +21,15 @@ mod hcl;
 mod json;
 pub mod merge;
 pub mod model;
+mod retry_join;
 mod tree;
 mod validate;
 mod values;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_raft;
 #[cfg(test)]
 mod tests_telemetry;
 
@@ -37,10 +40,13 @@ pub use self::duration::parse_duration;
 pub use self::error::ConfigError;
 pub use self::merge::{PartialConfig, PartialTelemetry};
 pub use self::model::{
-    DEFAULT_LISTENER_ADDRESS, DEFAULT_MAX_REQUEST_SIZE, DEFAULT_PROMETHEUS_RETENTION,
-    ListenerConfig, ReplicationConfig, ServerConfig, SourceLocation, StorageConfig,
-    TelemetryConfig, TlsVersion,
+    DEFAULT_AUTOPILOT_RECONCILE_INTERVAL, DEFAULT_AUTOPILOT_UPDATE_INTERVAL,
+    DEFAULT_LISTENER_ADDRESS, DEFAULT_MAX_ENTRY_SIZE, DEFAULT_MAX_REQUEST_SIZE,
+    DEFAULT_PROMETHEUS_RETENTION, ListenerConfig, MAX_PERFORMANCE_MULTIPLIER, RaftStorageConfig,
+    ReplicationConfig, RetryJoin, ServerConfig, SourceLocation, StorageConfig, TelemetryConfig,
+    TlsVersion,
 };
+pub use self::retry_join::{PemReader, PemSetting, PemSource, RetryJoinSpec};
 
 /// Largest configuration file read; anything bigger is certainly not a configuration file.
 const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;

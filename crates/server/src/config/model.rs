@@ -8,6 +8,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use strongroom_api::SecretString;
+
 use super::error::ConfigError;
 
 /// Default API listener address, as in Vault.
@@ -79,15 +81,78 @@ impl Default for ServerConfig {
 /// The storage backend: integrated raft storage or volatile memory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StorageConfig {
-    Raft {
-        /// Data directory. Empty only if neither the file nor `VAULT_RAFT_PATH` set it;
-        /// [`ServerConfig::validate`] rejects that.
-        path: PathBuf,
-        node_id: Option<String>,
-        trailing_logs: Option<u64>,
-        snapshot_threshold: Option<u64>,
-    },
+    Raft(RaftStorageConfig),
     Inmem,
+}
+
+/// Vault's default `max_entry_size`: 1 MiB.
+pub const DEFAULT_MAX_ENTRY_SIZE: u64 = 1024 * 1024;
+/// Vault's default `autopilot_reconcile_interval`.
+pub const DEFAULT_AUTOPILOT_RECONCILE_INTERVAL: Duration = Duration::from_secs(10);
+/// Vault's default `autopilot_update_interval`.
+pub const DEFAULT_AUTOPILOT_UPDATE_INTERVAL: Duration = Duration::from_secs(2);
+/// The largest `performance_multiplier` accepted (Vault's documented range is 0 to 10).
+pub const MAX_PERFORMANCE_MULTIPLIER: u8 = 10;
+
+/// The `storage "raft"` stanza with Vault's defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftStorageConfig {
+    /// Data directory. Empty only if neither the file nor `VAULT_RAFT_PATH` set it;
+    /// [`ServerConfig::validate`] rejects that.
+    pub path: PathBuf,
+    pub node_id: Option<String>,
+    pub trailing_logs: Option<u64>,
+    pub snapshot_threshold: Option<u64>,
+    /// The `retry_join` stanzas in file order, certificates already read.
+    pub retry_join: Vec<RetryJoin>,
+    /// Join through `retry_join` as a non-voter (`retry_join_as_non_voter`, env
+    /// `VAULT_RAFT_RETRY_JOIN_AS_NON_VOTER`).
+    pub retry_join_as_non_voter: bool,
+    /// Raft timing scale, 0 to [`MAX_PERFORMANCE_MULTIPLIER`]; 0 means "the default timing".
+    pub performance_multiplier: u8,
+    /// Largest Raft entry in bytes (default [`DEFAULT_MAX_ENTRY_SIZE`]); always positive.
+    pub max_entry_size: u64,
+    /// How often autopilot reconciles membership (promotions, dead-server cleanup); positive.
+    pub autopilot_reconcile_interval: Duration,
+    /// How often autopilot refreshes its view of the servers' health; positive.
+    pub autopilot_update_interval: Duration,
+}
+
+impl Default for RaftStorageConfig {
+    /// No path (which `validate` rejects) and Vault's defaults for everything else.
+    fn default() -> Self {
+        Self {
+            path: PathBuf::new(),
+            node_id: None,
+            trailing_logs: None,
+            snapshot_threshold: None,
+            retry_join: Vec::new(),
+            retry_join_as_non_voter: false,
+            performance_multiplier: 0,
+            max_entry_size: DEFAULT_MAX_ENTRY_SIZE,
+            autopilot_reconcile_interval: DEFAULT_AUTOPILOT_RECONCILE_INTERVAL,
+            autopilot_update_interval: DEFAULT_AUTOPILOT_UPDATE_INTERVAL,
+        }
+    }
+}
+
+/// One `retry_join` stanza: a cluster node to join through, with the TLS material to reach
+/// its API. PEM texts are already resolved, whether the file gave them inline
+/// (`leader_ca_cert`) or by path (`leader_ca_cert_file`, read at load time).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryJoin {
+    /// API address of the node (`https://node-1.example.com:8200`).
+    pub leader_api_addr: String,
+    /// `leader_tls_servername`: the name to send as SNI and verify on its certificate.
+    pub tls_servername: Option<String>,
+    /// CA (PEM) that verifies the node's API certificate; `None` uses the system roots.
+    pub ca_cert_pem: Option<String>,
+    /// Client certificate (PEM) to present; always given together with `client_key_pem`.
+    pub client_cert_pem: Option<String>,
+    /// Key (PEM) of `client_cert_pem`: redacted in `Debug`, wiped on drop.
+    pub client_key_pem: Option<SecretString>,
+    /// Where the stanza was written.
+    pub defined_at: SourceLocation,
 }
 
 /// WAL retention on a replication primary (the `replication` stanza): how many entries and

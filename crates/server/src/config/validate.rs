@@ -43,8 +43,8 @@ impl ServerConfig {
             }
         }
 
-        if let StorageConfig::Raft { path, .. } = &self.storage
-            && path.as_os_str().is_empty()
+        if let StorageConfig::Raft(raft) = &self.storage
+            && raft.path.as_os_str().is_empty()
         {
             let at = self.storage_defined_at.clone().unwrap_or_default();
             return Err(ConfigError::new(
