@@ -203,7 +203,7 @@ impl Core {
         let initialized = initialized || self.pending_join_shape().is_some();
         let removed = self.removed_from_cluster();
         let standby = self.is_standby();
-        let (echo_healthy, _echo_age_ms, echo_ms) = self.ha_connection();
+        let (echo_healthy, echo_age_ms, echo_ms) = self.ha_connection();
         let state = if removed {
             HealthState::Removed
         } else if !initialized {
@@ -248,9 +248,13 @@ impl Core {
                 } else {
                     self.replication_canary_age_ms()
                 },
-                removed_from_cluster: None,
-                ha_connection_healthy: None,
-                last_request_forwarding_heartbeat_ms: None,
+                removed_from_cluster: self.cluster().map(|_| removed),
+                ha_connection_healthy: standby.then_some(echo_healthy),
+                last_request_forwarding_heartbeat_ms: if standby {
+                    echo_age_ms.map(|ms| ms as i64)
+                } else {
+                    None
+                },
             },
         ))
     }

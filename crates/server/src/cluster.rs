@@ -93,3 +93,43 @@ pub(crate) fn spawn_echo(core: Arc<Core>, forwarder: Arc<strongroom_http::Forwar
         }
     });
 }
+
+/// Registers Raft and forwarding on the cluster port and gives core the identity sink and
+/// the standby echo.
+pub(crate) fn wire(
+    core: &Arc<Core>,
+    clustering: &crate::run::Clustering,
+    listener: &Arc<ClusterListener>,
+    forwarder: &Arc<strongroom_http::Forwarder>,
+    api: strongroom_http::ListenerOptions,
+) -> anyhow::Result<()> {
+    let raft: Arc<dyn strongroom_storage::Cluster> = clustering.raft.clone();
+    listener
+        .register(
+            strongroom_replication::wire::ALPN_RAFT,
+            Arc::new(strongroom_replication::RaftHandler(raft)),
+        )
+        .map_err(|e| anyhow::anyhow!("registering raft on the cluster port: {e}"))?;
+    // Forwarded requests meet the same router (and door) as the API listener's own.
+    let router = strongroom_http::router(
+        core.clone(),
+        strongroom_http::RouterOptions {
+            max_request_size: api.max_request_size,
+            unauthenticated_metrics_access: api.unauthenticated_metrics_access,
+            max_request_duration: api.max_request_duration,
+            forwarder: None,
+        },
+    );
+    listener
+        .register(
+            strongroom_replication::wire::ALPN_FORWARD,
+            Arc::new(strongroom_http::ForwardHandler::new(router)),
+        )
+        .map_err(|e| anyhow::anyhow!("registering request forwarding on the cluster port: {e}"))?;
+    core.set_cluster_identity_sink(Arc::new(IdentitySink {
+        listener: listener.clone(),
+        dialer: clustering.dialer.clone(),
+    }));
+    spawn_echo(core.clone(), forwarder.clone());
+    Ok(())
+}

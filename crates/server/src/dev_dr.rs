@@ -44,7 +44,7 @@ pub(crate) async fn run(flags: &ServerFlags) -> anyhow::Result<()> {
         .mount("secret/", "kv", "key/value secret storage", options)
         .await
         .map_err(|e| anyhow::anyhow!("mounting secret/: {e}"))?;
-    let p = start_node(&p_config, primary, &shutdown_rx).await?;
+    let p = start_node(&p_config, primary, &shutdown_rx, None).await?;
     call(
         &p.core,
         &root,
@@ -70,7 +70,7 @@ pub(crate) async fn run(flags: &ServerFlags) -> anyhow::Result<()> {
         .dev_bootstrap(None)
         .await
         .map_err(|e| anyhow::anyhow!("initializing the secondary: {e}"))?;
-    let s = start_node(&s_config, secondary, &shutdown_rx).await?;
+    let s = start_node(&s_config, secondary, &shutdown_rx, None).await?;
     let ca_file = tls.ca.display().to_string();
     call(
         &s.core,

@@ -7,6 +7,7 @@
 // libc calls live in one small module that opts in with `#![allow(unsafe_code)]`.
 #![deny(unsafe_code)]
 
+mod cluster;
 pub mod config;
 mod dev_dr;
 mod flags;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use strongroom_core::{Core, CoreConfig, Telemetry};
-use strongroom_storage::{InmemStorage, RaftOptions, RaftStorage, Storage};
+use strongroom_storage::{InmemStorage, RaftOptions, RaftStorage, RaftTuning, Storage};
 
 use crate::config::{self, ListenerConfig, ServerConfig, StorageConfig, TelemetryConfig};
 use crate::flags::ServerFlags;
@@ -111,16 +111,6 @@ async fn serve(flags: ServerFlags, config: ServerConfig, logs: LogControl) -> an
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
-    // The settings are parsed and checked; joining through them belongs to the multi-node
-    // work that is not wired in yet, so say so rather than appear to join.
-    if let StorageConfig::Raft(raft) = &config.storage {
-        for join in &raft.retry_join {
-            tracing::warn!(
-                leader_api_addr = %join.leader_api_addr,
-                "retry_join is configured but this build does not join clusters yet; the node starts on its own"
-            );
-        }
-    }
     if !config.disable_mlock {
         lock_memory()?;
     }
@@ -131,7 +121,8 @@ async fn serve(flags: ServerFlags, config: ServerConfig, logs: LogControl) -> an
         .cluster_address_or_default()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
 
-    let storage = open_storage(&config, &cluster_bind).await?;
+    let dialer = Arc::new(strongroom_replication::ClusterDialer::new());
+    let (storage, raft) = open_storage(&config, &cluster_bind, dialer.clone()).await?;
     storage.set_wal_retention(
         config.replication.wal_retention_entries,
         config.replication.wal_retention_bytes,
@@ -139,6 +130,13 @@ async fn serve(flags: ServerFlags, config: ServerConfig, logs: LogControl) -> an
     let telemetry = Telemetry::install(config.telemetry.prometheus_retention_time);
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let core = new_core(&config, storage, telemetry);
+    let clustering = raft.map(|raft| Clustering {
+        raft,
+        dialer: dialer.clone(),
+    });
+    if let Some(c) = &clustering {
+        core.set_cluster(c.raft.clone());
+    }
 
     // Dev mode initializes before any listener exists, so no client can race the bootstrap.
     let dev = if flags.dev {
@@ -146,7 +144,11 @@ async fn serve(flags: ServerFlags, config: ServerConfig, logs: LogControl) -> an
     } else {
         None
     };
-    let node = start_node(&config, core, &shutdown_rx).await?;
+    let node = start_node(&config, core, &shutdown_rx, clustering.as_ref()).await?;
+    if let (Some(_), StorageConfig::Raft(raft)) = (&clustering, &config.storage) {
+        crate::cluster::start_retry_join(&node.core, &raft.retry_join, raft.retry_join_as_non_voter)
+            .await;
+    }
     let (core, listeners, cluster_task) = (node.core, node.listeners, node.cluster_task);
     let (bound, api_addr, cluster_addr) = (node.bound, node.api_addr, node.cluster_addr);
 
@@ -170,6 +172,13 @@ async fn serve(flags: ServerFlags, config: ServerConfig, logs: LogControl) -> an
     cluster_task.abort();
     core.shutdown().await;
     Ok(())
+}
+
+/// What a Raft node adds to a server: the storage as a cluster and the dialer it speaks
+/// through.
+pub(crate) struct Clustering {
+    pub raft: Arc<RaftStorage>,
+    pub dialer: Arc<strongroom_replication::ClusterDialer>,
 }
 
 /// A server node whose listeners are up.
@@ -206,6 +215,7 @@ pub(crate) async fn start_node(
     config: &ServerConfig,
     core: Arc<Core>,
     shutdown_rx: &tokio::sync::watch::Receiver<bool>,
+    clustering: Option<&Clustering>,
 ) -> anyhow::Result<RunningNode> {
     let first = config
         .listeners
@@ -216,9 +226,16 @@ pub(crate) async fn start_node(
     let cluster_bind = first
         .cluster_address_or_default()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let forwarder = clustering.map(|c| {
+        Arc::new(strongroom_http::Forwarder::new(
+            c.dialer.clone(),
+            strongroom_http::ForwarderOptions::default(),
+        ))
+    });
     let mut listeners = Vec::new();
     for l in &config.listeners {
-        let opts = listener_options(l)?;
+        let mut opts = listener_options(l)?;
+        opts.forwarder = forwarder.clone();
         let mut rx = shutdown_rx.clone();
         let stop = async move {
             let _ = rx.changed().await;
@@ -240,6 +257,9 @@ pub(crate) async fn start_node(
             .map_err(|e| anyhow::anyhow!("preparing the cluster port: {e}"))?,
     );
     core.set_cluster_listener(cluster_listener.clone());
+    if let (Some(c), Some(forwarder)) = (clustering, &forwarder) {
+        crate::cluster::wire(&core, c, &cluster_listener, forwarder, listener_options(&first)?)?;
+    }
     let (cluster_local, cluster_task) = cluster_listener
         .serve(&cluster_bind, core.replication_primary_server(), shutdown_rx.clone())
         .await
@@ -322,14 +342,15 @@ async fn wait_for_signals(
 async fn open_storage(
     config: &ServerConfig,
     cluster_bind: &str,
-) -> anyhow::Result<Arc<dyn Storage>> {
+    dialer: Arc<strongroom_replication::ClusterDialer>,
+) -> anyhow::Result<(Arc<dyn Storage>, Option<Arc<RaftStorage>>)> {
     Ok(match &config.storage {
-        StorageConfig::Inmem => Arc::new(InmemStorage::new()),
+        StorageConfig::Inmem => (Arc::new(InmemStorage::new()), None),
         StorageConfig::Raft(raft) => {
-            let (path, node_id) = (&raft.path, &raft.node_id);
+            let path = &raft.path;
             std::fs::create_dir_all(path)
                 .with_context(|| format!("creating the raft data directory {}", path.display()))?;
-            let node_id = match node_id {
+            let node_id = match &raft.node_id {
                 Some(id) => id.clone(),
                 None => persistent_node_id(path)?,
             };
@@ -338,13 +359,24 @@ async fn open_storage(
                 .clone()
                 .map(|a| a.trim_start_matches("https://").to_owned())
                 .unwrap_or_else(|| cluster_bind.to_owned());
-            RaftStorage::open(RaftOptions {
-                path: path.clone(),
-                node_id,
-                cluster_addr,
-            })
+            let mut tuning = RaftTuning {
+                performance_multiplier: u32::from(raft.performance_multiplier),
+                max_batch_bytes: usize::try_from(raft.max_entry_size).unwrap_or(usize::MAX),
+                ..RaftTuning::default()
+            };
+            if let Some(n) = raft.snapshot_threshold {
+                tuning.snapshot_every_entries = n;
+            }
+            if let Some(n) = raft.trailing_logs {
+                tuning.logs_kept_after_snapshot = n;
+            }
+            let storage = RaftStorage::open_with(
+                RaftOptions::new(path.clone(), node_id, cluster_addr).with_dialer(dialer),
+                tuning,
+            )
             .await
-            .with_context(|| format!("opening raft storage in {}", path.display()))?
+            .with_context(|| format!("opening raft storage in {}", path.display()))?;
+            (storage.clone(), Some(storage))
         }
     })
 }

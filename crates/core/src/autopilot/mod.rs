@@ -14,8 +14,6 @@
 //! [`Action`]s through `strongroom_storage::Cluster`, and serves [`Planner::state`] under
 //! `data` of `sys/storage/raft/autopilot/state`.
 
-// Core does not call autopilot yet: the integrator wires it to Raft and removes this.
-#![allow(dead_code, unused_imports)]
 
 mod config;
 #[cfg(test)]
@@ -28,7 +26,10 @@ mod state;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use config::{AutopilotConfig, ConfigUpdateError};
+pub(crate) use config::AutopilotConfig;
+#[cfg(test)]
+pub(crate) use config::ConfigUpdateError;
 pub(crate) use duration::go_duration;
 pub(crate) use plan::{Action, ClusterView, Planner};
+#[cfg(test)]
 pub(crate) use state::{AutopilotState, NodeStatus, ServerState};

@@ -26,16 +26,24 @@ impl Core {
             return self.post_unseal().await;
         };
         self.start_lifecycle();
+        // Present a certificate first: a restarted member cannot hear its peers (nor confirm
+        // a leadership it restored from disk) without one.
+        if let Err(e) = self.install_own_identity(false).await {
+            tracing::error!(error = %e, "cannot present a cluster-port certificate; this node cannot reach its peers");
+        }
         let leads = cluster.leadership().borrow().is_self;
         if leads {
-            self.become_active().await
-        } else {
-            if let Err(e) = self.install_own_identity(false).await {
-                tracing::error!(error = %e, "cannot present a cluster-port certificate; this standby cannot reach its peers");
+            // A leadership restored from disk may not survive contact with the peers; if the
+            // take-over fails the node stays a standby and the lifecycle task retries.
+            if let Err(e) = self.become_active().await {
+                tracing::warn!(error = %e, "not taking over as the active node yet; staying a standby");
+                self.drop_active_state().await;
             }
+        } else {
             tracing::info!("unsealed as a standby; waiting for the active node");
-            Ok(())
         }
+        self.config.telemetry.set_unsealed(true);
+        Ok(())
     }
 
     fn start_lifecycle(&self) {
@@ -46,6 +54,18 @@ impl Core {
             return;
         };
         let weak = self.ha.core.clone();
+        let autopilot = self.ha.core.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(super::autopilot::TICK).await;
+                let Some(core) = autopilot.upgrade() else {
+                    return;
+                };
+                if let Err(e) = core.autopilot_tick().await {
+                    tracing::warn!(error = %e, "autopilot round failed");
+                }
+            }
+        });
         let mut rx = cluster.leadership();
         tokio::spawn(async move {
             loop {

@@ -11,6 +11,7 @@
 //! is two-phase: no data reaches a joiner until it proves it holds the unseal key.
 
 mod advert;
+mod autopilot;
 mod echo;
 mod join_leader;
 mod join_node;
@@ -61,6 +62,8 @@ pub(crate) struct HaState {
     pub lifecycle_started: std::sync::atomic::AtomicBool,
     /// Set once the cluster removed this node; it then stays sealed.
     pub removed: std::sync::atomic::AtomicBool,
+    /// On the active node: autopilot's memory (when each server became healthy).
+    pub planner: Mutex<crate::autopilot::Planner>,
     pub core: Weak<Core>,
 }
 
@@ -75,6 +78,7 @@ impl HaState {
             standbys: StandbyRegistry::default(),
             lifecycle_started: std::sync::atomic::AtomicBool::new(false),
             removed: std::sync::atomic::AtomicBool::new(false),
+            planner: Mutex::new(crate::autopilot::Planner::new()),
             core,
         }
     }

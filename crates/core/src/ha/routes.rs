@@ -23,6 +23,8 @@ pub(crate) async fn route(core: &Core, req: &Request) -> Option<Result<Response,
         ("sys/storage/raft/demote", _) if write => set_voter(core, req, false).await,
         ("sys/storage/raft/configuration", Operation::Read) => Ok(configuration(core)),
         ("sys/step-down", _) if write => step_down(core).await,
+        ("sys/storage/raft/autopilot/configuration", _) => core.autopilot_configuration(req).await,
+        ("sys/storage/raft/autopilot/state", Operation::Read) => core.autopilot_state().await,
         ("sys/ha-status", Operation::Read) => Ok(ha_status(core)),
         (
             "sys/storage/raft/bootstrap/challenge"
@@ -32,6 +34,7 @@ pub(crate) async fn route(core: &Core, req: &Request) -> Option<Result<Response,
             | "sys/storage/raft/demote"
             | "sys/storage/raft/configuration"
             | "sys/step-down"
+            | "sys/storage/raft/autopilot/state"
             | "sys/ha-status",
             _,
         ) => Err(CoreError::UnsupportedOperation),

@@ -139,6 +139,18 @@ pub const ROUTES: &[RouteSpec] = &[
         Update,
     ),
     row("sys/ha-status", Token, "sys/ha-status", Read),
+    row(
+        "sys/storage/raft/autopilot/configuration",
+        Token,
+        "sys/storage/raft/autopilot/configuration",
+        Read,
+    ),
+    row(
+        "sys/storage/raft/autopilot/state",
+        Token,
+        "sys/storage/raft/autopilot/state",
+        Read,
+    ),
     // Keys.
     row("sys/rekey/backup", Token, "sys/rekey/backup", Read),
     row("sys/rotate", Token, "sys/rotate", Update),
