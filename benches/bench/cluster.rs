@@ -106,6 +106,41 @@ impl Env {
     }
 }
 
+impl Env {
+    /// Starts a node whose `server.hcl` is `config(dir)` (for fixed ports, `retry_join` and
+    /// the like): `dir` holds `cert.pem`/`key.pem` signed by the run's CA; waits until it answers.
+    pub async fn start_with_config(
+        &self,
+        name: &str,
+        config: impl FnOnce(&Path) -> String,
+    ) -> Result<Node> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = self.dir.path().join(format!("{n:02}-{name}"));
+        std::fs::create_dir_all(&dir)?;
+        let key = KeyPair::generate()?;
+        let cert = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])?
+            .signed_by(&key, &self.ca)?;
+        std::fs::write(dir.join("cert.pem"), cert.pem())?;
+        std::fs::write(dir.join("key.pem"), key.serialize_pem())?;
+        let path = dir.join("server.hcl");
+        std::fs::write(&path, config(&dir))?;
+        let (child, addr) = spawn(&self.exe, &path, &dir, name)?;
+        let node = Node {
+            name: name.to_string(),
+            dir,
+            config: path,
+            exe: self.exe.clone(),
+            addr,
+            child,
+            client: self.client.clone(),
+            root: String::new(),
+            unseal_key: String::new(),
+        };
+        node.wait_up().await?;
+        Ok(node)
+    }
+}
+
 /// Spawns `strongroom server` and reads the API address it prints.
 fn spawn(exe: &Path, config: &Path, dir: &Path, name: &str) -> Result<(Child, String)> {
     let log = std::fs::OpenOptions::new()
@@ -191,7 +226,14 @@ impl Node {
         }
     }
 
-    /// SIGKILL and start again on the same data (new ports), then unseal.
+    /// SIGKILL (`kill -9`) without restarting; [`Node::restart`] brings it back.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGKILL and start again on the same data (new ports unless the config fixes them),
+    /// then unseal.
     pub async fn restart(&mut self) -> Result<()> {
         let _ = self.child.kill();
         let _ = self.child.wait();

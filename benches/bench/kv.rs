@@ -57,7 +57,7 @@ pub async fn run(env: &Env, seconds: u64) -> Result<()> {
 }
 
 /// One timed closed-loop phase: (ops/s, sorted latencies).
-async fn phase(
+pub async fn phase(
     node: &Node,
     clients: usize,
     seconds: u64,

@@ -11,6 +11,7 @@
 mod bootstrap;
 mod cluster;
 mod dr;
+mod ha;
 mod kv;
 mod lag;
 mod memory;
@@ -30,6 +31,9 @@ commands:
   bootstrap    [--secrets 10000,100000]
                                     fresh secondary: enable -> stream-wals with equal roots
   memory       [--secrets 100000]   VmRSS of primary and secondary, bytes per secret
+  ha           [--seconds N] [--rounds 5] [--multiplier M]
+                                    3-node raft cluster: durable writes beside one node,
+                                    kill -9 of the active node -> first accepted write
   all          [--seconds N] [--secrets ...]  every benchmark above, in turn
 
 STRONGROOM_BENCH_VERBOSE=1 prints each server's pid, address and directory (for profiling).";
@@ -89,6 +93,7 @@ async fn main() -> Result<()> {
         "promotion",
         "bootstrap",
         "memory",
+        "ha",
         "all",
     ]
     .contains(&cmd.as_str())
@@ -104,16 +109,32 @@ async fn main() -> Result<()> {
         "promotion" => promotion::run(&env, opts.int("--rounds", 3)? as usize).await,
         "bootstrap" => bootstrap::run(&env, &opts.list("--secrets", &[10_000, 100_000])?).await,
         "memory" => memory::run(&env, &opts.list("--secrets", &[100_000])?).await,
+        "ha" => ha(&env, &opts, 5).await,
         "all" => {
             kv::run(&env, opts.int("--seconds", 3)?).await?;
             replication(&env, &opts).await?;
             promotion::run(&env, opts.int("--rounds", 3)? as usize).await?;
             let sizes = opts.list("--secrets", &[10_000, 100_000])?;
             bootstrap::run(&env, &sizes).await?;
-            memory::run(&env, &sizes).await
+            memory::run(&env, &sizes).await?;
+            ha(&env, &opts, 3).await
         }
         other => bail!("unknown command {other:?}\n\n{USAGE}"),
     }
+}
+
+async fn ha(env: &cluster::Env, opts: &Opts, seconds: u64) -> Result<()> {
+    let multiplier = match opts.get("--multiplier") {
+        None => None,
+        Some(_) => Some(opts.int("--multiplier", 0)?),
+    };
+    ha::run(
+        env,
+        opts.int("--seconds", seconds)?,
+        opts.int("--rounds", 5)? as usize,
+        multiplier,
+    )
+    .await
 }
 
 async fn replication(env: &cluster::Env, opts: &Opts) -> Result<()> {

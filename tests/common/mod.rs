@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -113,14 +113,14 @@ fn addresses(flags: &ServerFlags) -> anyhow::Result<(String, String)> {
     Ok((primary, format!("{host}:{secondary_port}")))
 }
 
-struct DevTls {
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
+pub(crate) struct DevTls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// A CA and one server certificate for loopback, shared by both clusters.
-fn write_certs(dir: &Path) -> anyhow::Result<DevTls> {
+pub(crate) fn write_certs(dir: &Path) -> anyhow::Result<DevTls> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params
@@ -141,7 +141,7 @@ fn write_certs(dir: &Path) -> anyhow::Result<DevTls> {
     Ok(tls)
 }
 
-fn config(address: &str, tls: &DevTls) -> ServerConfig {
+pub(crate) fn config(address: &str, tls: &DevTls) -> ServerConfig {
     ServerConfig {
         storage: StorageConfig::Inmem,
         listeners: vec![ListenerConfig {
@@ -159,12 +159,12 @@ fn config(address: &str, tls: &DevTls) -> ServerConfig {
     }
 }
 
-fn obj(v: Value) -> Map<String, Value> {
+pub(crate) fn obj(v: Value) -> Map<String, Value> {
     v.as_object().cloned().unwrap_or_default()
 }
 
 /// One authenticated write through the core pipeline.
-async fn call(
+pub(crate) async fn call(
     core: &Arc<Core>,
     token: &str,
     path: &str,

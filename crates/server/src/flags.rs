@@ -9,6 +9,8 @@ pub struct ServerFlags {
     pub dev: bool,
     /// `-dev-dr`: a DR primary and its DR secondary in one process.
     pub dev_dr: bool,
+    /// `-dev-ha`: a three-node Raft cluster in one process.
+    pub dev_ha: bool,
     pub dev_root_token_id: Option<String>,
     pub dev_listen_address: Option<String>,
     pub dev_no_store_token: bool,
@@ -23,6 +25,8 @@ const USAGE: &str = "Usage: strongroom server [options]
   -dev                       In-memory, auto-initialized and unsealed development server.
   -dev-dr                    Like -dev, but a DR primary and its DR secondary over TLS
                              (API on the -dev-listen-address port and that port + 10).
+  -dev-ha                    Like -dev, but a three-node Raft cluster over TLS, already
+                             formed (API on the -dev-listen-address port, +10 and +20).
   -dev-root-token-id=<id>    Root token id for -dev (env VAULT_DEV_ROOT_TOKEN_ID).
   -dev-listen-address=<addr> Listen address for -dev (default 127.0.0.1:8200,
                              env VAULT_DEV_LISTEN_ADDRESS).
@@ -62,6 +66,7 @@ impl ServerFlags {
                 "config" => f.config.push(PathBuf::from(value(&mut i)?)),
                 "dev" => f.dev = parse_bool(name, inline.as_deref())?,
                 "dev-dr" => f.dev_dr = parse_bool(name, inline.as_deref())?,
+                "dev-ha" => f.dev_ha = parse_bool(name, inline.as_deref())?,
                 "dev-root-token-id" => f.dev_root_token_id = Some(value(&mut i)?),
                 "dev-listen-address" => f.dev_listen_address = Some(value(&mut i)?),
                 "dev-no-store-token" => f.dev_no_store_token = parse_bool(name, inline.as_deref())?,
@@ -71,7 +76,7 @@ impl ServerFlags {
             }
             i += 1;
         }
-        if f.dev_dr {
+        if f.dev_dr || f.dev_ha {
             f.dev = false;
             f.dev_root_token_id = f
                 .dev_root_token_id

@@ -10,6 +10,7 @@
 mod cluster;
 pub mod config;
 mod dev_dr;
+mod dev_ha;
 mod flags;
 mod logging;
 mod malloc;

@@ -57,6 +57,8 @@ pub fn run(args: &[String]) -> i32 {
     };
     let result = if flags.dev_dr {
         runtime.block_on(crate::dev_dr::run(&flags))
+    } else if flags.dev_ha {
+        runtime.block_on(crate::dev_ha::run(&flags))
     } else {
         runtime.block_on(serve(flags, config, logs))
     };
@@ -71,7 +73,7 @@ pub fn run(args: &[String]) -> i32 {
 
 /// Reads the configuration files, or builds dev mode's.
 fn load_config(flags: &ServerFlags) -> Result<ServerConfig, String> {
-    if flags.dev || flags.dev_dr {
+    if flags.dev || flags.dev_dr || flags.dev_ha {
         return Ok(dev_config(flags));
     }
     let mut config = config::load(&flags.config).map_err(|e| e.to_string())?;
@@ -339,7 +341,7 @@ async fn wait_for_signals(
     }
 }
 
-async fn open_storage(
+pub(crate) async fn open_storage(
     config: &ServerConfig,
     cluster_bind: &str,
     dialer: Arc<strongroom_replication::ClusterDialer>,

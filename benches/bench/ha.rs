@@ -1,0 +1,497 @@
+//! `strongroom-bench ha`: a three-node Raft cluster, its durable write rate and its failover.
+//!
+//! The cluster is formed exactly as an operator would form it (HCL with fixed `api_addr` /
+//! `cluster_addr`, `retry_join` with `leader_ca_cert_file`, init + unseal on the first node,
+//! unseal with the same key on the others, autopilot promoting them to voters). Two figures:
+//!
+//! 1. Durable writes/s and p50/p99 at 1/16/64 closed-loop clients against the active node,
+//!    beside a one-node server measured in the same run with the same harness
+//!    ([`crate::kv::phase`]) and payload.
+//! 2. Leader failover: a writer hits the active node; it is `kill -9`ed; from the kill, every
+//!    surviving node's API is sent a new write attempt every [`PROBE_EVERY`] (attempts overlap,
+//!    so one hung request never hides an earlier acceptance elsewhere) until one is accepted,
+//!    by the new leader or by a standby forwarding to it. The killed node is restarted and
+//!    unsealed between rounds so every round starts from three healthy voters. At the end every
+//!    acknowledged key is read back through the active node.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+use crate::cluster::{Env, Node};
+use crate::dr::MOUNT;
+use crate::kv::FSYNC_BATCH;
+use crate::stats::{ms, pct_ms};
+
+/// How often each survivor is sent a new write attempt after the kill.
+const PROBE_EVERY: Duration = Duration::from_millis(5);
+/// Attempts in flight per survivor at most (a hung forward must not pile up without bound).
+const PROBE_IN_FLIGHT: usize = 64;
+/// A single attempt's client timeout.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Longest accepted failover before the round is declared failed.
+const FAILOVER_LIMIT: Duration = Duration::from_secs(30);
+
+pub async fn run(env: &Env, seconds: u64, rounds: usize, multiplier: Option<u64>) -> Result<()> {
+    let mult = multiplier.map_or("default (0 -> 5)".to_string(), |m| m.to_string());
+    // One node, same harness, same payload, same run.
+    let mut single_rows = Vec::new();
+    {
+        let single = crate::dr::standalone(env, "ha-single").await?;
+        for clients in [1usize, 16, 64] {
+            single_rows.push(write_row(&single, clients, seconds).await?);
+        }
+    }
+
+    let t = Instant::now();
+    let mut c = Cluster::form(env, multiplier).await?;
+    let formed = t.elapsed();
+    let active = c.active().await?;
+    let mut cluster_rows = Vec::new();
+    for clients in [1usize, 16, 64] {
+        cluster_rows.push(write_row(&c.nodes[active], clients, seconds).await?);
+    }
+
+    println!(
+        "## ha: 3-node raft cluster (performance_multiplier {mult}), formed in {:.1} s; \
+         durable KV writes, {seconds}s per phase, all on one machine",
+        formed.as_secs_f64()
+    );
+    println!(
+        "{:<22} {:>7} {:>10} {:>9} {:>9} {:>14}",
+        "setup", "clients", "writes/s", "p50 ms", "p99 ms", "entries/fsync"
+    );
+    for (label, rows) in [
+        ("1 node", &single_rows),
+        ("3 nodes, active node", &cluster_rows),
+    ] {
+        for r in rows.iter() {
+            println!(
+                "{:<22} {:>7} {:>10.0} {:>9.2} {:>9.2} {:>14.2}",
+                label, r.clients, r.rate, r.p50, r.p99, r.per_fsync
+            );
+        }
+    }
+    let ratio = cluster_rows[2].rate / single_rows[2].rate.max(1.0);
+    println!(
+        "  3-node / 1-node at 64 clients: {ratio:.2} (goal >= 0.50: {})",
+        if ratio >= 0.5 { "met" } else { "MISSED" }
+    );
+
+    // Failover rounds.
+    println!(
+        "## ha failover: writer on the active node, kill -9 it, first write accepted by any survivor; \
+         {rounds} rounds"
+    );
+    println!(
+        "{:<6} {:<8} {:>12} {:<10} {:<10} {:>13} {:>10} {:>12}",
+        "round",
+        "killed",
+        "failover ms",
+        "accepted",
+        "new active",
+        "rejected/err",
+        "acked",
+        "rejoin ms"
+    );
+    let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let mut times = Vec::new();
+    for round in 1..=rounds {
+        let r = c.failover_round(round, &acked).await?;
+        let new_active = c.active().await?;
+        let t = Instant::now();
+        c.nodes[r.killed].restart().await?;
+        c.wait_healthy(Duration::from_secs(60)).await?;
+        let rejoin = t.elapsed();
+        println!(
+            "{:<6} {:<8} {:>12.1} {:<10} {:<10} {:>13} {:>10} {:>12.0}",
+            round,
+            c.nodes[r.killed].name,
+            ms(r.failover),
+            format!(
+                "{}{}",
+                c.nodes[r.accepted_by].name,
+                if r.accepted_by == new_active { "" } else { "*" }
+            ),
+            c.nodes[new_active].name,
+            r.errors,
+            acked.lock().await.len(),
+            ms(rejoin)
+        );
+        times.push(r.failover);
+    }
+    times.sort();
+    let (p50, max) = (pct_ms(&times, 0.5), ms(*times.last().unwrap_or(&Duration::ZERO)));
+    println!(
+        "  failover p50 {p50:.0} ms (goal < 1500: {}), max {max:.0} ms (goal < 3000: {})",
+        if p50 < 1500.0 { "met" } else { "MISSED" },
+        if max < 3000.0 { "met" } else { "MISSED" }
+    );
+    println!(
+        "  accepted = node whose API accepted the first write (* = a standby forwarding to the \
+         new active); rejected/err = attempts answered non-2xx or failed before it; rejoin = \
+         restart + unseal of the killed node until autopilot reports all 3 healthy"
+    );
+
+    // Nothing acknowledged may be lost.
+    let acked = acked.lock().await.clone();
+    let active = c.active().await?;
+    let lost = read_back(&c.nodes[active], &acked).await?;
+    println!(
+        "  read back {} acknowledged writes through {}: {} missing or wrong",
+        acked.len(),
+        c.nodes[active].name,
+        lost.len()
+    );
+    for (k, why) in lost.iter().take(10) {
+        println!("    {k}: {why}");
+    }
+    if !lost.is_empty() {
+        bail!("{} acknowledged writes were lost", lost.len());
+    }
+    Ok(())
+}
+
+struct Row {
+    clients: usize,
+    rate: f64,
+    p50: f64,
+    p99: f64,
+    per_fsync: f64,
+}
+
+async fn write_row(node: &Node, clients: usize, seconds: u64) -> Result<Row> {
+    let before = node.histogram(FSYNC_BATCH).await?;
+    let (rate, lat) = crate::kv::phase(node, clients, seconds, true).await?;
+    let after = node.histogram(FSYNC_BATCH).await?;
+    let batches = after.1 - before.1;
+    Ok(Row {
+        clients,
+        rate,
+        p50: pct_ms(&lat, 0.5),
+        p99: pct_ms(&lat, 0.99),
+        per_fsync: if batches > 0.0 {
+            (after.0 - before.0) / batches
+        } else {
+            0.0
+        },
+    })
+}
+
+struct Cluster {
+    nodes: Vec<Node>,
+}
+
+struct Round {
+    killed: usize,
+    accepted_by: usize,
+    failover: Duration,
+    errors: u64,
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+impl Cluster {
+    async fn form(env: &Env, multiplier: Option<u64>) -> Result<Cluster> {
+        let ports: Vec<(u16, u16)> = (0..3)
+            .map(|_| Ok((free_port()?, free_port()?)))
+            .collect::<Result<_>>()?;
+        let leader_api = format!("https://127.0.0.1:{}", ports[0].0);
+        let ca = env.ca_file.display().to_string();
+        let mut nodes = Vec::new();
+        for (i, &(api, cluster)) in ports.iter().enumerate() {
+            let id = format!("node{}", i + 1);
+            let join = if i == 0 {
+                String::new()
+            } else {
+                format!(
+                    "  retry_join {{\n    leader_api_addr = \"{leader_api}\"\n    leader_ca_cert_file = \"{ca}\"\n  }}\n"
+                )
+            };
+            let mult = multiplier.map_or(String::new(), |m| {
+                format!("  performance_multiplier = {m}\n")
+            });
+            let node = env
+                .start_with_config(&id, |d| {
+                    format!(
+                        "disable_mlock = true\napi_addr = \"https://127.0.0.1:{api}\"\ncluster_addr = \"https://127.0.0.1:{cluster}\"\n\
+                         storage \"raft\" {{\n  path = \"{d}/raft\"\n  node_id = \"{id}\"\n{mult}{join}}}\n\
+                         listener \"tcp\" {{\n  address = \"127.0.0.1:{api}\"\n  cluster_address = \"127.0.0.1:{cluster}\"\n  \
+                         tls_cert_file = \"{d}/cert.pem\"\n  tls_key_file = \"{d}/key.pem\"\n  \
+                         telemetry {{\n    unauthenticated_metrics_access = true\n  }}\n}}\n\
+                         telemetry {{\n  prometheus_retention_time = \"1h\"\n  disable_hostname = true\n}}\n",
+                        d = d.display()
+                    )
+                })
+                .await?;
+            nodes.push(node);
+        }
+        nodes[0].init_unseal().await?;
+        nodes[0]
+            .call(
+                Method::POST,
+                &format!("sys/mounts/{MOUNT}"),
+                Some(json!({"type": "kv"})),
+            )
+            .await?;
+        nodes[0]
+            .call(
+                Method::POST,
+                "sys/storage/raft/autopilot/configuration",
+                Some(json!({"server_stabilization_time": "1s"})),
+            )
+            .await?;
+        let (root, key) = (nodes[0].root.clone(), nodes[0].unseal_key.clone());
+        for n in &mut nodes[1..] {
+            n.root = root.clone();
+            n.unseal_key = key.clone();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let s: Value = n
+                    .client
+                    .get(n.url("sys/seal-status"))
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                if s["initialized"] == json!(true) {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("{} never reported initialized after retry_join", n.name);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            n.call(Method::PUT, "sys/unseal", Some(json!({ "key": key })))
+                .await?;
+        }
+        let c = Cluster { nodes };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let conf = c.nodes[0]
+                .call(Method::GET, "sys/storage/raft/configuration", None)
+                .await?;
+            let voters = conf["data"]["config"]["servers"]
+                .as_array()
+                .map_or(0, |s| s.iter().filter(|s| s["voter"] == json!(true)).count());
+            if voters == 3 {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("autopilot did not make 3 voters within 60s: {conf}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        c.wait_healthy(Duration::from_secs(60)).await?;
+        Ok(c)
+    }
+
+    /// Index of the node whose `sys/leader` says `is_self`.
+    async fn active(&self) -> Result<usize> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            for (i, n) in self.nodes.iter().enumerate() {
+                let Ok(r) = n.client.get(n.url("sys/leader")).send().await else {
+                    continue;
+                };
+                let Ok(v) = r.json::<Value>().await else {
+                    continue;
+                };
+                if v["is_self"] == json!(true) {
+                    return Ok(i);
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("no node reports is_self in sys/leader");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Until autopilot on the active node reports the cluster and all three servers healthy.
+    async fn wait_healthy(&self, limit: Duration) -> Result<()> {
+        let deadline = Instant::now() + limit;
+        let mut last = Value::Null;
+        loop {
+            if let Ok(a) = self.active().await
+                && let Ok(s) = self.nodes[a]
+                    .call(Method::GET, "sys/storage/raft/autopilot/state", None)
+                    .await
+            {
+                let d = &s["data"];
+                let servers = d["servers"].as_object();
+                let all = servers.is_some_and(|m| {
+                    m.len() == 3
+                        && m.values().all(|v| {
+                            v["healthy"] == json!(true)
+                                && matches!(v["status"].as_str(), Some("leader" | "voter"))
+                        })
+                });
+                if d["healthy"] == json!(true) && all {
+                    return Ok(());
+                }
+                last = s;
+            }
+            if Instant::now() > deadline {
+                bail!("autopilot did not report 3 healthy voters within {limit:?}: {last}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn failover_round(
+        &mut self,
+        round: usize,
+        acked: &Arc<Mutex<Vec<(String, String)>>>,
+    ) -> Result<Round> {
+        let a = self.active().await?;
+        let stop = Arc::new(AtomicBool::new(false));
+        // The steady writer on the active node.
+        let writer = {
+            let n = &self.nodes[a];
+            let (client, addr, token) = (n.client.clone(), n.addr.clone(), n.root.clone());
+            let (stop, acked) = (stop.clone(), acked.clone());
+            tokio::spawn(async move {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let k = format!("ha/r{round}/w{i}");
+                    let v = format!("{k}@{addr}");
+                    let r = client
+                        .put(format!("{addr}/v1/{MOUNT}/{k}"))
+                        .header("X-Vault-Token", &token)
+                        .timeout(ATTEMPT_TIMEOUT)
+                        .json(&json!({ "v": v }))
+                        .send()
+                        .await;
+                    match r {
+                        Ok(r) if r.status().is_success() => acked.lock().await.push((k, v)),
+                        _ => break, // the node is gone
+                    }
+                    i += 1;
+                }
+                i
+            })
+        };
+        // Let it run long enough to be mid-stream when the kill lands.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let before = acked.lock().await.len();
+        if before == 0 {
+            bail!("round {round}: the writer got no write accepted before the kill");
+        }
+
+        let t0 = Instant::now();
+        self.nodes[a].kill();
+        let first: Arc<Mutex<Option<(Duration, usize)>>> = Arc::default();
+        let done = Arc::new(AtomicBool::new(false));
+        let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut probes = Vec::new();
+        for (s, n) in self.nodes.iter().enumerate() {
+            if s == a {
+                continue;
+            }
+            let (client, addr, token) = (n.client.clone(), n.addr.clone(), n.root.clone());
+            let (first, done, errors, acked) =
+                (first.clone(), done.clone(), errors.clone(), acked.clone());
+            probes.push(tokio::spawn(async move {
+                let sem = Arc::new(tokio::sync::Semaphore::new(PROBE_IN_FLIGHT));
+                let mut attempts = Vec::new();
+                let mut i = 0u64;
+                while !done.load(Ordering::Relaxed) && t0.elapsed() < FAILOVER_LIMIT {
+                    if let Ok(permit) = sem.clone().try_acquire_owned() {
+                        let k = format!("ha/r{round}/p{s}-{i}");
+                        let v = format!("{k}@{addr}");
+                        let req = client
+                            .put(format!("{addr}/v1/{MOUNT}/{k}"))
+                            .header("X-Vault-Token", &token)
+                            .timeout(ATTEMPT_TIMEOUT)
+                            .json(&json!({ "v": v }));
+                        let (first, done, errors, acked) =
+                            (first.clone(), done.clone(), errors.clone(), acked.clone());
+                        attempts.push(tokio::spawn(async move {
+                            let _permit = permit;
+                            match req.send().await {
+                                Ok(r) if r.status().is_success() => {
+                                    let at = t0.elapsed();
+                                    acked.lock().await.push((k, v));
+                                    let mut f = first.lock().await;
+                                    if f.is_none_or(|(t, _)| at < t) {
+                                        *f = Some((at, s));
+                                    }
+                                    done.store(true, Ordering::Relaxed);
+                                }
+                                _ => {
+                                    errors.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                        }));
+                        i += 1;
+                    }
+                    tokio::time::sleep(PROBE_EVERY).await;
+                }
+                // Every attempt still in flight must finish (or time out) before the
+                // acknowledged list is complete.
+                for at in attempts {
+                    let _ = at.await;
+                }
+            }));
+        }
+        for p in probes {
+            p.await?;
+        }
+        stop.store(true, Ordering::Relaxed);
+        writer.await?;
+        let (failover, accepted_by) = first
+            .lock()
+            .await
+            .with_context(|| format!("round {round}: no survivor accepted a write within {FAILOVER_LIMIT:?}"))?;
+        Ok(Round {
+            killed: a,
+            accepted_by,
+            failover,
+            errors: errors.load(Ordering::Relaxed),
+        })
+    }
+}
+
+/// Reads every acknowledged key back; returns those missing or holding another value.
+async fn read_back(node: &Node, acked: &[(String, String)]) -> Result<Vec<(String, String)>> {
+    let chunks: Vec<Vec<(String, String)>> = acked.chunks(acked.len().div_ceil(16).max(1)).map(<[_]>::to_vec).collect();
+    let mut tasks = Vec::new();
+    for chunk in chunks {
+        let (client, addr, token) = (node.client.clone(), node.addr.clone(), node.root.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut bad = Vec::new();
+            for (k, v) in chunk {
+                let r = client
+                    .get(format!("{addr}/v1/{MOUNT}/{k}"))
+                    .header("X-Vault-Token", &token)
+                    .send()
+                    .await?;
+                let status = r.status();
+                if !status.is_success() {
+                    bad.push((k, format!("answered {status}")));
+                    continue;
+                }
+                let body: Value = r.json().await?;
+                if body["data"]["v"].as_str() != Some(v.as_str()) {
+                    bad.push((k, format!("holds {} instead of {v}", body["data"]["v"])));
+                }
+            }
+            anyhow::Ok(bad)
+        }));
+    }
+    let mut bad = Vec::new();
+    for t in tasks {
+        bad.extend(t.await??);
+    }
+    Ok(bad)
+}
