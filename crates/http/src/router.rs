@@ -167,6 +167,10 @@ async fn handle(state: AppState, req: axum::extract::Request) -> Response {
     // A standby answers node state itself and sends everything else to the active node.
     let node_state = strongroom_core::routing::table::lookup(&path)
         .is_some_and(|row| row.access == strongroom_core::routing::Access::NodeState);
+    if path == "sys/seal" && parts.method != Method::GET && state.core.is_standby() {
+        return standby::seal_standby(&state.core, state.opts.forwarder.as_ref(), &parts.headers, peer)
+            .await;
+    }
     if !node_state && state.core.is_standby() {
         let req = http::Request::from_parts(parts, body);
         return standby::divert(&state.core, state.opts.forwarder.as_ref(), req, peer).await;

@@ -88,6 +88,69 @@ fn redirect(active: &ActiveNode, target: &str) -> Response {
     }
 }
 
+/// `sys/seal` on a standby seals that node only, as in Vault. The standby cannot judge a
+/// token itself (it holds no token store or policies), so it asks the active node, through the
+/// door there (audited), what the caller's token may do on `sys/seal`, and seals itself only if
+/// the answer includes `sudo` and `update` (or `root`).
+pub(crate) async fn seal_standby(
+    core: &Arc<Core>,
+    forwarder: Option<&Arc<Forwarder>>,
+    headers: &http::HeaderMap,
+    peer: Option<SocketAddr>,
+) -> Response {
+    let (Some(forwarder), ForwardTarget::Active(active)) = (forwarder, core.forward_target().await)
+    else {
+        return reply::error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "local node not active but active cluster node not found",
+        );
+    };
+    let mut req = http::Request::builder()
+        .method(http::Method::POST)
+        .uri("/v1/sys/capabilities-self")
+        .header(header::CONTENT_TYPE, "application/json");
+    for name in ["x-vault-token", "authorization"] {
+        if let Some(v) = headers.get(name) {
+            req = req.header(name, v);
+        }
+    }
+    let Ok(req) = req.body(Body::from(r#"{"paths":["sys/seal"]}"#)) else {
+        return reply::error(StatusCode::INTERNAL_SERVER_ERROR, "building the capability check failed");
+    };
+    let resp = match forwarder.forward(&active.cluster_addr, req, peer).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            return reply::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot check the token with the active node: {e}"),
+            );
+        }
+    };
+    let status = resp.status();
+    let bytes = match axum::body::to_bytes(resp.into_body(), 1024 * 1024).await {
+        Ok(b) => b,
+        Err(e) => return reply::error(StatusCode::BAD_GATEWAY, format!("reading the capability check: {e}")),
+    };
+    if !status.is_success() {
+        // The active node's own refusal (403 for a bad token) is the answer.
+        return reply::with_body(status, "application/json", Body::from(bytes));
+    }
+    let caps: Vec<String> = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| {
+            let data = v.get("data").cloned().unwrap_or(v);
+            data.get("sys/seal").or_else(|| data.get("capabilities")).cloned()
+        })
+        .and_then(|c| serde_json::from_value(c).ok())
+        .unwrap_or_default();
+    let has = |c: &str| caps.iter().any(|x| x == c);
+    if !(has("root") || (has("sudo") && has("update"))) {
+        return reply::error(StatusCode::FORBIDDEN, "permission denied");
+    }
+    core.seal_standby().await;
+    reply::no_content()
+}
+
 /// Sends this standby's echo to the active node: its addresses, so `sys/ha-status` lists it.
 pub async fn send_echo(
     forwarder: &Forwarder,

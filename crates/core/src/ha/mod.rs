@@ -108,6 +108,15 @@ impl Core {
         self.cluster().is_some() && !self.barrier.sealed() && !self.serving()
     }
 
+    /// Seals this standby alone (`sys/seal` sent to a standby, authorized by the active node).
+    pub async fn seal_standby(&self) {
+        let _guard = self.seal_state.transition.lock().await;
+        if self.is_standby() {
+            self.seal_internal().await;
+            tracing::info!("standby sealed by an operator");
+        }
+    }
+
     /// Whether the cluster removed this node.
     pub fn removed_from_cluster(&self) -> bool {
         self.ha.removed.load(std::sync::atomic::Ordering::SeqCst)
