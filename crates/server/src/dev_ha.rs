@@ -76,6 +76,14 @@ pub(crate) async fn run(flags: &ServerFlags) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!("initializing node1: {e}"))?;
             (unseal_key, root) = (key, token);
+            if !flags.dev_no_store_token
+                && let Some(home) = std::env::var_os("HOME")
+            {
+                let path = std::path::Path::new(&home).join(".vault-token");
+                if let Err(e) = crate::run::write_private(&path, root.as_bytes()) {
+                    tracing::warn!(error = %e, "could not store the root token in ~/.vault-token");
+                }
+            }
             call(&node.core, &root, "sys/storage/raft/autopilot/configuration", obj(json!({"server_stabilization_time": "1s"}))).await?;
             call(&node.core, &root, "sys/mounts/secret", obj(json!({"type": "kv", "options": {"version": "2"}}))).await?;
         } else {
