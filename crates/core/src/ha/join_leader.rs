@@ -156,3 +156,37 @@ impl Core {
 pub(crate) fn not_raft() -> CoreError {
     CoreError::InvalidRequest("raft storage is not in use on this node".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nonce(b: u8) -> Zeroizing<Vec<u8>> {
+        Zeroizing::new(vec![b; 32])
+    }
+
+    #[test]
+    fn a_challenge_answers_once_and_only_for_its_server_id() {
+        // Set up: one outstanding challenge for node-2.
+        let c = Challenges::default();
+        c.insert("node-2", nonce(7)).unwrap();
+
+        // Act and assert: another id finds nothing; node-2's is taken once, then gone.
+        assert!(c.take("node-3").is_none());
+        assert_eq!(c.take("node-2").unwrap().as_slice(), &[7u8; 32]);
+        assert!(c.take("node-2").is_none());
+    }
+
+    #[test]
+    fn outstanding_challenges_are_bounded() {
+        // Why: the challenge endpoint is unauthenticated; a flood must not grow memory.
+        let c = Challenges::default();
+        for i in 0..MAX_CHALLENGES {
+            c.insert(&format!("node-{i}"), nonce(1)).unwrap();
+        }
+        assert!(c.insert("one-too-many", nonce(1)).is_err());
+        // A node asking again replaces its own challenge rather than being refused.
+        c.insert("node-0", nonce(2)).unwrap();
+        assert_eq!(c.take("node-0").unwrap().as_slice(), &[2u8; 32]);
+    }
+}
