@@ -239,7 +239,11 @@ impl Core {
                 cluster_name: cluster.as_ref().map(|c| c.name.clone()),
                 cluster_id: cluster.as_ref().map(|c| c.id.clone()),
                 enterprise: false,
-                echo_duration_ms: if standby { echo_ms.map_or(0, |ms| ms as i64) } else { 0 },
+                echo_duration_ms: if standby {
+                    echo_ms.map_or(0, |ms| ms as i64)
+                } else {
+                    0
+                },
                 clock_skew_ms: 0,
                 last_wal: (!sealed && initialized)
                     .then(|| self.storage.replication_status().last_wal),

@@ -26,8 +26,16 @@ fn some(s: &str) -> Option<String> {
     (!s.trim().is_empty()).then(|| s.to_owned())
 }
 
-/// The leaders to try, `retry` and `non_voter`.
-pub(crate) fn from_body(body: &[u8]) -> Result<(Vec<(String, LeaderTls)>, bool, bool), BadRequest> {
+/// What a join request asks for.
+pub(crate) struct Join {
+    /// The leaders to try, in order, with how to reach each.
+    pub leaders: Vec<(String, LeaderTls)>,
+    pub retry: bool,
+    pub non_voter: bool,
+}
+
+/// Reads and checks the body.
+pub(crate) fn from_body(body: &[u8]) -> Result<Join, BadRequest> {
     let b: JoinBody = parse::typed_body(body)?;
     if !b.auto_join.is_empty() {
         return Err(BadRequest::new(
@@ -44,5 +52,9 @@ pub(crate) fn from_body(body: &[u8]) -> Result<(Vec<(String, LeaderTls)>, bool, 
         client_key_pem: some(&b.leader_client_key).map(Zeroizing::new),
         tls_servername: some(&b.leader_tls_servername),
     };
-    Ok((vec![(addr.to_owned(), tls)], b.retry, b.non_voter))
+    Ok(Join {
+        leaders: vec![(addr.to_owned(), tls)],
+        retry: b.retry,
+        non_voter: b.non_voter,
+    })
 }

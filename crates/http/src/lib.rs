@@ -19,14 +19,14 @@ mod logical;
 mod parse;
 mod raw;
 mod rekey;
-mod standby;
 mod reply;
 mod router;
+mod standby;
 pub mod tls;
 
 pub use error::HttpError;
-pub use listener::{ListenerOptions, ServerHandle, serve};
 pub use forward::{ForwardHandler, Forwarder, ForwarderOptions};
+pub use listener::{ListenerOptions, ServerHandle, serve};
 pub use router::{DEFAULT_MAX_REQUEST_SIZE, RouterOptions, router};
 pub use standby::{NO_FORWARDING_HEADER, send_echo};
 pub use tls::{ReloadableCert, TlsOptions, TlsVersion};

@@ -106,7 +106,10 @@ async fn raft_join(core: &Arc<Core>, call: &Call) -> Resp {
         return reply::method_not_allowed();
     }
     match crate::join::from_body(&call.body) {
-        Ok((leaders, retry, non_voter)) => match core.raft_join(leaders, retry, non_voter).await {
+        Ok(join) => match core
+            .raft_join(join.leaders, join.retry, join.non_voter)
+            .await
+        {
             Ok(_) => reply::json(StatusCode::OK, &json!({ "joined": true })),
             Err(e) => reply::core_error(&e),
         },

@@ -18,8 +18,8 @@ use strongroom_core::snapshot::MAX_SNAPSHOT_BYTES;
 
 use crate::body::read_body;
 use crate::call::Call;
-use crate::parse;
 use crate::forward::{ForwardedBy, Forwarder};
+use crate::parse;
 use crate::{logical, raw, reply, standby};
 
 /// Vault's default `max_request_size`: 32 MiB.
@@ -168,8 +168,13 @@ async fn handle(state: AppState, req: axum::extract::Request) -> Response {
     let node_state = strongroom_core::routing::table::lookup(&path)
         .is_some_and(|row| row.access == strongroom_core::routing::Access::NodeState);
     if path == "sys/seal" && parts.method != Method::GET && state.core.is_standby() {
-        return standby::seal_standby(&state.core, state.opts.forwarder.as_ref(), &parts.headers, peer)
-            .await;
+        return standby::seal_standby(
+            &state.core,
+            state.opts.forwarder.as_ref(),
+            &parts.headers,
+            peer,
+        )
+        .await;
     }
     if !node_state && state.core.is_standby() {
         let req = http::Request::from_parts(parts, body);

@@ -115,7 +115,10 @@ pub(crate) async fn seal_standby(
         }
     }
     let Ok(req) = req.body(Body::from(r#"{"paths":["sys/seal"]}"#)) else {
-        return reply::error(StatusCode::INTERNAL_SERVER_ERROR, "building the capability check failed");
+        return reply::error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "building the capability check failed",
+        );
     };
     let resp = match forwarder.forward(&active.cluster_addr, req, peer).await {
         Ok(resp) => resp,
@@ -129,7 +132,12 @@ pub(crate) async fn seal_standby(
     let status = resp.status();
     let bytes = match axum::body::to_bytes(resp.into_body(), 1024 * 1024).await {
         Ok(b) => b,
-        Err(e) => return reply::error(StatusCode::BAD_GATEWAY, format!("reading the capability check: {e}")),
+        Err(e) => {
+            return reply::error(
+                StatusCode::BAD_GATEWAY,
+                format!("reading the capability check: {e}"),
+            );
+        }
     };
     if !status.is_success() {
         // The active node's own refusal (403 for a bad token) is the answer.
@@ -139,7 +147,9 @@ pub(crate) async fn seal_standby(
         .ok()
         .and_then(|v| {
             let data = v.get("data").cloned().unwrap_or(v);
-            data.get("sys/seal").or_else(|| data.get("capabilities")).cloned()
+            data.get("sys/seal")
+                .or_else(|| data.get("capabilities"))
+                .cloned()
         })
         .and_then(|c| serde_json::from_value(c).ok())
         .unwrap_or_default();
@@ -175,6 +185,9 @@ pub async fn send_echo(
     if resp.status().is_success() {
         Ok(())
     } else {
-        Err(format!("the active node answered the echo with {}", resp.status()))
+        Err(format!(
+            "the active node answered the echo with {}",
+            resp.status()
+        ))
     }
 }

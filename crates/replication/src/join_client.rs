@@ -59,7 +59,10 @@ fn roots(tls: &LeaderTls) -> Result<RootCertStore, String> {
     Ok(roots)
 }
 
-async fn client(leader_api_addr: &str, tls: &LeaderTls) -> Result<(reqwest::Client, String), String> {
+async fn client(
+    leader_api_addr: &str,
+    tls: &LeaderTls,
+) -> Result<(reqwest::Client, String), String> {
     let base = leader_api_addr.trim().trim_end_matches('/').to_owned();
     if !base.starts_with("https://") {
         return Err(format!(

@@ -69,7 +69,10 @@ pub(crate) async fn start_retry_join(core: &Arc<Core>, stanzas: &[RetryJoin], no
     if stanzas.is_empty() {
         return;
     }
-    match core.raft_join(retry_join_leaders(stanzas), true, non_voter).await {
+    match core
+        .raft_join(retry_join_leaders(stanzas), true, non_voter)
+        .await
+    {
         Ok(outcome) => tracing::info!(?outcome, "retry_join started"),
         // An initialized node or a member has nothing to join: not an error at start-up.
         Err(e) => tracing::debug!(error = %e, "retry_join not needed"),

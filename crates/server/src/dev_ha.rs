@@ -48,7 +48,10 @@ pub(crate) async fn run(flags: &ServerFlags) -> anyhow::Result<()> {
         let api_port = if port == 0 { 0 } else { port + 10 * i as u16 };
         let mut cfg = config(&format!("{host}:{api_port}"), &tls);
         if let Some(l) = cfg.listeners.first_mut() {
-            l.cluster_address = Some(format!("{host}:{}", if port == 0 { 0 } else { api_port + 1 }));
+            l.cluster_address = Some(format!(
+                "{host}:{}",
+                if port == 0 { 0 } else { api_port + 1 }
+            ));
         }
         cfg.storage = StorageConfig::Raft(RaftStorageConfig {
             path: dir.join(format!("node{}", i + 1)),
@@ -84,17 +87,35 @@ pub(crate) async fn run(flags: &ServerFlags) -> anyhow::Result<()> {
                     tracing::warn!(error = %e, "could not store the root token in ~/.vault-token");
                 }
             }
-            call(&node.core, &root, "sys/storage/raft/autopilot/configuration", obj(json!({"server_stabilization_time": "1s"}))).await?;
-            call(&node.core, &root, "sys/mounts/secret", obj(json!({"type": "kv", "options": {"version": "2"}}))).await?;
+            call(
+                &node.core,
+                &root,
+                "sys/storage/raft/autopilot/configuration",
+                obj(json!({"server_stabilization_time": "1s"})),
+            )
+            .await?;
+            call(
+                &node.core,
+                &root,
+                "sys/mounts/secret",
+                obj(json!({"type": "kv", "options": {"version": "2"}})),
+            )
+            .await?;
         } else {
             let leader = nodes.first().map(|n| n.api_addr.clone()).context("node1")?;
-            let tls = LeaderTls { ca_cert_pem: Some(ca_pem.clone()), ..LeaderTls::default() };
+            let tls = LeaderTls {
+                ca_cert_pem: Some(ca_pem.clone()),
+                ..LeaderTls::default()
+            };
             node.core
                 .raft_join(vec![(leader, tls)], false, false)
                 .await
                 .map_err(|e| anyhow::anyhow!("node{} joining: {e}", i + 1))?;
             node.core
-                .unseal(UnsealRequest { key: Some(unseal_key.clone()), ..UnsealRequest::default() })
+                .unseal(UnsealRequest {
+                    key: Some(unseal_key.clone()),
+                    ..UnsealRequest::default()
+                })
                 .await
                 .map_err(|e| anyhow::anyhow!("node{} unsealing: {e}", i + 1))?;
         }
@@ -122,27 +143,41 @@ async fn wait_voters(nodes: &[RunningNode], root: &str) -> anyhow::Result<()> {
     loop {
         let voters = active
             .core
-            .handle(Request::new(Operation::Read, "sys/storage/raft/configuration").with_token(root))
+            .handle(
+                Request::new(Operation::Read, "sys/storage/raft/configuration").with_token(root),
+            )
             .await
             .ok()
             .and_then(|r| r.data)
             .and_then(|d| d.get("config").and_then(|c| c.get("servers")).cloned())
-            .and_then(|s| s.as_array().map(|a| a.iter().filter(|v| v["voter"] == true).count()))
+            .and_then(|s| {
+                s.as_array()
+                    .map(|a| a.iter().filter(|v| v["voter"] == true).count())
+            })
             .unwrap_or(0);
         if voters == nodes.len() {
             return Ok(());
         }
         if Instant::now() > deadline {
-            bail!("the dev cluster has {voters} voters of {} after {FORM_TIMEOUT:?}", nodes.len());
+            bail!(
+                "the dev cluster has {voters} voters of {} after {FORM_TIMEOUT:?}",
+                nodes.len()
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
 fn print_banner(nodes: &[RunningNode], ca: &std::path::Path, root: &str, unseal_key: &str) {
-    println!("==> Strongroom -dev-ha: a three-node Raft cluster over mutual TLS, formed and unsealed.\n");
+    println!(
+        "==> Strongroom -dev-ha: a three-node Raft cluster over mutual TLS, formed and unsealed.\n"
+    );
     for (i, n) in nodes.iter().enumerate() {
-        let role = if i == 0 { "active" } else { "standby (forwards to the active node)" };
+        let role = if i == 0 {
+            "active"
+        } else {
+            "standby (forwards to the active node)"
+        };
         println!(
             "node{}  {role}\n             Api Address: {}\n         Cluster Address: {}\n",
             i + 1,

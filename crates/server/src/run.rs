@@ -148,8 +148,12 @@ async fn serve(flags: ServerFlags, config: ServerConfig, logs: LogControl) -> an
     };
     let node = start_node(&config, core, &shutdown_rx, clustering.as_ref()).await?;
     if let (Some(_), StorageConfig::Raft(raft)) = (&clustering, &config.storage) {
-        crate::cluster::start_retry_join(&node.core, &raft.retry_join, raft.retry_join_as_non_voter)
-            .await;
+        crate::cluster::start_retry_join(
+            &node.core,
+            &raft.retry_join,
+            raft.retry_join_as_non_voter,
+        )
+        .await;
     }
     let (core, listeners, cluster_task) = (node.core, node.listeners, node.cluster_task);
     let (bound, api_addr, cluster_addr) = (node.bound, node.api_addr, node.cluster_addr);
@@ -260,7 +264,13 @@ pub(crate) async fn start_node(
     );
     core.set_cluster_listener(cluster_listener.clone());
     if let (Some(c), Some(forwarder)) = (clustering, &forwarder) {
-        crate::cluster::wire(&core, c, &cluster_listener, forwarder, listener_options(&first)?)?;
+        crate::cluster::wire(
+            &core,
+            c,
+            &cluster_listener,
+            forwarder,
+            listener_options(&first)?,
+        )?;
     }
     let (cluster_local, cluster_task) = cluster_listener
         .serve(&cluster_bind, core.replication_primary_server(), shutdown_rx.clone())

@@ -14,7 +14,6 @@
 //! [`Action`]s through `strongroom_storage::Cluster`, and serves [`Planner::state`] under
 //! `data` of `sys/storage/raft/autopilot/state`.
 
-
 mod config;
 #[cfg(test)]
 mod config_tests;
@@ -32,4 +31,4 @@ pub(crate) use config::ConfigUpdateError;
 pub(crate) use duration::go_duration;
 pub(crate) use plan::{Action, ClusterView, Planner};
 #[cfg(test)]
-pub(crate) use state::{AutopilotState, NodeStatus, ServerState};
+pub(crate) use state::NodeStatus;

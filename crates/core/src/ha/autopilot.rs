@@ -18,8 +18,9 @@ pub(crate) const TICK: Duration = Duration::from_secs(2);
 impl Core {
     pub(crate) async fn autopilot_config(&self) -> Result<AutopilotConfig, CoreError> {
         match self.barrier.get(crate::keys::AUTOPILOT_CONFIG).await? {
-            Some(raw) => serde_json::from_slice(&raw)
-                .map_err(|e| CoreError::Internal(format!("the autopilot configuration is corrupt: {e}"))),
+            Some(raw) => serde_json::from_slice(&raw).map_err(|e| {
+                CoreError::Internal(format!("the autopilot configuration is corrupt: {e}"))
+            }),
             None => Ok(AutopilotConfig::default()),
         }
     }
@@ -63,22 +64,31 @@ impl Core {
     }
 
     /// `GET|POST sys/storage/raft/autopilot/configuration`.
-    pub(crate) async fn autopilot_configuration(&self, req: &Request) -> Result<Response, CoreError> {
+    pub(crate) async fn autopilot_configuration(
+        &self,
+        req: &Request,
+    ) -> Result<Response, CoreError> {
         self.cluster().ok_or_else(super::join_leader::not_raft)?;
         let current = self.autopilot_config().await?;
         if !crate::pipeline::writes(req.operation) {
             return Ok(Response::with_data(current.to_data()));
         }
         let updated = current.updated(&req.data)?;
-        let raw = serde_json::to_vec(&updated)
-            .map_err(|e| CoreError::Internal(format!("encoding the autopilot configuration: {e}")))?;
-        self.barrier.put(crate::keys::AUTOPILOT_CONFIG, &raw).await?;
+        let raw = serde_json::to_vec(&updated).map_err(|e| {
+            CoreError::Internal(format!("encoding the autopilot configuration: {e}"))
+        })?;
+        self.barrier
+            .put(crate::keys::AUTOPILOT_CONFIG, &raw)
+            .await?;
         Ok(Response::no_content())
     }
 
     /// `GET sys/storage/raft/autopilot/state`.
     pub(crate) async fn autopilot_state(&self) -> Result<Response, CoreError> {
-        let cluster = self.cluster().cloned().ok_or_else(super::join_leader::not_raft)?;
+        let cluster = self
+            .cluster()
+            .cloned()
+            .ok_or_else(super::join_leader::not_raft)?;
         let config = self.autopilot_config().await?;
         let pinned = self.non_voters().await?;
         let servers = cluster.servers();

@@ -61,7 +61,13 @@ impl StandbyRegistry {
 
 impl Core {
     /// On the active node: a standby's echo arrived over the forwarding channel.
-    pub fn record_standby_echo(&self, node_id: &str, api_addr: &str, cluster_addr: &str, version: &str) {
+    pub fn record_standby_echo(
+        &self,
+        node_id: &str,
+        api_addr: &str,
+        cluster_addr: &str,
+        version: &str,
+    ) {
         self.ha.standbys.record(StandbyEcho {
             node_id: node_id.to_owned(),
             api_addr: api_addr.to_owned(),

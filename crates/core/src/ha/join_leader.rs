@@ -29,25 +29,37 @@ const MAX_SERVER_ID: usize = 128;
 
 /// Outstanding challenges by server id.
 #[derive(Default)]
-pub(crate) struct Challenges(Mutex<HashMap<String, (Zeroizing<Vec<u8>>, Instant)>>);
+pub(crate) struct Challenges(Mutex<HashMap<String, Issued>>);
+
+/// A nonce handed out, and when.
+struct Issued {
+    nonce: Zeroizing<Vec<u8>>,
+    at: Instant,
+}
 
 impl Challenges {
     fn insert(&self, server_id: &str, nonce: Zeroizing<Vec<u8>>) -> Result<(), CoreError> {
         let mut map = lock(&self.0);
-        map.retain(|_, (_, at)| at.elapsed() < CHALLENGE_TTL);
+        map.retain(|_, issued| issued.at.elapsed() < CHALLENGE_TTL);
         if map.len() >= MAX_CHALLENGES && !map.contains_key(server_id) {
             return Err(CoreError::InvalidRequest(format!(
                 "too many raft join challenges are outstanding (at most {MAX_CHALLENGES}); retry in {} seconds",
                 CHALLENGE_TTL.as_secs()
             )));
         }
-        map.insert(server_id.to_owned(), (nonce, Instant::now()));
+        map.insert(
+            server_id.to_owned(),
+            Issued {
+                nonce,
+                at: Instant::now(),
+            },
+        );
         Ok(())
     }
 
     fn take(&self, server_id: &str) -> Option<Zeroizing<Vec<u8>>> {
-        let (nonce, at) = lock(&self.0).remove(server_id)?;
-        (at.elapsed() < CHALLENGE_TTL).then_some(nonce)
+        let issued = lock(&self.0).remove(server_id)?;
+        (issued.at.elapsed() < CHALLENGE_TTL).then_some(issued.nonce)
     }
 }
 
@@ -66,7 +78,10 @@ fn server_id(req: &Request) -> Result<String, CoreError> {
 
 impl Core {
     /// `POST sys/storage/raft/bootstrap/challenge`.
-    pub(crate) async fn raft_bootstrap_challenge(&self, req: &Request) -> Result<Response, CoreError> {
+    pub(crate) async fn raft_bootstrap_challenge(
+        &self,
+        req: &Request,
+    ) -> Result<Response, CoreError> {
         self.cluster().ok_or_else(not_raft)?;
         let id = server_id(req)?;
         let c = self.barrier.join_challenge(&id).await?;
@@ -76,7 +91,10 @@ impl Core {
             .ok_or_else(|| CoreError::Internal("seal configuration missing from storage".into()))?;
         let mut data = Map::new();
         data.insert("challenge".into(), json!(B64.encode(&c.challenge)));
-        data.insert("sealed_root_key".into(), json!(B64.encode(&c.sealed_root_key)));
+        data.insert(
+            "sealed_root_key".into(),
+            json!(B64.encode(&c.sealed_root_key)),
+        );
         data.insert(
             "seal_config".into(),
             json!({
@@ -94,7 +112,9 @@ impl Core {
         let id = server_id(req)?;
         let answer = str_param(&req.data, "answer")?
             .and_then(|a| B64.decode(a).ok())
-            .ok_or_else(|| CoreError::InvalidRequest("no answer provided, or it is not base64".into()))?;
+            .ok_or_else(|| {
+                CoreError::InvalidRequest("no answer provided, or it is not base64".into())
+            })?;
         let cluster_addr = str_param(&req.data, "cluster_addr")?
             .map(|a| a.trim().trim_start_matches("https://").to_owned())
             .filter(|a| !a.is_empty())

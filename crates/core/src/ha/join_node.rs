@@ -70,7 +70,9 @@ impl Core {
         }
         match self.try_leaders(&leaders, non_voter).await {
             Ok(()) => return Ok(JoinOutcome::Challenged),
-            Err(e) if !retry => return Err(CoreError::InvalidRequest(format!("raft join failed: {e}"))),
+            Err(e) if !retry => {
+                return Err(CoreError::InvalidRequest(format!("raft join failed: {e}")));
+            }
             Err(e) => tracing::warn!(error = %e, "raft join: no leader answered yet; retrying"),
         }
         let weak = self.ha.core.clone();
@@ -84,7 +86,9 @@ impl Core {
                 }
                 match core.try_leaders(&leaders, non_voter).await {
                     Ok(()) => return,
-                    Err(e) => tracing::warn!(error = %e, "raft join: no leader answered yet; retrying"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "raft join: no leader answered yet; retrying")
+                    }
                 }
                 pause = (pause * 2).min(RETRY_MAX);
             }
@@ -108,12 +112,23 @@ impl Core {
         Ok(())
     }
 
-    async fn try_leaders(&self, leaders: &[(String, LeaderTls)], non_voter: bool) -> Result<(), String> {
+    async fn try_leaders(
+        &self,
+        leaders: &[(String, LeaderTls)],
+        non_voter: bool,
+    ) -> Result<(), String> {
         let server_id = self.storage.status().node_id;
         let mut last = String::new();
         for (addr, tls) in leaders {
             let body = json!({ "server_id": server_id });
-            match strongroom_replication::post_to_leader(addr, tls, "sys/storage/raft/bootstrap/challenge", &body).await {
+            match strongroom_replication::post_to_leader(
+                addr,
+                tls,
+                "sys/storage/raft/bootstrap/challenge",
+                &body,
+            )
+            .await
+            {
                 Ok(data) => {
                     let pending = Self::pending_from(addr, tls, non_voter, &data)?;
                     tracing::info!(leader = %addr, "raft join: challenge received; unseal this node with the cluster's keys to finish joining");
@@ -126,9 +141,17 @@ impl Core {
         Err(last)
     }
 
-    fn pending_from(addr: &str, tls: &LeaderTls, non_voter: bool, data: &Map<String, Value>) -> Result<PendingJoin, String> {
+    fn pending_from(
+        addr: &str,
+        tls: &LeaderTls,
+        non_voter: bool,
+        data: &Map<String, Value>,
+    ) -> Result<PendingJoin, String> {
         let decode = |name: &str| {
-            field(data, name).and_then(|v| B64.decode(v).map_err(|e| format!("{name} is not base64: {e}")))
+            field(data, name).and_then(|v| {
+                B64.decode(v)
+                    .map_err(|e| format!("{name} is not base64: {e}"))
+            })
         };
         let seal = data.get("seal_config").cloned().unwrap_or(Value::Null);
         let num = |name: &str| {
@@ -157,13 +180,21 @@ impl Core {
     }
 
     /// Phase two, from unseal once the threshold of shares is in.
-    pub(crate) async fn finish_join(&self, shares: &[zeroize::Zeroizing<Vec<u8>>]) -> Result<(), CoreError> {
+    pub(crate) async fn finish_join(
+        &self,
+        shares: &[zeroize::Zeroizing<Vec<u8>>],
+    ) -> Result<(), CoreError> {
         let Some(pending) = lock(&self.ha.pending_join).clone() else {
             return Err(CoreError::Internal("no raft join is pending".into()));
         };
-        let cluster = self.cluster().cloned().ok_or_else(super::join_leader::not_raft)?;
+        let cluster = self
+            .cluster()
+            .cloned()
+            .ok_or_else(super::join_leader::not_raft)?;
         let unseal_key = combine_shares(shares).map_err(|e| {
-            CoreError::InvalidRequest(format!("unable to combine the provided key shares ({e}): unseal progress was reset"))
+            CoreError::InvalidRequest(format!(
+                "unable to combine the provided key shares ({e}): unseal progress was reset"
+            ))
         })?;
         let server_id = self.storage.status().node_id;
         let answer = answer_join_challenge(&unseal_key, &pending.sealed_root_key, &pending.challenge, &server_id)
@@ -189,14 +220,18 @@ impl Core {
         .map_err(|e| {
             // The challenge is single use: start phase one again.
             *lock(&self.ha.pending_join) = None;
-            CoreError::InvalidRequest(format!("raft join failed answering the challenge: {e}; run the join again"))
+            CoreError::InvalidRequest(format!(
+                "raft join failed answering the challenge: {e}; run the join again"
+            ))
         })?;
         let creds: super::NodeCredentials = data
             .get("node_credentials")
             .cloned()
             .map(serde_json::from_value)
             .transpose()
-            .map_err(|e| CoreError::Internal(format!("the leader's node credentials are malformed: {e}")))?
+            .map_err(|e| {
+                CoreError::Internal(format!("the leader's node credentials are malformed: {e}"))
+            })?
             .ok_or_else(|| CoreError::Internal("the leader sent no node credentials".into()))?;
         self.install_identity(&creds)?;
         self.wait_for_cluster_data(cluster.as_ref()).await?;
@@ -204,7 +239,10 @@ impl Core {
         self.open_joined_barrier(&unseal_key).await
     }
 
-    async fn wait_for_cluster_data(&self, cluster: &dyn strongroom_storage::Cluster) -> Result<(), CoreError> {
+    async fn wait_for_cluster_data(
+        &self,
+        cluster: &dyn strongroom_storage::Cluster,
+    ) -> Result<(), CoreError> {
         let deadline = Instant::now() + DATA_WAIT;
         loop {
             if cluster.is_member().await? && self.barrier.initialized().await? {

@@ -25,9 +25,9 @@ use strongroom_storage::Cluster;
 
 pub use advert::ActiveNode;
 pub(crate) use echo::StandbyRegistry;
-pub use join_node::{JoinOutcome, LeaderTls};
 pub(crate) use join_leader::Challenges;
 pub(crate) use join_node::PendingJoin;
+pub use join_node::{JoinOutcome, LeaderTls};
 pub use tls::{ClusterIdentity, NodeCredentials};
 
 use crate::Core;

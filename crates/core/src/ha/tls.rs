@@ -28,8 +28,9 @@ impl Core {
     /// cluster initialized before multi-node support, or a fresh one).
     pub(crate) async fn cluster_ca(&self, may_create: bool) -> Result<Option<StoredCa>, CoreError> {
         if let Some(raw) = self.barrier.get(crate::keys::CLUSTER_CA).await? {
-            let ca = serde_json::from_slice(&raw)
-                .map_err(|e| CoreError::Internal(format!("the cluster CA record is corrupt: {e}")))?;
+            let ca = serde_json::from_slice(&raw).map_err(|e| {
+                CoreError::Internal(format!("the cluster CA record is corrupt: {e}"))
+            })?;
             return Ok(Some(ca));
         }
         if !may_create {
@@ -52,7 +53,9 @@ impl Core {
         node_id: &str,
     ) -> Result<NodeCredentials, CoreError> {
         let ca = self.cluster_ca(false).await?.ok_or_else(|| {
-            CoreError::Internal("this cluster has no cluster CA yet; retry once its active node is up".into())
+            CoreError::Internal(
+                "this cluster has no cluster CA yet; retry once its active node is up".into(),
+            )
         })?;
         pki::issue(&ca, node_id)
     }
@@ -98,7 +101,8 @@ mod pki {
     }
 
     pub fn issue(ca: &StoredCa, node_id: &str) -> Result<NodeCredentials, CoreError> {
-        ca.issue_node(node_id)
-            .map_err(|e| CoreError::Internal(format!("issuing a cluster certificate for {node_id}: {e}")))
+        ca.issue_node(node_id).map_err(|e| {
+            CoreError::Internal(format!("issuing a cluster certificate for {node_id}: {e}"))
+        })
     }
 }

@@ -72,9 +72,7 @@ pub(crate) async fn route(
             data.insert("encryptions".into(), json!(ks.encryptions));
             Ok(Response::with_data(data))
         }
-        ("sys/rotate" | "sys/key-status", _) => {
-            Err(CoreError::UnsupportedOperation)
-        }
+        ("sys/rotate" | "sys/key-status", _) => Err(CoreError::UnsupportedOperation),
         _ => Err(CoreError::UnsupportedPath(req.path.clone())),
     }?;
     if resp.mount_type.is_empty() {
