@@ -11,8 +11,8 @@
 
 use zeroize::Zeroizing;
 
-use crate::envelope::{self, OpenError};
 use crate::envelope::KEY_LEN;
+use crate::envelope::{self, OpenError};
 use crate::seal::{ROOT_KEY_PATH, RootKey, UnsealKey};
 use crate::{Barrier, BarrierError};
 
@@ -65,12 +65,13 @@ pub fn answer_join_challenge(
     server_id: &str,
 ) -> Result<Zeroizing<Vec<u8>>, BarrierError> {
     let cipher = envelope::cipher(unseal_key.bytes());
-    let root = envelope::open(&cipher, ROOT_KEY_PATH.as_bytes(), sealed_root_key).map_err(
-        |e| match e {
-            OpenError::Malformed(err) => err,
-            OpenError::Unauthentic => BarrierError::InvalidKey,
-        },
-    )?;
+    let root =
+        envelope::open(&cipher, ROOT_KEY_PATH.as_bytes(), sealed_root_key).map_err(
+            |e| match e {
+                OpenError::Malformed(err) => err,
+                OpenError::Unauthentic => BarrierError::InvalidKey,
+            },
+        )?;
     if root.len() != KEY_LEN {
         return Err(BarrierError::Corrupt(
             "the cluster's root key record has the wrong length".into(),
