@@ -168,7 +168,10 @@ impl Core {
         self.clear_audit();
         let reloaded = if keyring_opens {
             match self.barrier.reload_keyring().await {
-                Ok(()) => self.post_unseal().await,
+                Ok(()) => match self.post_unseal().await {
+                    Ok(()) => self.readvertise().await,
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(e.into()),
             }
         } else {

@@ -132,6 +132,21 @@ impl Core {
         Ok(())
     }
 
+    /// After a restore replaced the keyspace: the restored leader advertisement may name
+    /// another node, and an old snapshot may hold no cluster CA; put this node's back.
+    pub(crate) async fn readvertise(&self) -> Result<(), CoreError> {
+        if self.cluster().is_none() {
+            return Ok(());
+        }
+        let node_id = self.storage.status().node_id;
+        self.write_advert(&node_id).await?;
+        *crate::util::lock(&self.ha.active) = None;
+        if let Err(e) = self.install_own_identity(true).await {
+            tracing::error!(error = %e, "cannot present a cluster-port certificate after the restore");
+        }
+        Ok(())
+    }
+
     /// Drops what only the active node holds, leaving the barrier unsealed (a standby).
     pub(crate) async fn drop_active_state(&self) {
         self.expiration_stop().await;
