@@ -89,9 +89,10 @@ pub async fn run(env: &Env, seconds: u64, rounds: usize, multiplier: Option<u64>
          {rounds} rounds"
     );
     println!(
-        "{:<6} {:<8} {:>12} {:<10} {:<10} {:>13} {:>10} {:>12}",
+        "{:<6} {:<8} {:>11} {:>12} {:<10} {:<10} {:>13} {:>10} {:>12}",
         "round",
         "killed",
+        "elected ms",
         "failover ms",
         "accepted",
         "new active",
@@ -109,9 +110,11 @@ pub async fn run(env: &Env, seconds: u64, rounds: usize, multiplier: Option<u64>
         c.wait_healthy(Duration::from_secs(60)).await?;
         let rejoin = t.elapsed();
         println!(
-            "{:<6} {:<8} {:>12.1} {:<10} {:<10} {:>13} {:>10} {:>12.0}",
+            "{:<6} {:<8} {:>11} {:>12.1} {:<10} {:<10} {:>13} {:>10} {:>12.0}",
             round,
             c.nodes[r.killed].name,
+            r.elected
+                .map_or("-".to_string(), |e| format!("{:.1}", ms(e))),
             ms(r.failover),
             format!(
                 "{}{}",
@@ -126,14 +129,18 @@ pub async fn run(env: &Env, seconds: u64, rounds: usize, multiplier: Option<u64>
         times.push(r.failover);
     }
     times.sort();
-    let (p50, max) = (pct_ms(&times, 0.5), ms(*times.last().unwrap_or(&Duration::ZERO)));
+    let (p50, max) = (
+        pct_ms(&times, 0.5),
+        ms(*times.last().unwrap_or(&Duration::ZERO)),
+    );
     println!(
         "  failover p50 {p50:.0} ms (goal < 1500: {}), max {max:.0} ms (goal < 3000: {})",
         if p50 < 1500.0 { "met" } else { "MISSED" },
         if max < 3000.0 { "met" } else { "MISSED" }
     );
     println!(
-        "  accepted = node whose API accepted the first write (* = a standby forwarding to the \
+        "  elected = kill -> a survivor's sys/leader says is_self; failover = kill -> first \
+         accepted write; accepted = node whose API accepted the first write (* = a standby forwarding to the \
          new active); rejected/err = attempts answered non-2xx or failed before it; rejoin = \
          restart + unseal of the killed node until autopilot reports all 3 healthy"
     );
@@ -190,6 +197,7 @@ struct Cluster {
 struct Round {
     killed: usize,
     accepted_by: usize,
+    elected: Option<Duration>,
     failover: Duration,
     errors: u64,
 }
@@ -280,9 +288,9 @@ impl Cluster {
             let conf = c.nodes[0]
                 .call(Method::GET, "sys/storage/raft/configuration", None)
                 .await?;
-            let voters = conf["data"]["config"]["servers"]
-                .as_array()
-                .map_or(0, |s| s.iter().filter(|s| s["voter"] == json!(true)).count());
+            let voters = conf["data"]["config"]["servers"].as_array().map_or(0, |s| {
+                s.iter().filter(|s| s["voter"] == json!(true)).count()
+            });
             if voters == 3 {
                 break;
             }
@@ -393,14 +401,44 @@ impl Cluster {
         let first: Arc<Mutex<Option<(Duration, usize)>>> = Arc::default();
         let done = Arc::new(AtomicBool::new(false));
         let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        // When a survivor first reports itself leader in `sys/leader` (the election alone).
+        let elected = {
+            let survivors: Vec<(reqwest::Client, String)> = self
+                .nodes
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != a)
+                .map(|(_, n)| (n.client.clone(), n.url("sys/leader")))
+                .collect();
+            tokio::spawn(async move {
+                while t0.elapsed() < FAILOVER_LIMIT {
+                    for (client, url) in &survivors {
+                        if let Ok(r) = client.get(url).timeout(ATTEMPT_TIMEOUT).send().await
+                            && let Ok(v) = r.json::<Value>().await
+                            && v["is_self"] == json!(true)
+                        {
+                            return Some(t0.elapsed());
+                        }
+                    }
+                    tokio::time::sleep(PROBE_EVERY).await;
+                }
+                None
+            })
+        };
+        let kinds: Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>> = Arc::default();
         let mut probes = Vec::new();
         for (s, n) in self.nodes.iter().enumerate() {
             if s == a {
                 continue;
             }
             let (client, addr, token) = (n.client.clone(), n.addr.clone(), n.root.clone());
-            let (first, done, errors, acked) =
-                (first.clone(), done.clone(), errors.clone(), acked.clone());
+            let (first, done, errors, acked, kinds) = (
+                first.clone(),
+                done.clone(),
+                errors.clone(),
+                acked.clone(),
+                kinds.clone(),
+            );
             probes.push(tokio::spawn(async move {
                 let sem = Arc::new(tokio::sync::Semaphore::new(PROBE_IN_FLIGHT));
                 let mut attempts = Vec::new();
@@ -414,8 +452,13 @@ impl Cluster {
                             .header("X-Vault-Token", &token)
                             .timeout(ATTEMPT_TIMEOUT)
                             .json(&json!({ "v": v }));
-                        let (first, done, errors, acked) =
-                            (first.clone(), done.clone(), errors.clone(), acked.clone());
+                        let (first, done, errors, acked, kinds) = (
+                            first.clone(),
+                            done.clone(),
+                            errors.clone(),
+                            acked.clone(),
+                            kinds.clone(),
+                        );
                         attempts.push(tokio::spawn(async move {
                             let _permit = permit;
                             match req.send().await {
@@ -428,8 +471,24 @@ impl Cluster {
                                     }
                                     done.store(true, Ordering::Relaxed);
                                 }
-                                _ => {
+                                other => {
                                     errors.fetch_add(1, Ordering::Relaxed);
+                                    let kind = match other {
+                                        Ok(r) => {
+                                            let st = r.status().as_u16();
+                                            let body = r.text().await.unwrap_or_default();
+                                            format!(
+                                                "{st} {}",
+                                                body.chars().take(90).collect::<String>()
+                                            )
+                                        }
+                                        Err(e) if e.is_timeout() => "timeout".to_string(),
+                                        Err(e) if e.is_connect() => "connect".to_string(),
+                                        Err(_) => "other transport error".to_string(),
+                                    };
+                                    if let Ok(mut k) = kinds.lock() {
+                                        *k.entry(format!("{}: {kind}", s + 1)).or_default() += 1;
+                                    }
                                 }
                             }
                         }));
@@ -449,13 +508,21 @@ impl Cluster {
         }
         stop.store(true, Ordering::Relaxed);
         writer.await?;
-        let (failover, accepted_by) = first
-            .lock()
-            .await
-            .with_context(|| format!("round {round}: no survivor accepted a write within {FAILOVER_LIMIT:?}"))?;
+        let (failover, accepted_by) = first.lock().await.with_context(|| {
+            format!("round {round}: no survivor accepted a write within {FAILOVER_LIMIT:?}")
+        })?;
+        let elected = elected.await?;
+        if std::env::var_os("STRONGROOM_BENCH_VERBOSE").is_some()
+            && let Ok(k) = kinds.lock()
+        {
+            for (kind, n) in k.iter() {
+                eprintln!("  round {round} node{kind} x{n}");
+            }
+        }
         Ok(Round {
             killed: a,
             accepted_by,
+            elected,
             failover,
             errors: errors.load(Ordering::Relaxed),
         })
@@ -464,7 +531,10 @@ impl Cluster {
 
 /// Reads every acknowledged key back; returns those missing or holding another value.
 async fn read_back(node: &Node, acked: &[(String, String)]) -> Result<Vec<(String, String)>> {
-    let chunks: Vec<Vec<(String, String)>> = acked.chunks(acked.len().div_ceil(16).max(1)).map(<[_]>::to_vec).collect();
+    let chunks: Vec<Vec<(String, String)>> = acked
+        .chunks(acked.len().div_ceil(16).max(1))
+        .map(<[_]>::to_vec)
+        .collect();
     let mut tasks = Vec::new();
     for chunk in chunks {
         let (client, addr, token) = (node.client.clone(), node.addr.clone(), node.root.clone());

@@ -98,7 +98,11 @@ impl Cluster {
         c.root = root;
         c.wait_health(0, 200, 30);
         ok(c.nodes[0]
-            .req(Method::POST, "sys/storage/raft/autopilot/configuration", &c.root)
+            .req(
+                Method::POST,
+                "sys/storage/raft/autopilot/configuration",
+                &c.root,
+            )
             .json(&json!({"server_stabilization_time": "1s"}))
             .send()
             .unwrap());
@@ -111,21 +115,60 @@ impl Cluster {
 
     /// Joins node `i` (started, not initialized) to the cluster and unseals it with the
     /// cluster's key; returns once it answers as an unsealed standby.
+    ///
+    /// PRODUCT BUG (see the HA test report, "membership changes are not serialized"): when
+    /// autopilot is still committing the previous node's promotion, the leader refuses the
+    /// join's answer with 503 "the cluster is already undergoing a configuration change" and
+    /// unseal fails with "run the join again"; Vault's raft library queues the change instead.
+    /// Only that failure is retried here (join again, unseal again, for at most 20s), and each
+    /// retry is printed, so forming a cluster stays asserted.
     pub fn join(&self, i: usize, join: Join) {
         let node = &self.nodes[i];
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut busy = 0;
+        loop {
+            self.join_phase_one(i, join);
+            let r = node.unseal(&self.keys);
+            if r["sealed"] == false {
+                break;
+            }
+            let busy_answer = r["errors"]
+                .to_string()
+                .contains("already undergoing a configuration change");
+            assert!(
+                busy_answer && Instant::now() < deadline,
+                "unseal of joining {} ({busy} earlier busy answers): {r}",
+                node_id(i)
+            );
+            busy += 1;
+            eprintln!(
+                "PRODUCT BUG: joining {} refused while a membership change is in flight: {r}",
+                node_id(i)
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        self.wait_health(i, 429, 30);
+    }
+
+    /// Phase one of the join: a challenge pending on node `i` (seal-status says initialized).
+    fn join_phase_one(&self, i: usize, join: Join) {
+        let node = &self.nodes[i];
+        if seal_status(node)["initialized"] == true {
+            return;
+        }
         match join {
-            Join::RetryJoin => wait_for_node(self, 30, &format!("{} to get the challenge", node_id(i)), || {
-                seal_status(node)["initialized"] == true
-            }),
+            Join::RetryJoin => wait_for_node(
+                self,
+                30,
+                &format!("{} to get the challenge", node_id(i)),
+                || seal_status(node)["initialized"] == true,
+            ),
             Join::Manual => {
                 let (code, out, err) = self.raft_join_cli(i, &self.ports[0].api_addr());
                 assert_eq!(code, 0, "operator raft join on {}: {out}{err}", node_id(i));
                 assert!(out.contains("Joined") && out.contains("true"), "{out}");
             }
         }
-        let r = node.unseal(&self.keys);
-        assert_eq!(r["sealed"], false, "unseal of joining {}: {r}", node_id(i));
-        self.wait_health(i, 429, 30);
     }
 
     /// `operator raft join -leader-ca-cert=@ca.pem LEADER` run against node `i`.
@@ -151,9 +194,12 @@ impl Cluster {
 
     /// Waits until node `i`'s `sys/health` answers `code`.
     pub fn wait_health(&self, i: usize, code: u16, secs: u64) {
-        wait_for_node(self, secs, &format!("{} to answer health {code}", node_id(i)), || {
-            self.health(i).is_some_and(|(c, _)| c == code)
-        });
+        wait_for_node(
+            self,
+            secs,
+            &format!("{} to answer health {code}", node_id(i)),
+            || self.health(i).is_some_and(|(c, _)| c == code),
+        );
     }
 
     /// The running nodes (not in `except`) that answer health 200.
@@ -164,24 +210,31 @@ impl Cluster {
             .collect()
     }
 
-    /// Waits until exactly one running node is active and every other running node agrees
-    /// (`sys/leader` names its API address); returns its index.
+    /// Waits until exactly one running node is active and every other unsealed running node
+    /// agrees (`sys/leader` names its API address); returns its index. Sealed and removed
+    /// nodes (health 503, 530) take no part.
     pub fn wait_active(&self, secs: u64) -> usize {
         let mut found = None;
-        wait_for_node(self, secs, "exactly one active node that the others agree on", || {
-            let actives = self.actives(&[]);
-            let [a] = actives[..] else { return false };
-            let addr = self.ports[a].api_addr();
-            let agreed = (0..self.nodes.len())
-                .filter(|i| self.nodes[*i].child.is_some() && *i != a)
-                .all(|i| {
-                    leader(&self.nodes[i]).is_some_and(|l| {
-                        l["leader_address"] == addr.as_str() && l["is_self"] == false
-                    })
-                });
-            found = Some(a);
-            agreed && leader(&self.nodes[a]).is_some_and(|l| l["is_self"] == true)
-        });
+        wait_for_node(
+            self,
+            secs,
+            "exactly one active node that the others agree on",
+            || {
+                let actives = self.actives(&[]);
+                let [a] = actives[..] else { return false };
+                let addr = self.ports[a].api_addr();
+                let agreed = (0..self.nodes.len())
+                    .filter(|i| *i != a)
+                    .filter(|i| self.health(*i).is_some_and(|(c, _)| c != 503 && c != 530))
+                    .all(|i| {
+                        leader(&self.nodes[i]).is_some_and(|l| {
+                            l["leader_address"] == addr.as_str() && l["is_self"] == false
+                        })
+                    });
+                found = Some(a);
+                agreed && leader(&self.nodes[a]).is_some_and(|l| l["is_self"] == true)
+            },
+        );
         found.unwrap()
     }
 
@@ -203,17 +256,27 @@ impl Cluster {
 
     /// `operator raft list-peers` through node `i`: rows of (node, address, state, voter).
     pub fn list_peers(&self, i: usize) -> Vec<[String; 4]> {
-        let (code, out, err) = self.nodes[i].cli(Some(&self.root), &["operator", "raft", "list-peers"]);
+        let (code, out, err) =
+            self.nodes[i].cli(Some(&self.root), &["operator", "raft", "list-peers"]);
         assert_eq!(code, 0, "list-peers: {out}{err}");
         let mut lines = out.lines();
-        let header: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
+        let header: Vec<&str> = lines
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
         assert_eq!(header, ["Node", "Address", "State", "Voter"], "{out}");
         lines
             .filter(|l| !l.trim().is_empty() && !l.starts_with("----"))
             .map(|l| {
                 let cols: Vec<String> = l.split_whitespace().map(str::to_string).collect();
                 assert_eq!(cols.len(), 4, "list-peers row {l:?} in\n{out}");
-                [cols[0].clone(), cols[1].clone(), cols[2].clone(), cols[3].clone()]
+                [
+                    cols[0].clone(),
+                    cols[1].clone(),
+                    cols[2].clone(),
+                    cols[3].clone(),
+                ]
             })
             .collect()
     }

@@ -32,7 +32,7 @@ pub mod telemetry;
 #[cfg(test)]
 mod test_support;
 mod token;
-mod util;
+pub mod util;
 mod wrapping;
 
 pub mod sys;

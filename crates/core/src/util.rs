@@ -35,6 +35,16 @@ pub fn random_base62(n: usize) -> Result<String, CoreError> {
     Ok(out)
 }
 
+/// This machine's hostname, for `sys/ha-status` (empty when it cannot be read).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

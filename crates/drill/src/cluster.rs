@@ -43,7 +43,7 @@ impl Pki {
     }
 
     /// Writes a server certificate and key for `sans` into `dir`; returns (cert, key) paths.
-    fn server_cert(&self, dir: &Path, sans: &[String]) -> Result<(PathBuf, PathBuf)> {
+    pub(crate) fn server_cert(&self, dir: &Path, sans: &[String]) -> Result<(PathBuf, PathBuf)> {
         let key = KeyPair::generate()?;
         let cert = CertificateParams::new(sans.to_vec())?.signed_by(&key, &self.issuer)?;
         let cert_file = dir.join("server.pem");
@@ -188,6 +188,38 @@ telemetry {{
             keys: Vec::new(),
             env: Vec::new(),
         })
+    }
+
+    /// A node whose config the caller writes (multi-node Raft drills, `ha_cluster`): the
+    /// config text goes to `dir/config.hcl`, the log to `dir/server.log`.
+    pub fn prepared(
+        name: &str,
+        placement: Placement,
+        dir: &Path,
+        config_text: &str,
+        bin: &Path,
+        client: Client,
+    ) -> Result<Cluster> {
+        std::fs::create_dir_all(dir)?;
+        let config = dir.join("config.hcl");
+        std::fs::write(&config, config_text)?;
+        Ok(Cluster {
+            name: name.to_string(),
+            log: dir.join("server.log"),
+            placement,
+            dir: dir.to_path_buf(),
+            config,
+            bin: bin.to_path_buf(),
+            child: None,
+            client,
+            keys: Vec::new(),
+            env: Vec::new(),
+        })
+    }
+
+    /// The server's pid while it runs (loopback placements: the server itself).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// The URL the drill uses.

@@ -11,6 +11,7 @@
 
 mod checker;
 mod cluster;
+mod ha_cluster;
 mod netns;
 mod relay;
 mod scenarios;

@@ -112,6 +112,7 @@ fn echo(core: &Core, parts: &http::request::Parts) -> Response {
     };
     core.record_standby_echo(
         node_id,
+        &header(standby::ECHO_HOSTNAME),
         &header(standby::ECHO_API_ADDR),
         &header(standby::ECHO_CLUSTER_ADDR),
         strongroom_api::VAULT_COMPAT_VERSION,

@@ -24,6 +24,7 @@ pub const NO_FORWARDING_HEADER: &str = "x-vault-no-request-forwarding";
 pub const ECHO_PATH: &str = "/v1/sys/internal/strongroom/echo";
 pub(crate) const ECHO_API_ADDR: &str = "x-strongroom-echo-api-addr";
 pub(crate) const ECHO_CLUSTER_ADDR: &str = "x-strongroom-echo-cluster-addr";
+pub(crate) const ECHO_HOSTNAME: &str = "x-strongroom-echo-hostname";
 
 /// Serves `req` on behalf of the active node.
 pub(crate) async fn divert(
@@ -173,6 +174,7 @@ pub async fn send_echo(
         .uri(ECHO_PATH)
         .header(ECHO_API_ADDR, api_addr)
         .header(ECHO_CLUSTER_ADDR, cluster_addr)
+        .header(ECHO_HOSTNAME, strongroom_core::util::hostname())
         .body(Body::empty())
         .map_err(|e| e.to_string())?;
     let resp = tokio::time::timeout(

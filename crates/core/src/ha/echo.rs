@@ -24,6 +24,7 @@ const MAX_STANDBYS: usize = 256;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StandbyEcho {
     pub node_id: String,
+    pub hostname: String,
     pub api_addr: String,
     pub cluster_addr: String,
     pub version: String,
@@ -64,12 +65,14 @@ impl Core {
     pub fn record_standby_echo(
         &self,
         node_id: &str,
+        hostname: &str,
         api_addr: &str,
         cluster_addr: &str,
         version: &str,
     ) {
         self.ha.standbys.record(StandbyEcho {
             node_id: node_id.to_owned(),
+            hostname: hostname.to_owned(),
             api_addr: api_addr.to_owned(),
             cluster_addr: cluster_addr.to_owned(),
             version: version.to_owned(),

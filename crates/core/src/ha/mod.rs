@@ -142,6 +142,10 @@ impl Core {
         let cluster = self.cluster()?;
         let leadership = cluster.leadership().borrow().clone();
         let leader = leadership.leader.clone()?;
+        // A leader that lost its lease still names itself: never forward to ourselves.
+        if leader == self.storage.status().node_id {
+            return None;
+        }
         if let Some((term, node)) = lock(&self.ha.active).clone()
             && term == leadership.term
             && node.node_id == leader

@@ -129,7 +129,7 @@ pub(crate) fn configuration(core: &Core) -> Response {
 /// `sys/ha-status`: this active node and the standbys that echoed recently.
 fn ha_status(core: &Core) -> Response {
     let (api_addr, cluster_addr) = lock(&core.node.advertised).clone();
-    let hostname = std::env::var("HOSTNAME").unwrap_or_default();
+    let hostname = crate::util::hostname();
     let mut nodes = vec![json!({
         "hostname": hostname,
         "api_address": api_addr,
@@ -140,7 +140,7 @@ fn ha_status(core: &Core) -> Response {
     })];
     for echo in core.standby_echoes() {
         nodes.push(json!({
-            "hostname": echo.node_id,
+            "hostname": if echo.hostname.is_empty() { echo.node_id.clone() } else { echo.hostname.clone() },
             "api_address": echo.api_addr,
             "cluster_address": echo.cluster_addr,
             "active_node": false,

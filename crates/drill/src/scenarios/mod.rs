@@ -6,6 +6,7 @@
 pub mod crash;
 pub mod emergency;
 pub mod failback;
+pub mod ha;
 pub mod latency;
 pub mod partition;
 pub mod planned;
@@ -159,6 +160,29 @@ pub fn catalogue() -> Vec<Scenario> {
             netns: Netns::Unused,
             in_ci: false,
             run: slow_disk::run,
+        },
+        Scenario {
+            name: "ha-leader-kill",
+            about: "3-node raft, load through every node: kill -9 the active node, a standby \
+                    takes over, the killed node restarts and catches up",
+            netns: Netns::Unused,
+            in_ci: false,
+            run: ha::run_leader_kill,
+        },
+        Scenario {
+            name: "ha-minority-partition",
+            about: "3-node raft: cut a standby, then the active node, from the other two; the \
+                    majority keeps writing, the cut node acknowledges nothing; heal, catch up",
+            netns: Netns::Unused,
+            in_ci: false,
+            run: ha::run_minority_partition,
+        },
+        Scenario {
+            name: "ha-rolling-restart",
+            about: "3-node raft under load: restart every node in turn, the active node last",
+            netns: Netns::Unused,
+            in_ci: false,
+            run: ha::run_rolling_restart,
         },
     ]
 }

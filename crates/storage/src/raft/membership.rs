@@ -19,6 +19,9 @@ use super::types::{RaftNode, TypeConfig, raft_id_for};
 use super::{RaftStorage, db, network, removal, write_error};
 use crate::{BoxStream, Cluster, Leadership, ServerInfo, StorageError};
 
+/// How long a membership change waits for an earlier one to commit.
+const CHANGE_IN_FLIGHT_WAIT: Duration = Duration::from_secs(15);
+
 /// How long `remove` waits for the removed node to take the news.
 const REMOVED_NOTICE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -31,6 +34,10 @@ pub(super) fn follow(s: &RaftStorage) {
     let removed = s.removed.clone();
     let log = Arc::downgrade(&s.log_db);
     let me = s.raft_id;
+    // A leader that has not heard from a quorum for a full election timeout may already have
+    // been replaced; it stops calling itself leader (and core stops serving) rather than wait
+    // to hear of the new term, as Vault's leader steps down on losing its quorum.
+    let lease = Duration::from_millis(s.tuning.election_timeout_ms().1);
     tokio::spawn(async move {
         let mut was_member = false;
         loop {
@@ -40,7 +47,7 @@ pub(super) fn follow(s: &RaftStorage) {
                 let listed = committed.get_node(&me).is_some();
                 let excluded = was_member && !listed && committed.nodes().next().is_some();
                 was_member |= listed;
-                (leadership_of(&m, me), excluded)
+                (leadership_of(&m, me, lease), excluded)
             };
             if excluded && !removed.swap(true, Ordering::SeqCst) {
                 tracing::warn!("a committed raft membership no longer lists this node: removed");
@@ -57,23 +64,31 @@ pub(super) fn follow(s: &RaftStorage) {
                 *cur = next;
                 changed
             });
-            if metrics.changed().await.is_err() {
-                return;
+            // Acks that stop arriving change no metric: re-check the lease on a timer too.
+            tokio::select! {
+                changed = metrics.changed() => if changed.is_err() { return; },
+                () = tokio::time::sleep(lease / 4) => {}
             }
         }
     });
 }
 
-/// Leadership as `m` shows it (without the removed flag).
-fn leadership_of(m: &RaftMetrics<TypeConfig>, me: u64) -> Leadership {
+/// Leadership as `m` shows it (without the removed flag). With other voters, leading also
+/// needs a quorum's acknowledgement within `lease`.
+fn leadership_of(m: &RaftMetrics<TypeConfig>, me: u64, lease: Duration) -> Leadership {
     let membership = m.membership_config.membership();
+    let alone = membership.voter_ids().all(|id| id == me);
+    let acked = alone
+        || m.last_quorum_acked
+            .as_ref()
+            .is_some_and(|at| openraft::Instant::elapsed(&**at) < lease);
     Leadership {
         term: m.current_term,
         leader: m
             .current_leader
             .and_then(|id| membership.get_node(&id))
             .map(|n| n.node_id.clone()),
-        is_self: m.state == ServerState::Leader && m.current_leader == Some(me),
+        is_self: m.state == ServerState::Leader && m.current_leader == Some(me) && acked,
         removed: false,
     }
 }
@@ -81,6 +96,28 @@ fn leadership_of(m: &RaftMetrics<TypeConfig>, me: u64) -> Leadership {
 impl RaftStorage {
     fn metrics_now(&self) -> RaftMetrics<TypeConfig> {
         self.raft.metrics().borrow_watched().clone()
+    }
+
+    /// Takes this node's turn to change membership, once any change in flight (ours, an
+    /// autopilot promotion, or one a previous leader started) has committed: openraft refuses a
+    /// second change meanwhile, and Vault's operators expect theirs to wait, not fail.
+    async fn membership_turn(&self) -> Result<tokio::sync::MutexGuard<'_, ()>, StorageError> {
+        let guard = self.membership_changes.lock().await;
+        let settled = self
+            .raft
+            .wait(Some(CHANGE_IN_FLIGHT_WAIT))
+            .metrics(
+                |m| m.membership_config.log_id() == m.committed_membership_config.log_id(),
+                "no membership change in flight",
+            )
+            .await;
+        if settled.is_err() {
+            return Err(StorageError::NotLeader(format!(
+                "an earlier raft membership change did not commit within {}s; retry once the cluster has a stable leader",
+                CHANGE_IN_FLIGHT_WAIT.as_secs()
+            )));
+        }
+        Ok(guard)
     }
 
     /// Records durably that the cluster removed this node and publishes it.
@@ -132,6 +169,7 @@ impl Cluster for RaftStorage {
     }
 
     async fn add_non_voter(&self, node_id: &str, cluster_addr: &str) -> Result<(), StorageError> {
+        let _turn = self.membership_turn().await?;
         let m = self.metrics_now();
         self.require_leader(&m)?;
         let id = raft_id_for(node_id);
@@ -157,6 +195,7 @@ impl Cluster for RaftStorage {
     }
 
     async fn set_voter(&self, node_id: &str, voter: bool) -> Result<(), StorageError> {
+        let _turn = self.membership_turn().await?;
         let m = self.metrics_now();
         self.require_leader(&m)?;
         let id = raft_id_for(node_id);
@@ -189,6 +228,7 @@ impl Cluster for RaftStorage {
     }
 
     async fn remove(&self, node_id: &str) -> Result<(), StorageError> {
+        let _turn = self.membership_turn().await?;
         let m = self.metrics_now();
         self.require_leader(&m)?;
         let id = raft_id_for(node_id);

@@ -189,6 +189,8 @@ pub struct RaftStorage {
     leadership: tokio::sync::watch::Sender<Leadership>,
     /// Set once this node learns it was removed; also persisted in the log database.
     removed: Arc<std::sync::atomic::AtomicBool>,
+    /// Membership changes one at a time (openraft refuses a change while one is in flight).
+    membership_changes: tokio::sync::Mutex<()>,
 }
 
 impl RaftStorage {
@@ -299,6 +301,7 @@ impl RaftStorage {
             tuning,
             leadership,
             removed,
+            membership_changes: tokio::sync::Mutex::new(()),
         };
         membership::follow(&storage);
         let opened = match storage.await_ready().await {

@@ -35,6 +35,10 @@ pub struct PeerClient {
     /// Only ever reached through `&mut self` (`get_mut`, no locking); the mutex is there
     /// because openraft wants clients `Sync` and a stream is only `Send`.
     conn: tokio::sync::Mutex<Option<BoxStream>>,
+    /// A dial (TCP and the TLS handshake) in progress. It runs in its own task so that an RPC
+    /// deadline shorter than a handshake (20 ms heartbeats at `performance_multiplier = 1`)
+    /// does not abandon it half-way again and again: the next call picks the stream up.
+    dialing: Option<tokio::task::JoinHandle<io::Result<BoxStream>>>,
 }
 
 /// Why one call failed, before it is mapped to openraft's error of the RPC at hand.
@@ -68,6 +72,7 @@ impl PeerClient {
             node,
             dialer,
             conn: tokio::sync::Mutex::new(None),
+            dialing: None,
         }
     }
 
@@ -78,12 +83,24 @@ impl PeerClient {
                     "this node has no cluster transport (single-node only)".into(),
                 ));
             };
-            let stream = dialer.dial(&self.node.cluster_addr).await.map_err(|e| {
-                CallError::Unreachable(format!(
-                    "dialing raft peer {} at {}: {e}",
-                    self.node.node_id, self.node.cluster_addr
-                ))
-            })?;
+            let handle = self.dialing.get_or_insert_with(|| {
+                let dialer = dialer.clone();
+                let addr = self.node.cluster_addr.clone();
+                tokio::spawn(async move { dialer.dial(&addr).await })
+            });
+            // Awaiting the handle by reference is cancel-safe: if the RPC's deadline passes
+            // here, the dial goes on and stays in `dialing` for the next call.
+            let dialed = handle.await;
+            self.dialing = None;
+            let stream = dialed
+                .map_err(|e| io::Error::other(e.to_string()))
+                .and_then(|r| r)
+                .map_err(|e| {
+                    CallError::Unreachable(format!(
+                        "dialing raft peer {} at {}: {e}",
+                        self.node.node_id, self.node.cluster_addr
+                    ))
+                })?;
             *self.conn.get_mut() = Some(stream);
         }
         self.conn
