@@ -380,7 +380,7 @@ cluster_addr = "https://{cluster_addr}"
 storage "raft" {{
   path    = "{raft}"
   node_id = "{id}"
-  performance_multiplier = 1
+  performance_multiplier = 2
 {retry_join}}}
 listener "tcp" {{
   address         = "127.0.0.1:{api}"

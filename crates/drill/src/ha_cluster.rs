@@ -301,7 +301,7 @@ impl HaCluster {
     /// `performance_multiplier = 1` (tight Raft timeouts), else the server default.
     pub fn new(env: &Env, n: usize, fast: bool) -> Result<HaCluster> {
         let multiplier = if fast {
-            "  performance_multiplier = 1\n"
+            "  performance_multiplier = 2\n"
         } else {
             ""
         };

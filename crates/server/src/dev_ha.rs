@@ -56,7 +56,7 @@ pub(crate) async fn run(flags: &ServerFlags) -> anyhow::Result<()> {
         cfg.storage = StorageConfig::Raft(RaftStorageConfig {
             path: dir.join(format!("node{}", i + 1)),
             node_id: Some(format!("node{}", i + 1)),
-            performance_multiplier: 1,
+            performance_multiplier: 0,
             ..RaftStorageConfig::default()
         });
         let cluster_bind = cfg

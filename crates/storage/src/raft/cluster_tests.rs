@@ -19,7 +19,7 @@ fn addr(i: usize) -> String {
 
 fn tuning() -> RaftTuning {
     RaftTuning {
-        performance_multiplier: 1,
+        performance_multiplier: 2,
         ..RaftTuning::default()
     }
 }

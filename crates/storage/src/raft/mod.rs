@@ -117,8 +117,8 @@ pub struct RaftTuning {
     /// Log entries kept behind a snapshot, so slightly lagging followers avoid a full snapshot
     /// (Vault's `trailing_logs`).
     pub logs_kept_after_snapshot: u64,
-    /// Vault's `performance_multiplier`: scales the heartbeat (20 ms × m) and the election
-    /// timeout (100–200 ms × m). 0 means the default, 5; 1 suits tests and fast LANs.
+    /// Vault's `performance_multiplier`: scales the heartbeat (10 ms × m) and the election
+    /// timeout (50–100 ms × m). 0 means the default, 5 (50 ms, 250–500 ms); 2 suits tests.
     pub performance_multiplier: u32,
     /// How long sending and installing one snapshot may take before it is retried.
     pub install_snapshot_timeout: Duration,
@@ -145,14 +145,17 @@ impl RaftTuning {
         }
     }
 
-    /// Heartbeat interval in milliseconds.
+    /// Heartbeat interval in milliseconds: 10 ms per multiplier step (50 ms by default).
     pub fn heartbeat_ms(&self) -> u64 {
-        20 * self.multiplier()
+        10 * self.multiplier()
     }
 
-    /// Election timeout range in milliseconds.
+    /// Election timeout range in milliseconds: 50-100 ms per step (250-500 ms by default).
+    /// openraft's followers also refuse votes for `election_timeout_max` after the last
+    /// heartbeat (the leader lease), so failover takes roughly the upper bound plus one more
+    /// timeout in the worst case; the default keeps that near one second.
     pub fn election_timeout_ms(&self) -> (u64, u64) {
-        (100 * self.multiplier(), 200 * self.multiplier())
+        (50 * self.multiplier(), 100 * self.multiplier())
     }
 }
 
