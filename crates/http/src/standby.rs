@@ -60,7 +60,43 @@ pub(crate) async fn divert(
     let Some(forwarder) = forwarder.filter(|_| !no_forwarding) else {
         return redirect(&active, &target);
     };
-    match forwarder.forward(&active.cluster_addr, req, peer).await {
+    let forwarded = forwarder.forward(&active.cluster_addr, req, peer);
+    let Some(mut leadership) = core.leadership() else {
+        return answer(forwarded.await, &active, &target);
+    };
+    // A request in flight to an active node that loses its leadership (cut off, or killed
+    // without a clean close) would wait for the forwarding timeout; it is abandoned as soon
+    // as Raft names another leader, and the client retries against the new one. The outcome is
+    // unknown to the client either way; a deposed leader cannot commit it.
+    let moved = async {
+        loop {
+            if leadership.changed().await.is_err() {
+                return std::future::pending::<()>().await;
+            }
+            let now = leadership.borrow().leader.clone();
+            if now.is_some_and(|l| l != active.node_id) {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        result = forwarded => answer(result, &active, &target),
+        () = moved => {
+            metrics::counter!("vault_ha_rpc_client_forward_errors_total").increment(1);
+            reply::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the active node changed while the request was forwarded to it; its outcome is unknown, retry the request",
+            )
+        }
+    }
+}
+
+fn answer(
+    result: Result<Response, crate::forward::ForwardError>,
+    active: &ActiveNode,
+    target: &str,
+) -> Response {
+    match result {
         Ok(resp) => {
             metrics::counter!("vault_ha_rpc_client_forward_total").increment(1);
             resp
@@ -68,7 +104,7 @@ pub(crate) async fn divert(
         Err(e) if e.should_redirect() => {
             tracing::warn!(error = %e, "forwarding to the active node failed; redirecting the client");
             metrics::counter!("vault_ha_rpc_client_forward_errors_total").increment(1);
-            redirect(&active, &target)
+            redirect(active, target)
         }
         Err(e) => reply::error(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
     }

@@ -103,6 +103,13 @@ impl Core {
         self.ha.cluster.get()
     }
 
+    /// Raft leadership as it changes (None without a cluster).
+    pub fn leadership(
+        &self,
+    ) -> Option<tokio::sync::watch::Receiver<strongroom_storage::Leadership>> {
+        self.cluster().map(|c| c.leadership())
+    }
+
     /// Whether this node is a standby: unsealed, clustered and not the active node.
     pub fn is_standby(&self) -> bool {
         self.cluster().is_some() && !self.barrier.sealed() && !self.serving()

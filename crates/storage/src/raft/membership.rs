@@ -98,6 +98,22 @@ impl RaftStorage {
         self.raft.metrics().borrow_watched().clone()
     }
 
+    /// Waits (briefly) until the published metrics show a change that has committed, so the
+    /// next call, which reads them, sees it too.
+    async fn settle(
+        &self,
+        shown: impl Fn(&RaftMetrics<TypeConfig>) -> bool + Send + Sync + 'static,
+    ) {
+        let waited = self
+            .raft
+            .wait(Some(Duration::from_secs(5)))
+            .metrics(shown, "membership change published")
+            .await;
+        if waited.is_err() {
+            tracing::warn!("a committed membership change is not yet visible in the raft metrics");
+        }
+    }
+
     /// Takes this node's turn to change membership, once any change in flight (ours, an
     /// autopilot promotion, or one a previous leader started) has committed: openraft refuses a
     /// second change meanwhile, and Vault's operators expect theirs to wait, not fail.
@@ -190,6 +206,8 @@ impl Cluster for RaftStorage {
             .add_learner(id, node, false)
             .await
             .map_err(write_error)?;
+        self.settle(move |m| m.membership_config.membership().get_node(&id).is_some())
+            .await;
         tracing::info!(node_id, cluster_addr, "added a raft non-voter");
         Ok(())
     }
@@ -223,6 +241,14 @@ impl Cluster for RaftStorage {
             .change_membership(change, true)
             .await
             .map_err(write_error)?;
+        self.settle(move |m| {
+            m.membership_config
+                .membership()
+                .voter_ids()
+                .any(|v| v == id)
+                == voter
+        })
+        .await;
         tracing::info!(node_id, voter, "changed a raft member's vote");
         Ok(())
     }
@@ -250,6 +276,8 @@ impl Cluster for RaftStorage {
             .change_membership(change, false)
             .await
             .map_err(write_error)?;
+        self.settle(move |m| m.membership_config.membership().get_node(&id).is_none())
+            .await;
         tracing::info!(node_id, "removed a raft member");
         if id == self.raft_id {
             return self.mark_removed().await;

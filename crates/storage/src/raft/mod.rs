@@ -438,7 +438,32 @@ impl RaftStorage {
     /// Proposes one entry and waits until it is committed and applied.
     async fn propose(&self, cmd: Command) -> Result<(), StorageError> {
         let started = Instant::now();
-        let resp = self.raft.client_write(cmd).await.map_err(write_error)?;
+        // A leader cut off from its quorum waits for a commit that cannot come until it hears
+        // of the next term; once its lease lapses (see `membership::follow`) the write is
+        // given up, so the caller is not held for the whole partition. Its outcome is unknown
+        // to the caller, but a leader without a quorum cannot commit it.
+        let mut lead = self.leadership.subscribe();
+        let lost = async move {
+            let mut led = lead.borrow_and_update().is_self;
+            loop {
+                if lead.changed().await.is_err() {
+                    return std::future::pending::<()>().await;
+                }
+                let leads = lead.borrow_and_update().is_self;
+                if led && !leads {
+                    return;
+                }
+                led |= leads;
+            }
+        };
+        let resp = tokio::select! {
+            resp = self.raft.client_write(cmd) => resp.map_err(write_error)?,
+            () = lost => {
+                return Err(StorageError::NotLeader(
+                    "this node lost contact with its raft quorum while the write was pending; its outcome is unknown, retry against the active node".into(),
+                ));
+            }
+        };
         metrics::histogram!("vault_raft_apply_seconds").record(started.elapsed().as_secs_f64());
         match resp.data {
             ApplyOutcome::Applied => Ok(()),
