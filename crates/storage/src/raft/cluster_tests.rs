@@ -355,7 +355,12 @@ async fn step_down_hands_leadership_to_another_voter() {
     let leader = leader_of(&[&n1, &n2, &n3]).await;
 
     assert_ne!(leader.node_id, "node1");
-    assert!(!n1.leadership().borrow().is_self);
+    // The leadership watch follows openraft's metrics a moment later.
+    let mut watch = n1.leadership();
+    tokio::time::timeout(WAIT, watch.wait_for(|l| !l.is_self))
+        .await
+        .unwrap()
+        .unwrap();
     put_on_leader(&leader, "k", b"v").await;
     for (n, i) in [(n1, 1), (n2, 2), (n3, 3)] {
         stop(&net, n, i).await;
