@@ -116,37 +116,13 @@ impl Cluster {
     /// Joins node `i` (started, not initialized) to the cluster and unseals it with the
     /// cluster's key; returns once it answers as an unsealed standby.
     ///
-    /// PRODUCT BUG (see the HA test report, "membership changes are not serialized"): when
-    /// autopilot is still committing the previous node's promotion, the leader refuses the
-    /// join's answer with 503 "the cluster is already undergoing a configuration change" and
-    /// unseal fails with "run the join again"; Vault's raft library queues the change instead.
-    /// Only that failure is retried here (join again, unseal again, for at most 20s), and each
-    /// retry is printed, so forming a cluster stays asserted.
+    /// A membership change in flight (autopilot promoting the previous joiner) makes the
+    /// leader wait its turn, so the join succeeds at the first unseal.
     pub fn join(&self, i: usize, join: Join) {
         let node = &self.nodes[i];
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut busy = 0;
-        loop {
-            self.join_phase_one(i, join);
-            let r = node.unseal(&self.keys);
-            if r["sealed"] == false {
-                break;
-            }
-            let busy_answer = r["errors"]
-                .to_string()
-                .contains("already undergoing a configuration change");
-            assert!(
-                busy_answer && Instant::now() < deadline,
-                "unseal of joining {} ({busy} earlier busy answers): {r}",
-                node_id(i)
-            );
-            busy += 1;
-            eprintln!(
-                "PRODUCT BUG: joining {} refused while a membership change is in flight: {r}",
-                node_id(i)
-            );
-            std::thread::sleep(Duration::from_millis(300));
-        }
+        self.join_phase_one(i, join);
+        let r = node.unseal(&self.keys);
+        assert_eq!(r["sealed"], false, "unseal of joining {}: {r}", node_id(i));
         self.wait_health(i, 429, 30);
     }
 
