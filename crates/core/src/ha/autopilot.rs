@@ -15,7 +15,40 @@ use crate::{Core, CoreError, Request, Response};
 /// How often the loop runs (Vault's `autopilot_update_interval` default).
 pub(crate) const TICK: Duration = Duration::from_secs(2);
 
+/// What the planner reads, gathered once per round.
+struct Inputs {
+    config: AutopilotConfig,
+    pinned: std::collections::BTreeSet<String>,
+    servers: Vec<strongroom_storage::ServerInfo>,
+    last_index: u64,
+    last_term: u64,
+}
+
+impl Inputs {
+    fn view(&self) -> ClusterView<'_> {
+        ClusterView {
+            servers: &self.servers,
+            last_index: self.last_index,
+            last_term: self.last_term,
+            stay_non_voters: &self.pinned,
+        }
+    }
+}
+
 impl Core {
+    async fn autopilot_inputs(
+        &self,
+        cluster: &dyn strongroom_storage::Cluster,
+    ) -> Result<Inputs, CoreError> {
+        Ok(Inputs {
+            config: self.autopilot_config().await?,
+            pinned: self.non_voters().await?,
+            servers: cluster.servers(),
+            last_index: self.storage.status().committed_index,
+            last_term: cluster.leadership().borrow().term,
+        })
+    }
+
     pub(crate) async fn autopilot_config(&self) -> Result<AutopilotConfig, CoreError> {
         match self.barrier.get(crate::keys::AUTOPILOT_CONFIG).await? {
             Some(raw) => serde_json::from_slice(&raw).map_err(|e| {
@@ -33,21 +66,8 @@ impl Core {
         if !self.serving() {
             return Ok(());
         }
-        let config = self.autopilot_config().await?;
-        let pinned = self.non_voters().await?;
-        let servers = cluster.servers();
-        let status = self.storage.status();
-        let term = cluster.leadership().borrow().term;
-        let actions = lock(&self.ha.planner).tick(
-            &config,
-            SystemTime::now(),
-            ClusterView {
-                servers: &servers,
-                last_index: status.committed_index,
-                last_term: term,
-                stay_non_voters: &pinned,
-            },
-        );
+        let inputs = self.autopilot_inputs(cluster.as_ref()).await?;
+        let actions = lock(&self.ha.planner).tick(&inputs.config, SystemTime::now(), inputs.view());
         for action in actions {
             match action {
                 Action::Promote(id) => {
@@ -89,20 +109,11 @@ impl Core {
             .cluster()
             .cloned()
             .ok_or_else(super::join_leader::not_raft)?;
-        let config = self.autopilot_config().await?;
-        let pinned = self.non_voters().await?;
-        let servers = cluster.servers();
-        let status = self.storage.status();
-        let term = cluster.leadership().borrow().term;
+        let inputs = self.autopilot_inputs(cluster.as_ref()).await?;
         let state = lock(&self.ha.planner).state(
-            &config,
+            &inputs.config,
             SystemTime::now(),
-            ClusterView {
-                servers: &servers,
-                last_index: status.committed_index,
-                last_term: term,
-                stay_non_voters: &pinned,
-            },
+            inputs.view(),
             strongroom_api::VAULT_COMPAT_VERSION,
         );
         let data: Map<String, Value> = state.to_data()?;
