@@ -18,10 +18,8 @@ pub use raft::{
     AutopilotConfiguration, AutopilotConfigurationUpdate, AutopilotNodeStatus, AutopilotServer,
     AutopilotServerStatus, AutopilotState, DEFAULT_DEAD_SERVER_LAST_CONTACT_THRESHOLD,
     DEFAULT_LAST_CONTACT_THRESHOLD, DEFAULT_MAX_TRAILING_LOGS, DEFAULT_SERVER_STABILIZATION_TIME,
-    HaNode, HaStatusResponse, MIN_DEAD_SERVER_LAST_CONTACT_THRESHOLD, RaftBootstrapAnswerRequest,
-    RaftBootstrapAnswerResponse, RaftBootstrapChallengeRequest, RaftBootstrapChallengeResponse,
-    RaftBootstrapPeer, RaftBootstrapSealConfig, RaftConfigurationData, RaftJoinRequest,
-    RaftJoinResponse, RaftNodeCert, RaftVoterChangeRequest, RemovePeerRequest, SecretString,
+    HaNode, HaStatusResponse, MIN_DEAD_SERVER_LAST_CONTACT_THRESHOLD, RaftConfigurationData,
+    RaftJoinRequest, RaftJoinResponse, RaftVoterChangeRequest, RemovePeerRequest, SecretString,
 };
 pub use rekey::{
     RekeyBackup, RekeyCancelRequest, RekeyInitRequest, RekeyStatus, RekeyUpdateAnswer,

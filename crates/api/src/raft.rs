@@ -60,10 +60,6 @@ impl Drop for SecretString {
     }
 }
 
-fn is_false(b: &bool) -> bool {
-    !*b
-}
-
 fn is_zero_u16(n: &u16) -> bool {
     *n == 0
 }
@@ -466,84 +462,6 @@ pub struct HaNode {
     pub version: String,
 }
 
-/// Phase one of a join, joining node → leader (`POST sys/storage/raft/bootstrap/challenge`,
-/// unauthenticated): "I am `server_id`, give me a challenge".
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RaftBootstrapChallengeRequest {
-    /// The joining node's Raft node id.
-    pub server_id: String,
-}
-
-/// The leader's answer to [`RaftBootstrapChallengeRequest`].
-///
-/// The joining node cannot answer until it is unsealed with the cluster's unseal keys: the
-/// unseal key opens `sealed_root_key` (the root key as the barrier stores it, sealed by the
-/// unseal key), and the root key opens `challenge` (random bytes the leader sealed under it).
-/// A stranger who knows only the address therefore cannot join.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RaftBootstrapChallengeResponse {
-    /// Standard base64 of the sealed challenge.
-    pub challenge: String,
-    /// The cluster's seal configuration, so that the joining node can run unseal.
-    pub seal_config: RaftBootstrapSealConfig,
-    /// Standard base64 of the root key sealed by the unseal key.
-    pub sealed_root_key: String,
-}
-
-/// The seal fields of `sys/seal-status` a joining node needs: `type`, `t`, `n`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RaftBootstrapSealConfig {
-    /// `"shamir"`.
-    #[serde(rename = "type")]
-    pub seal_type: String,
-    /// Threshold of shares needed to unseal.
-    pub t: u32,
-    /// Number of shares.
-    pub n: u32,
-}
-
-/// Phase two, joining node → leader (`POST sys/storage/raft/bootstrap/answer`,
-/// unauthenticated): the opened challenge, proving the node holds the cluster's keys.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RaftBootstrapAnswerRequest {
-    pub server_id: String,
-    /// Standard base64 of the opened challenge bytes.
-    pub answer: String,
-    /// The joining node's cluster address (`host:port` of its :8201), put in the membership.
-    pub cluster_addr: String,
-    /// Add it as a non-voter.
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub non_voter: bool,
-}
-
-/// The leader's answer to a correct [`RaftBootstrapAnswerRequest`]: the node is in the Raft
-/// configuration and receives a snapshot next.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RaftBootstrapAnswerResponse {
-    /// The Raft configuration after the join, the new node included.
-    pub peers: Vec<RaftBootstrapPeer>,
-    /// The joining node's certificate for the cluster port (mutual TLS between nodes).
-    pub node_cert: RaftNodeCert,
-}
-
-/// One member in [`RaftBootstrapAnswerResponse::peers`].
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RaftBootstrapPeer {
-    /// Raft node id.
-    pub id: String,
-    /// Cluster address.
-    pub address: String,
-}
-
-/// A cluster-port identity issued by the leader.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RaftNodeCert {
-    pub cert_pem: String,
-    pub key_pem: SecretString,
-    /// The CA every node's cluster certificate chains to.
-    pub ca_cert_pem: String,
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -745,46 +663,5 @@ mod tests {
         assert_eq!(removed["removed_from_cluster"], true);
         assert_eq!(removed["ha_connection_healthy"], false);
         assert_eq!(removed["last_request_forwarding_heartbeat_ms"], 1500);
-    }
-
-    // The bootstrap bodies have the documented field names.
-    #[test]
-    fn bootstrap_bodies_field_names() {
-        let challenge = RaftBootstrapChallengeResponse {
-            challenge: "Y2g=".into(),
-            seal_config: RaftBootstrapSealConfig {
-                seal_type: "shamir".into(),
-                t: 3,
-                n: 5,
-            },
-            sealed_root_key: "cms=".into(),
-        };
-        let answer = RaftBootstrapAnswerResponse {
-            peers: vec![RaftBootstrapPeer {
-                id: "n1".into(),
-                address: "10.0.0.1:8201".into(),
-            }],
-            node_cert: RaftNodeCert {
-                cert_pem: "C".into(),
-                key_pem: SecretString::new("K"),
-                ca_cert_pem: "CA".into(),
-            },
-        };
-
-        assert_eq!(
-            serde_json::to_value(&challenge).unwrap(),
-            json!({"challenge": "Y2g=", "seal_config": {"type": "shamir", "t": 3, "n": 5},
-                "sealed_root_key": "cms="})
-        );
-        assert_eq!(
-            serde_json::to_value(&answer).unwrap(),
-            json!({"peers": [{"id": "n1", "address": "10.0.0.1:8201"}],
-                "node_cert": {"cert_pem": "C", "key_pem": "K", "ca_cert_pem": "CA"}})
-        );
-        let req: RaftBootstrapAnswerRequest = serde_json::from_value(
-            json!({"server_id": "n2", "answer": "YQ==", "cluster_addr": "10.0.0.2:8201"}),
-        )
-        .unwrap();
-        assert!(!req.non_voter);
     }
 }

@@ -166,8 +166,6 @@ async fn handle(state: AppState, req: axum::extract::Request) -> Response {
         return echo(&state.core, &parts);
     }
     // A standby answers node state itself and sends everything else to the active node.
-    let node_state = strongroom_core::routing::table::lookup(&path)
-        .is_some_and(|row| row.access == strongroom_core::routing::Access::NodeState);
     if path == "sys/seal" && parts.method != Method::GET && state.core.is_standby() {
         return standby::seal_standby(
             &state.core,
@@ -177,7 +175,11 @@ async fn handle(state: AppState, req: axum::extract::Request) -> Response {
         )
         .await;
     }
-    if !node_state && state.core.is_standby() {
+    // The cheap role check first: an active node never walks the route table here.
+    if state.core.is_standby()
+        && !strongroom_core::routing::table::lookup(&path)
+            .is_some_and(|row| row.access == strongroom_core::routing::Access::NodeState)
+    {
         let req = http::Request::from_parts(parts, body);
         return standby::divert(&state.core, state.opts.forwarder.as_ref(), req, peer).await;
     }

@@ -72,13 +72,9 @@ impl Core {
 
     /// Issues and installs this node's own certificate (on unseal, from its copy of the CA).
     pub(crate) async fn install_own_identity(&self, may_create: bool) -> Result<(), CoreError> {
-        let Some(cluster) = self.cluster() else {
-            return Ok(());
-        };
-        if self.cluster_ca(may_create).await?.is_none() {
+        if self.cluster().is_none() || self.cluster_ca(may_create).await?.is_none() {
             return Ok(());
         }
-        let _ = cluster;
         let node_id = self.storage.status().node_id;
         let creds = self.issue_node_credentials(&node_id).await?;
         self.install_identity(&creds)
