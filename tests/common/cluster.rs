@@ -363,6 +363,13 @@ listener "tcp" {{
   cluster_address = "{cluster_addr}"
   tls_cert_file   = "{cert}"
   tls_key_file    = "{key}"
+  telemetry {{
+    unauthenticated_metrics_access = true
+  }}
+}}
+telemetry {{
+  prometheus_retention_time = "1h"
+  disable_hostname = true
 }}
 "#,
             api_addr = ports.api_addr(),

@@ -36,7 +36,7 @@ pub use join_client::{LeaderTls, post_to_leader};
 pub use listener::ClusterListener;
 pub use peer::PeerInfo;
 pub use pki::ReplicationCa;
-pub use primary::{PrimaryServer, SecondaryRegistry};
+pub use primary::{NodeRole, PrimaryServer, SecondaryRegistry};
 pub use runner::{
     SecondaryConfig, SecondaryHandle, SecondaryHooks, SecondaryRunner, SecondaryStatus,
     SyncProgress,

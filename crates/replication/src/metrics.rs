@@ -22,3 +22,10 @@ pub const STREAM_LAG_BUCKETS: &[f64] = &[
 pub const SECONDARY_CONNECTED: &str = "vault_replication_secondary_connected";
 pub const SECONDARY_LAST_HEARTBEAT_AGE_SECONDS: &str =
     "vault_replication_secondary_last_heartbeat_age_seconds";
+/// Counters on the secondary: connections that resumed streaming from our WAL position, and
+/// those that had to run a merkle diff (and a sync when it found differences). A leader
+/// change on either side must add to the first, never the second.
+pub const STREAM_RESUMES_TOTAL: &str = "vault_replication_stream_resumes_total";
+pub const MERKLE_DIFFS_TOTAL: &str = "vault_replication_merkle_diffs_total";
+/// Counter on the secondary: redirects from a primary standby to its active node.
+pub const REDIRECTS_TOTAL: &str = "vault_replication_redirects_total";

@@ -33,6 +33,16 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 const WAL_BATCH_ENTRIES: usize = 512;
 const WAL_BATCH_BYTES: usize = 4 * 1024 * 1024;
 
+/// Where this node stands in its own cluster, as the replication port sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeRole {
+    /// The active node (or a single node): serves streams.
+    Active,
+    /// A standby: sends secondaries to the active node's cluster address (`None` while no
+    /// active node is known).
+    Standby { active_cluster_addr: Option<String> },
+}
+
 /// What the primary needs to know about its replication role and secondaries (implemented by
 /// the core, backed by its replicated state).
 pub trait SecondaryRegistry: Send + Sync {
@@ -44,6 +54,10 @@ pub trait SecondaryRegistry: Send + Sync {
     fn known_primary_cluster_addrs(&self) -> Vec<String>;
     /// The latest heartbeat from (or disconnection of) a secondary.
     fn record_heartbeat(&self, secondary_id: &str, info: PeerInfo);
+    /// Whether this node serves streams or redirects to the active node.
+    fn node_role(&self) -> NodeRole {
+        NodeRole::Active
+    }
 }
 
 /// Serves DR replication connections from one storage.
@@ -69,6 +83,8 @@ enum End {
     Closed,
     Shutdown,
     Refused(&'static str, String),
+    /// This node is a standby: the secondary was told where the active node is.
+    Redirected(Option<String>),
     Failed(ReplicationError),
 }
 
@@ -143,15 +159,22 @@ impl PrimaryServer {
             }
             Err(end) => end,
         };
-        if let End::Refused(code, message) = &end {
-            let _ = send(
-                &mut session.wr,
-                &PrimaryMsg::Error {
+        match &end {
+            End::Refused(code, message) => {
+                let msg = PrimaryMsg::Error {
                     code: (*code).to_owned(),
                     message: message.clone(),
-                },
-            )
-            .await;
+                };
+                let _ = send(&mut session.wr, &msg).await;
+            }
+            End::Redirected(active) => {
+                let msg = PrimaryMsg::Redirect {
+                    active_cluster_addr: active.clone(),
+                    known_primary_cluster_addrs: self.registry.known_primary_cluster_addrs(),
+                };
+                let _ = send(&mut session.wr, &msg).await;
+            }
+            _ => {}
         }
         match end {
             End::Closed => tracing::info!(secondary_id = %peer_id, "DR secondary disconnected"),
@@ -160,6 +183,9 @@ impl PrimaryServer {
             }
             End::Refused(code, message) => {
                 tracing::warn!(secondary_id = %peer_id, code, %message, "DR secondary refused")
+            }
+            End::Redirected(active) => {
+                tracing::info!(secondary_id = %peer_id, active = ?active, "DR secondary sent to the active node")
             }
             End::Failed(e) => {
                 tracing::warn!(secondary_id = %peer_id, error = %e, "DR replication stream failed")
@@ -222,6 +248,14 @@ impl PrimaryServer {
                 "this secondary id is revoked or was never issued; generate a new secondary token"
                     .into(),
             ));
+        }
+        // Only the active node streams: its standbys hold the same WAL, but a secondary that
+        // streamed from a standby would never notice that the standby fell behind or was cut off.
+        if let NodeRole::Standby {
+            active_cluster_addr,
+        } = self.registry.node_role()
+        {
+            return Err(End::Redirected(active_cluster_addr));
         }
         s.cluster_id = cluster_id;
         // Peer-supplied strings end up in status: keep them short.
@@ -320,6 +354,12 @@ impl PrimaryServer {
                 codes::REVOKED,
                 "this secondary was revoked or this cluster is no longer its DR primary".into(),
             ));
+        }
+        if let NodeRole::Standby {
+            active_cluster_addr,
+        } = self.registry.node_role()
+        {
+            return Err(End::Redirected(active_cluster_addr));
         }
         let silent = s.last_heard.elapsed();
         metrics::gauge!(m::SECONDARY_LAST_HEARTBEAT_AGE_SECONDS, "secondary_id" => s.peer_id.clone())

@@ -116,6 +116,13 @@ pub enum PrimaryMsg {
     },
     /// The primary refuses or aborts; see [`codes`].
     Error { code: String, message: String },
+    /// This node of the primary cluster is a standby: dial the active node instead. Sent
+    /// after the Hello checked out (id, replication set, not revoked), then the connection
+    /// closes. `active_cluster_addr` is `None` while no active node is known (an election).
+    Redirect {
+        active_cluster_addr: Option<String>,
+        known_primary_cluster_addrs: Vec<String>,
+    },
 }
 
 /// Round trip of a heartbeat echo: `now - sent - held`, all on the echo receiver's clock;

@@ -69,6 +69,40 @@ async fn bootstrap_by_merkle_sync_then_streams() {
 }
 
 #[tokio::test]
+async fn a_standby_of_the_primary_redirects_to_the_active_node() {
+    // Why: a secondary may be pointed at any node of a multi-node primary (or an L4 load
+    // balancer in front of them); only the active node streams, so a standby must check the
+    // Hello and name the active node rather than refuse or serve.
+    let active = Primary::start().await;
+    active.write_batches("a", 10).await;
+    let standby = active.peer().await;
+    *standby.registry.role.lock().unwrap() = Some(strongroom_replication::NodeRole::Standby {
+        active_cluster_addr: Some(active.addr.clone()),
+    });
+    let both = vec![standby.addr.clone(), active.addr.clone()];
+    *active.registry.addrs.lock().unwrap() = both.clone();
+    *standby.registry.addrs.lock().unwrap() = both.clone();
+    let secondary = Arc::new(InmemStorage::new());
+    let hooks = Arc::new(Hooks::default());
+    let mut cfg = standby.secondary_config("dr-1");
+    cfg.primary_cluster_addrs = vec![standby.addr.clone()];
+
+    let handle = start_secondary(cfg, secondary.clone(), hooks.clone());
+    converged(&active.storage, &secondary, &handle).await;
+
+    assert_eq!(*hooks.addrs.lock().unwrap(), both, "the standby told us every node");
+    assert!(
+        standby.registry.heartbeats.lock().unwrap().is_empty(),
+        "the standby never served the stream"
+    );
+    eventually("the active node serves the stream", || async {
+        active.registry.heartbeats.lock().unwrap().contains_key("dr-1")
+    })
+    .await;
+    handle.stop().await;
+}
+
+#[tokio::test]
 async fn reconnect_resumes_without_a_sync() {
     // Why: a short outage must not cost a full merkle sync when the WAL still holds our spot.
     let primary = Primary::start().await;

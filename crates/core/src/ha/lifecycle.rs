@@ -42,6 +42,8 @@ impl Core {
         } else {
             tracing::info!("unsealed as a standby; waiting for the active node");
         }
+        // A standby of a DR secondary must refuse clients from its first request on.
+        self.follow_replication_topology().await;
         self.config.telemetry.set_unsealed(true);
         Ok(())
     }
@@ -105,6 +107,9 @@ impl Core {
         } else if !seen.is_self && active {
             tracing::info!(leader = ?seen.leader, "lost raft leadership; becoming a standby");
             self.drop_active_state().await;
+        }
+        if self.follow_replication_topology().await {
+            self.seal_internal().await;
         }
     }
 

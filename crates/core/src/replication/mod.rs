@@ -22,6 +22,7 @@ mod routes;
 mod secondary;
 mod state;
 mod status;
+mod topology;
 
 use std::time::SystemTime;
 

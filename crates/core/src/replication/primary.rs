@@ -242,7 +242,7 @@ impl Core {
             cluster_id: config.cluster_id.clone(),
             secondary_id: id.clone(),
             primary_api_addr: api_addr.clone(),
-            primary_cluster_addrs: primary.cluster_addrs.clone(),
+            primary_cluster_addrs: self.bundle_cluster_addrs(&primary.cluster_addrs),
             ca_pem: primary.ca_cert_pem.clone(),
             client_cert_pem,
             client_key_pem: client_key_pem.to_string(),

@@ -5,22 +5,43 @@
 //! this small, lock-protected copy of the replication configuration, which core refreshes on
 //! every mode change, token issue and revocation, so revocation and demotion take effect at
 //! the next heartbeat without the network code touching the barrier.
+//!
+//! In a multi-node cluster every node keeps this view, the standbys included: a secondary
+//! may dial any node of the primary, and a standby must check its Hello before telling it
+//! where the active node is (`role`), with the addresses of every node (`live_addrs`, from
+//! Raft's membership) so the secondary can follow the next leader change on its own.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
-use strongroom_replication::{PeerInfo, SecondaryRegistry};
+use strongroom_replication::{NodeRole, PeerInfo, SecondaryRegistry};
 
 use super::config::{DrConfig, ReplicationMode};
 use crate::util::lock;
 
-#[derive(Default)]
 struct View {
     primary: bool,
     cluster_id: Option<String>,
     allowed: BTreeSet<String>,
     cluster_addrs: Vec<String>,
     peers: BTreeMap<String, PeerInfo>,
+    role: NodeRole,
+    /// Every node's cluster address, the active node's first (empty: single node).
+    live_addrs: Vec<String>,
+}
+
+impl Default for View {
+    fn default() -> Self {
+        View {
+            primary: false,
+            cluster_id: None,
+            allowed: BTreeSet::new(),
+            cluster_addrs: Vec::new(),
+            peers: BTreeMap::new(),
+            role: NodeRole::Active,
+            live_addrs: Vec::new(),
+        }
+    }
 }
 
 /// Implements [`SecondaryRegistry`] over core's replication configuration.
@@ -53,7 +74,31 @@ impl Registry {
                 let allowed = v.allowed.clone();
                 v.peers.retain(|id, _| allowed.contains(id));
             }
-            _ => *v = View::default(),
+            _ => {
+                let (role, live_addrs) = (v.role.clone(), std::mem::take(&mut v.live_addrs));
+                *v = View {
+                    role,
+                    live_addrs,
+                    ..View::default()
+                };
+            }
+        }
+    }
+
+    /// Records this node's role in its cluster and every node's cluster address.
+    pub(crate) fn set_topology(&self, role: NodeRole, live_addrs: Vec<String>) {
+        let mut v = lock(&self.view);
+        v.role = role;
+        v.live_addrs = live_addrs;
+    }
+
+    /// The addresses a secondary should know: every node's, else the configured ones.
+    pub(crate) fn cluster_addrs(&self) -> Vec<String> {
+        let v = lock(&self.view);
+        if v.live_addrs.is_empty() {
+            v.cluster_addrs.clone()
+        } else {
+            v.live_addrs.clone()
         }
     }
 
@@ -79,7 +124,11 @@ impl SecondaryRegistry for Registry {
     }
 
     fn known_primary_cluster_addrs(&self) -> Vec<String> {
-        lock(&self.view).cluster_addrs.clone()
+        self.cluster_addrs()
+    }
+
+    fn node_role(&self) -> NodeRole {
+        lock(&self.view).role.clone()
     }
 
     fn record_heartbeat(&self, secondary_id: &str, info: PeerInfo) {

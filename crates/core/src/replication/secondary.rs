@@ -11,12 +11,12 @@ use strongroom_barrier::{BarrierError, BarrierOp};
 use strongroom_replication::SecondaryStatus;
 use strongroom_replication::activation::{self, ActivationError, UnwrapTls, jwt};
 use strongroom_storage::{Op, ReplCommand};
+use zeroize::Zeroizing;
 
 use super::bundle::ActivationBundle;
 use super::config::{DrConfig, ReplicationMode, SecondaryMaterial};
 use super::primary::DISABLE_WARNING;
 use super::{now_secs, string_param, warning};
-use crate::core::CLUSTER_INFO_KEY;
 use crate::params::bool_param;
 use crate::util::lock;
 use crate::{Core, CoreError, Request, Response};
@@ -107,6 +107,27 @@ impl Core {
         Ok(())
     }
 
+    /// Every record under `core/cluster/local/`, decrypted (see `dr_secondary_enable`).
+    async fn read_cluster_local(&self) -> Result<Vec<(String, Zeroizing<Vec<u8>>)>, CoreError> {
+        const PREFIX: &str = "core/cluster/local/";
+        const PAGE: usize = 256;
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.storage.scan(PREFIX, after.as_deref(), PAGE).await?;
+            let done = page.len() < PAGE;
+            for (key, _) in page {
+                if let Some(value) = self.barrier.get(&key).await? {
+                    out.push((key.clone(), Zeroizing::new(value)));
+                }
+                after = Some(key);
+            }
+            if done {
+                return Ok(out);
+            }
+        }
+    }
+
     /// `sys/replication/dr/secondary/enable`.
     pub(super) async fn dr_secondary_enable(&self, req: &Request) -> Result<Response, CoreError> {
         let token = string_param(&req.data, "token")?
@@ -130,7 +151,7 @@ impl Core {
         let bundle = self.fetch_activation(req, &token).await?;
         let root_key = bundle.root_key()?;
         let records = bundle.stored_records()?;
-        let cluster_info = lock(&self.node.cluster).clone();
+        let cluster_local = self.read_cluster_local().await?;
 
         // Point of no return: the replicated keyspace becomes the primary's.
         self.expiration_stop().await;
@@ -152,16 +173,18 @@ impl Core {
             }
             Err(e) => return Err(e.into()),
         }
-        // Our own cluster-local records were sealed under the old keyring: re-seal them.
-        if let Some(info) = cluster_info {
-            let raw = serde_json::to_vec(&info)
-                .map_err(|e| CoreError::Internal(format!("encoding cluster info: {e}")))?;
-            self.barrier
-                .write(vec![BarrierOp::Put {
-                    key: CLUSTER_INFO_KEY.to_owned(),
-                    value: raw,
-                }])
-                .await?;
+        // Our own cluster-local records (identity, cluster CA, leader advertisement, Raft
+        // bookkeeping) were sealed under the old keyring: re-seal them under the new one, or
+        // this cluster's nodes could no longer join, forward or find their active node.
+        if !cluster_local.is_empty() {
+            let ops = cluster_local
+                .iter()
+                .map(|(key, value)| BarrierOp::Put {
+                    key: key.clone(),
+                    value: value.to_vec(),
+                })
+                .collect();
+            self.barrier.write(ops).await?;
         }
         self.policies.clear();
         self.mounts.write().await.clear();

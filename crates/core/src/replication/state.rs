@@ -31,7 +31,7 @@ pub(crate) const CANARY_KEY: &str = "core/replication-canary";
 /// Live replication state of one core.
 pub(crate) struct ReplicationState {
     pub(super) me: Weak<Core>,
-    mode: AtomicU8,
+    pub(super) mode: AtomicU8,
     /// Serializes mode changes (enable, promote, demote, ...) against each other.
     pub(super) ops: tokio::sync::Mutex<()>,
     pub(super) config: Mutex<Option<DrConfig>>,
@@ -47,6 +47,8 @@ pub(crate) struct ReplicationState {
     /// Unix ms written in the newest primary canary applied here (secondary; 0 = none):
     /// its age is the end-to-end replication lag, and keeps growing while the stream stalls.
     pub(super) canary_written_ms: AtomicU64,
+    /// This node's own cluster-port certificate from the replication CA (see `topology`).
+    pub(super) node_identity: Mutex<Option<super::topology::NodeIdentity>>,
 }
 
 impl ReplicationState {
@@ -66,6 +68,7 @@ impl ReplicationState {
             op_attempt: Mutex::new(None),
             activation_key: Mutex::new(None),
             canary_written_ms: AtomicU64::new(0),
+            node_identity: Mutex::new(None),
         }
     }
 
@@ -166,7 +169,7 @@ impl Core {
     }
 
     /// Serves as the primary's identity on the cluster port, or refuses everyone.
-    fn push_listener_identity(&self, config: Option<&DrConfig>) {
+    pub(super) fn push_listener_identity(&self, config: Option<&DrConfig>) {
         let Some(listener) = lock(&self.replication.listener).clone() else {
             return;
         };
@@ -177,7 +180,19 @@ impl Core {
             })
             .and_then(|c| c.primary.as_ref());
         let result = match identity {
-            Some(p) => listener.set_identity(&p.server_cert_pem, &p.server_key_pem, &p.ca_cert_pem),
+            Some(p) => {
+                match self.node_replication_identity(
+                    &p.ca_cert_pem,
+                    &p.ca_key_pem,
+                    &p.cluster_addrs,
+                ) {
+                    Ok((cert, key)) => listener.set_identity(&cert, &key, &p.ca_cert_pem),
+                    Err(e) => {
+                        tracing::error!(error = %e, "issuing this node's replication certificate failed; serving the one made at enable");
+                        listener.set_identity(&p.server_cert_pem, &p.server_key_pem, &p.ca_cert_pem)
+                    }
+                }
+            }
             None => listener.clear_identity(),
         };
         if let Err(e) = result {

@@ -25,6 +25,12 @@ pub use backoff::Backoff;
 pub const HEARTBEAT_INTERVAL_MS: u64 = 1_000;
 /// A primary silent for this long is considered gone.
 pub const IDLE_TIMEOUT_MS: u64 = 6_000;
+/// Redirects in a row that reconnect at the shortest backoff: a standby pointing at the new
+/// active node is the normal path after a primary leader change and should cost one round
+/// trip, but two nodes that keep naming each other must not make us dial at full speed.
+const FREE_REDIRECTS: u32 = 8;
+/// Longest pause between dials while the primary reports an election in progress.
+const ELECTION_RETRY_MAX: Duration = Duration::from_millis(500);
 /// Buckets per `FetchBuckets` request (16 pages): each request costs the primary one scan of
 /// its keyspace, so a full bootstrap takes 16 scans rather than 256.
 const BUCKETS_PER_FETCH: usize = 4096;
@@ -100,6 +106,11 @@ pub enum Event {
         echo_unix_ms: u64,
         echo_held_ms: u64,
     },
+    /// A standby of the primary named its active node (or none, mid-election) and will close.
+    Redirect {
+        active_cluster_addr: Option<String>,
+        known_primary_cluster_addrs: Vec<String>,
+    },
     /// The primary sent an error and will close.
     Refused {
         code: String,
@@ -145,6 +156,13 @@ impl From<PrimaryMsg> for Event {
                 echo_held_ms,
             },
             PrimaryMsg::Error { code, message } => Event::Refused { code, message },
+            PrimaryMsg::Redirect {
+                active_cluster_addr,
+                known_primary_cluster_addrs,
+            } => Event::Redirect {
+                active_cluster_addr,
+                known_primary_cluster_addrs,
+            },
         }
     }
 }
@@ -209,6 +227,12 @@ pub struct FsmStatus {
     pub sync_keys_estimated_total: u64,
     /// Merkle syncs completed since start.
     pub syncs_completed: u64,
+    /// Handshakes that resumed streaming from our position, and those that started a merkle
+    /// diff instead (a leader change on either side must only add to the first).
+    pub resumes: u64,
+    pub diffs_started: u64,
+    /// Redirects received from standbys of the primary.
+    pub redirects: u64,
     pub last_error: Option<String>,
 }
 
@@ -258,6 +282,14 @@ pub struct SecondaryFsm {
     /// The newest primary heartbeat on this connection: its `unix_ms` and when it arrived
     /// on our clock (echoed back in our heartbeats).
     primary_hb: Option<(u64, u64)>,
+    /// The address a standby redirected us to: dialed next, before the rotation.
+    prefer: Option<String>,
+    /// Redirects since the last HelloAck.
+    redirect_streak: u32,
+    /// Reconnects left whose pause stays short because a node of the primary answered
+    /// recently (a redirect): the cluster is alive and electing, so a dead node among its
+    /// addresses must not push the backoff to seconds.
+    short_pauses: u32,
     status: FsmStatus,
 }
 
@@ -277,6 +309,9 @@ impl SecondaryFsm {
             last_heard_ms: 0,
             last_sent_hb_ms: 0,
             primary_hb: None,
+            prefer: None,
+            redirect_streak: 0,
+            short_pauses: 0,
             status: FsmStatus {
                 connection_state: "idle",
                 ..FsmStatus::default()
@@ -470,6 +505,44 @@ impl SecondaryFsm {
                 self.learn_addrs(known_primary_cluster_addrs, out);
                 Ok(())
             }
+            Event::Redirect {
+                active_cluster_addr,
+                known_primary_cluster_addrs,
+            } => {
+                // Any phase: a standby answers the Hello with it, and an active node that lost
+                // its leadership sends it in place of its next heartbeat.
+                self.learn_addrs(known_primary_cluster_addrs, out);
+                self.status.redirects += 1;
+                self.short_pauses = FREE_REDIRECTS;
+                metrics::counter!(m::REDIRECTS_TOTAL).increment(1);
+                let active = active_cluster_addr.filter(|a| !a.is_empty());
+                let delay = match &active {
+                    Some(_) => {
+                        if self.redirect_streak < FREE_REDIRECTS {
+                            self.backoff.reset();
+                        }
+                        self.redirect_streak = self.redirect_streak.saturating_add(1);
+                        self.backoff.next_delay()
+                    }
+                    // Mid-election: ask again soon, but a primary without quorum must not
+                    // be dialed at full speed for as long as it lasts.
+                    None => self.backoff.next_delay().min(ELECTION_RETRY_MAX),
+                };
+                let reason = match &active {
+                    Some(a) => format!("redirected by a primary standby to the active node {a}"),
+                    None => "the primary cluster has no active node yet (election in progress)"
+                        .to_owned(),
+                };
+                tracing::debug!(%reason, "DR primary standby redirected us");
+                self.prefer = active;
+                out.push(Output::Disconnect);
+                self.status.last_error = Some(reason);
+                self.status.connection_state = "transient_failure";
+                self.phase = None;
+                out.push(Output::Sleep(delay));
+                self.dial(out);
+                Ok(())
+            }
             Event::HelloAck {
                 resume,
                 primary_position,
@@ -479,11 +552,17 @@ impl SecondaryFsm {
                     return Err(Violation("HelloAck outside the handshake".into()));
                 };
                 self.backoff.reset();
+                self.redirect_streak = 0;
+                self.short_pauses = 0;
                 self.status.primary_last_wal = primary_position.index;
                 self.learn_addrs(known_primary_cluster_addrs, out);
                 if resume {
+                    self.status.resumes += 1;
+                    metrics::counter!(m::STREAM_RESUMES_TOTAL).increment(1);
                     self.enter_stream(position, out);
                 } else {
+                    self.status.diffs_started += 1;
+                    metrics::counter!(m::MERKLE_DIFFS_TOTAL).increment(1);
                     tracing::info!(
                         local_wal = position.index,
                         primary_wal = primary_position.index,
@@ -782,8 +861,14 @@ impl SecondaryFsm {
             self.status.last_error = Some("no primary cluster address is known".into());
             return;
         }
-        let addr = addrs[(self.dial_count % addrs.len() as u64) as usize].clone();
-        self.dial_count += 1;
+        let addr = match self.prefer.take() {
+            Some(preferred) => preferred,
+            None => {
+                let addr = addrs[(self.dial_count % addrs.len() as u64) as usize].clone();
+                self.dial_count += 1;
+                addr
+            }
+        };
         self.phase = Some(Phase::Dialing);
         self.status.connection_state = "connecting";
         self.status.current_addr = Some(addr.clone());
@@ -797,7 +882,12 @@ impl SecondaryFsm {
         self.status.last_error = Some(reason);
         self.status.connection_state = "transient_failure";
         self.phase = None;
-        out.push(Output::Sleep(self.backoff.next_delay()));
+        let mut delay = self.backoff.next_delay();
+        if self.short_pauses > 0 {
+            self.short_pauses -= 1;
+            delay = delay.min(ELECTION_RETRY_MAX);
+        }
+        out.push(Output::Sleep(delay));
         self.dial(out);
     }
 }

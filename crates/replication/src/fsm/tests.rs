@@ -10,6 +10,8 @@ use strongroom_storage::{MerkleTree, Op, ReplCommand, WalEntry, WalPosition};
 use super::*;
 use crate::wire::{PrimaryMsg, SecondaryMsg};
 
+mod leader_changes;
+
 /// splitmix64, for reproducible schedules.
 struct Rng(u64);
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use strongroom_replication::{
-    ClusterListener, PeerInfo, PrimaryServer, ReplicationCa, SecondaryConfig, SecondaryHandle,
+    ClusterListener, NodeRole, PeerInfo, PrimaryServer, ReplicationCa, SecondaryConfig, SecondaryHandle,
     SecondaryHooks, SecondaryRegistry, SecondaryRunner,
 };
 use strongroom_storage::keyspace::{KeyClass, classify};
@@ -24,9 +24,14 @@ pub struct Registry {
     pub revoked: Mutex<HashSet<String>>,
     pub heartbeats: Mutex<HashMap<String, PeerInfo>>,
     pub addrs: Mutex<Vec<String>>,
+    /// `None`: the active node.
+    pub role: Mutex<Option<NodeRole>>,
 }
 
 impl SecondaryRegistry for Registry {
+    fn node_role(&self) -> NodeRole {
+        self.role.lock().unwrap().clone().unwrap_or(NodeRole::Active)
+    }
     fn cluster_id(&self) -> Option<String> {
         self.cluster_id.lock().unwrap().clone()
     }
@@ -73,6 +78,17 @@ impl Primary {
     pub async fn start() -> Primary {
         let storage = Arc::new(InmemStorage::new());
         let ca = ReplicationCa::generate(CLUSTER_ID).unwrap();
+        Primary::node(storage, ca).await
+    }
+
+    /// Another node of the same primary cluster: the same storage (as Raft would give it),
+    /// its own listener and registry.
+    pub async fn peer(&self) -> Primary {
+        let ca = ReplicationCa::from_pem(&self.ca.ca_cert_pem, &self.ca.ca_key_pem).unwrap();
+        Primary::node(self.storage.clone(), ca).await
+    }
+
+    async fn node(storage: Arc<InmemStorage>, ca: ReplicationCa) -> Primary {
         let registry = Arc::new(Registry::default());
         *registry.cluster_id.lock().unwrap() = Some(CLUSTER_ID.to_owned());
         let listener = Arc::new(ClusterListener::new().unwrap());
