@@ -347,6 +347,14 @@ impl PrimaryServer {
     }
 
     async fn heartbeat<S: AsyncWrite>(&self, s: &mut Session<S>) -> Result<(), End> {
+        // First: a node that just lost its leadership may not have re-read its replication
+        // record yet, and must not tell the secondary it was revoked.
+        if let NodeRole::Standby {
+            active_cluster_addr,
+        } = self.registry.node_role()
+        {
+            return Err(End::Redirected(active_cluster_addr));
+        }
         if self.registry.cluster_id().as_deref() != Some(s.cluster_id.as_str())
             || !self.registry.is_allowed(&s.peer_id)
         {
@@ -354,12 +362,6 @@ impl PrimaryServer {
                 codes::REVOKED,
                 "this secondary was revoked or this cluster is no longer its DR primary".into(),
             ));
-        }
-        if let NodeRole::Standby {
-            active_cluster_addr,
-        } = self.registry.node_role()
-        {
-            return Err(End::Redirected(active_cluster_addr));
         }
         let silent = s.last_heard.elapsed();
         metrics::gauge!(m::SECONDARY_LAST_HEARTBEAT_AGE_SECONDS, "secondary_id" => s.peer_id.clone())

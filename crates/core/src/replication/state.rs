@@ -135,6 +135,17 @@ impl Core {
             .mode
             .store(ReplicationMode::Disabled.as_u8(), Ordering::Release);
         self.replication.registry.refresh(None);
+        if self.cluster().is_some() {
+            // No longer the active node (or sealed): live streams end with a redirect at
+            // their next heartbeat, until the lifecycle tick names the new active node.
+            let addrs = self.replication.registry.cluster_addrs();
+            self.replication.registry.set_topology(
+                strongroom_replication::NodeRole::Standby {
+                    active_cluster_addr: None,
+                },
+                addrs,
+            );
+        }
         self.push_listener_identity(None);
         self.record_dr_mode_metric();
     }
