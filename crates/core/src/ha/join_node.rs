@@ -6,6 +6,11 @@
 //! key, the key opens the challenge, the answer earns a cluster-port certificate, Raft then
 //! ships the cluster's data, and only once that data holds the barrier's keyring does the
 //! barrier open, with the same key. A wrong key fails before anything is sent.
+//!
+//! Between the phases the operator may take minutes, and the leader that issued the
+//! challenge may be gone by then (killed, stepped down, or its challenge expired). The unseal
+//! call holds the unseal key, so it does not send the operator back to phase one: it asks the
+//! join's leader addresses for a fresh challenge and answers that, a few times, before giving up.
 
 use std::time::{Duration, Instant};
 
@@ -24,10 +29,16 @@ const RETRY_MIN: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(10);
 /// How long unseal waits for Raft to deliver the cluster's data after the answer.
 const DATA_WAIT: Duration = Duration::from_secs(120);
+/// Answers attempted by one unseal, each after a fresh challenge but the first, and the
+/// pause between them (an election takes about a second).
+const ANSWER_ATTEMPTS: u32 = 5;
+const ANSWER_PAUSE: Duration = Duration::from_secs(1);
 
 /// A join between its two phases.
 #[derive(Clone)]
 pub(crate) struct PendingJoin {
+    /// Every leader address the join was given (asked again for a fresh challenge).
+    pub leaders: Vec<(String, LeaderTls)>,
     pub leader_api_addr: String,
     pub tls: LeaderTls,
     pub challenge: Vec<u8>,
@@ -130,7 +141,8 @@ impl Core {
             .await
             {
                 Ok(data) => {
-                    let pending = Self::pending_from(addr, tls, non_voter, &data)?;
+                    let mut pending = Self::pending_from(addr, tls, non_voter, &data)?;
+                    pending.leaders = leaders.to_vec();
                     tracing::info!(leader = %addr, "raft join: challenge received; unseal this node with the cluster's keys to finish joining");
                     *lock(&self.ha.pending_join) = Some(pending);
                     return Ok(());
@@ -162,6 +174,7 @@ impl Core {
                 .ok_or_else(|| format!("the leader's seal_config lacks {name}"))
         };
         Ok(PendingJoin {
+            leaders: Vec::new(),
             leader_api_addr: addr.to_owned(),
             tls: tls.clone(),
             challenge: decode("challenge")?,
@@ -196,34 +209,7 @@ impl Core {
                 "unable to combine the provided key shares ({e}): unseal progress was reset"
             ))
         })?;
-        let server_id = self.storage.status().node_id;
-        let answer = answer_join_challenge(&unseal_key, &pending.sealed_root_key, &pending.challenge, &server_id)
-            .map_err(|_| {
-                CoreError::InvalidRequest(
-                    "the provided unseal keys do not answer the cluster's join challenge: they are not this cluster's keys; unseal progress was reset".into(),
-                )
-            })?;
-        let cluster_addr = crate::util::lock(&self.node.advertised).1.clone();
-        let body = json!({
-            "server_id": server_id,
-            "answer": B64.encode(answer.as_slice()),
-            "cluster_addr": cluster_addr,
-            "non_voter": pending.non_voter,
-        });
-        let data = strongroom_replication::post_to_leader(
-            &pending.leader_api_addr,
-            &pending.tls,
-            "sys/storage/raft/bootstrap/answer",
-            &body,
-        )
-        .await
-        .map_err(|e| {
-            // The challenge is single use: start phase one again.
-            *lock(&self.ha.pending_join) = None;
-            CoreError::InvalidRequest(format!(
-                "raft join failed answering the challenge: {e}; run the join again"
-            ))
-        })?;
+        let data = self.answer_challenge(pending, &unseal_key).await?;
         let creds: super::NodeCredentials = data
             .get("node_credentials")
             .cloned()
@@ -237,6 +223,64 @@ impl Core {
         self.wait_for_cluster_data(cluster.as_ref()).await?;
         *lock(&self.ha.pending_join) = None;
         self.open_joined_barrier(&unseal_key).await
+    }
+
+    /// Answers the pending challenge; when the leader that issued it cannot take the answer,
+    /// fetches a fresh one from the join's leaders and answers that.
+    async fn answer_challenge(
+        &self,
+        mut pending: PendingJoin,
+        unseal_key: &UnsealKey,
+    ) -> Result<Map<String, Value>, CoreError> {
+        let server_id = self.storage.status().node_id;
+        let mut attempt = 1;
+        loop {
+            let answer = answer_join_challenge(unseal_key, &pending.sealed_root_key, &pending.challenge, &server_id)
+                .map_err(|_| {
+                    CoreError::InvalidRequest(
+                        "the provided unseal keys do not answer the cluster's join challenge: they are not this cluster's keys; unseal progress was reset".into(),
+                    )
+                })?;
+            let cluster_addr = crate::util::lock(&self.node.advertised).1.clone();
+            let body = json!({
+                "server_id": server_id,
+                "answer": B64.encode(answer.as_slice()),
+                "cluster_addr": cluster_addr,
+                "non_voter": pending.non_voter,
+            });
+            let sent = strongroom_replication::post_to_leader(
+                &pending.leader_api_addr,
+                &pending.tls,
+                "sys/storage/raft/bootstrap/answer",
+                &body,
+            )
+            .await;
+            let error = match sent {
+                Ok(data) => return Ok(data),
+                Err(e) => e,
+            };
+            // The challenge is single use: whatever happens next needs a fresh one.
+            *lock(&self.ha.pending_join) = None;
+            if attempt >= ANSWER_ATTEMPTS || pending.leaders.is_empty() {
+                return Err(CoreError::InvalidRequest(format!(
+                    "raft join failed answering the challenge: {error}; run the join again"
+                )));
+            }
+            tracing::warn!(leader = %pending.leader_api_addr, error = %error, attempt, "raft join: the leader did not take the answer; asking for a fresh challenge");
+            tokio::time::sleep(ANSWER_PAUSE).await;
+            attempt += 1;
+            let leaders = pending.leaders.clone();
+            if let Err(e) = self.try_leaders(&leaders, pending.non_voter).await {
+                tracing::warn!(error = %e, "raft join: no leader issued a fresh challenge yet");
+                // Keep what we had, so the next attempt asks again.
+                *lock(&self.ha.pending_join) = Some(pending.clone());
+                continue;
+            }
+            match lock(&self.ha.pending_join).clone() {
+                Some(fresh) => pending = fresh,
+                None => continue,
+            }
+        }
     }
 
     async fn wait_for_cluster_data(
