@@ -96,6 +96,8 @@ pub trait Cluster: Send + Sync + 'static {
     /// Waits until this node has applied at least `index` (bounded by `timeout`).
     async fn wait_applied(&self, index: u64, timeout: Duration) -> Result<(), StorageError>;
 
-    /// Serves one inbound `raft_v1` stream from a peer until it closes.
-    async fn serve_stream(&self, stream: BoxStream);
+    /// Serves one inbound `raft_v1` stream from a peer until it closes. `peer` is the node
+    /// id the transport authenticated (the certificate's name): requests that only a
+    /// particular member may make, such as "you were removed", are checked against it.
+    async fn serve_stream(&self, stream: BoxStream, peer: String);
 }

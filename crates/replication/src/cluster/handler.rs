@@ -35,6 +35,6 @@ pub struct RaftHandler(pub std::sync::Arc<dyn strongroom_storage::Cluster>);
 impl StreamHandler for RaftHandler {
     async fn handle(&self, stream: BoxStream, peer: ClusterPeer) {
         tracing::trace!(node_id = %peer.node_id, remote = %peer.remote_addr, "raft stream opened");
-        self.0.serve_stream(stream).await;
+        self.0.serve_stream(stream, peer.node_id).await;
     }
 }

@@ -406,3 +406,53 @@ async fn a_malformed_frame_closes_only_its_stream() {
     assert_eq!(n1.get("still").await.unwrap(), Some(b"works".to_vec()));
     stop(&net, n1, 1).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn only_the_leader_can_tell_a_node_it_was_removed() {
+    // Why: every member holds a cluster-CA certificate; if any of them could deliver the
+    // removal notice, one compromised member could seal all the others.
+    let net = MemNetwork::new();
+    let dirs = [
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    ];
+    let n1 = start(&net, dirs[0].path(), 1, tuning()).await;
+    n1.bootstrap().await.unwrap();
+    let n2 = start(&net, dirs[1].path(), 2, tuning()).await;
+    n1.add_non_voter("node2", &addr(2)).await.unwrap();
+    n1.set_voter("node2", true).await.unwrap();
+    let n3 = start(&net, dirs[2].path(), 3, tuning()).await;
+    n1.add_non_voter("node3", &addr(3)).await.unwrap();
+    let term = n1.leadership().borrow().term;
+    let target = types::RaftNode {
+        node_id: "node2".into(),
+        cluster_addr: addr(2),
+    };
+
+    // Act: a notice from node 3, a member but not the leader, then the same from the leader.
+    let forged = network::send_removed(
+        Some(net.dialer(&addr(3))),
+        target.clone(),
+        term,
+        Duration::from_secs(2),
+    )
+    .await;
+    let forged_took = n2.leadership().borrow().removed;
+    let genuine = network::send_removed(
+        Some(net.dialer(&addr(1))),
+        target,
+        term,
+        Duration::from_secs(2),
+    )
+    .await;
+
+    // Assert: the forged notice is refused and changes nothing; the leader's removes.
+    assert!(forged.is_err(), "a notice from a non-leader is refused");
+    assert!(!forged_took);
+    genuine.unwrap();
+    assert!(n2.leadership().borrow().removed);
+    stop(&net, n1, 1).await;
+    stop(&net, n2, 2).await;
+    stop(&net, n3, 3).await;
+}

@@ -367,7 +367,7 @@ impl Cluster for RaftStorage {
             .map_err(|e| StorageError::io(format!("waiting to apply raft index {index}"), e))
     }
 
-    async fn serve_stream(&self, stream: BoxStream) {
-        network::serve(self, stream).await;
+    async fn serve_stream(&self, stream: BoxStream, peer: String) {
+        network::serve(self, stream, &peer).await;
     }
 }

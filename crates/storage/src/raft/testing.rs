@@ -114,6 +114,22 @@ impl Dialer for MemDialer {
             .get(to)
             .and_then(Weak::upgrade)
             .ok_or_else(|| refused("nothing listens at this address"))?;
+        // As the TLS transport would: the far end learns who dialed (the node listening at
+        // our address, as its certificate would name it).
+        let peer = self
+            .inner
+            .nodes
+            .lock()
+            .map_err(|_| refused("poisoned"))?
+            .get(&self.from)
+            .and_then(Weak::upgrade)
+            .and_then(|n| {
+                n.servers()
+                    .into_iter()
+                    .find(|s| s.cluster_addr == self.from)
+                    .map(|s| s.node_id)
+            })
+            .unwrap_or_else(|| self.from.clone());
         let (near, far) = tokio::io::duplex(PIPE_BYTES);
         let far = CutStream {
             inner: far,
@@ -121,7 +137,7 @@ impl Dialer for MemDialer {
             a: to.to_owned(),
             b: self.from.clone(),
         };
-        tokio::spawn(async move { node.serve_stream(Box::new(far)).await });
+        tokio::spawn(async move { node.serve_stream(Box::new(far), peer).await });
         Ok(Box::new(CutStream {
             inner: near,
             net: self.inner.clone(),

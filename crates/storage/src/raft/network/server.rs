@@ -17,13 +17,14 @@ use super::frame::{self, Frame, Kind, RemovedNotice};
 use crate::BoxStream;
 use crate::raft::RaftStorage;
 use crate::raft::snapshot_data::{SnapshotData, StagedFile};
-use crate::raft::types::{Snapshot, SnapshotMeta, TypeConfig, Vote};
+use crate::raft::types::{Snapshot, SnapshotMeta, TypeConfig, Vote, raft_id_for};
 
 /// Distinguishes concurrent staged snapshots of one process.
 static STAGED: AtomicU64 = AtomicU64::new(0);
 
-/// Serves `stream` for `node` until the peer closes it or sends something invalid.
-pub async fn serve(node: &RaftStorage, mut stream: BoxStream) {
+/// Serves `stream` from `peer` (its authenticated node id) for `node` until the peer closes
+/// it or sends something invalid.
+pub async fn serve(node: &RaftStorage, mut stream: BoxStream, peer: &str) {
     loop {
         let frame = match frame::read(&mut stream).await {
             // A stopped Raft serves nothing; closing lets the peer see it and lets this node's
@@ -36,7 +37,7 @@ pub async fn serve(node: &RaftStorage, mut stream: BoxStream) {
                 return;
             }
         };
-        if let Err(e) = serve_one(node, &mut stream, frame).await {
+        if let Err(e) = serve_one(node, &mut stream, frame, peer).await {
             tracing::warn!(error = %e, "closing a raft peer stream");
             return;
         }
@@ -44,7 +45,12 @@ pub async fn serve(node: &RaftStorage, mut stream: BoxStream) {
 }
 
 /// Answers one request; an error closes the stream.
-async fn serve_one(node: &RaftStorage, stream: &mut BoxStream, req: Frame) -> io::Result<()> {
+async fn serve_one(
+    node: &RaftStorage,
+    stream: &mut BoxStream,
+    req: Frame,
+    peer: &str,
+) -> io::Result<()> {
     match req.kind {
         Kind::AppendEntries => {
             let rpc: AppendEntriesRequest<TypeConfig> = frame::decode(&req.payload)?;
@@ -87,8 +93,30 @@ async fn serve_one(node: &RaftStorage, stream: &mut BoxStream, req: Frame) -> io
                 )
                 .await;
             }
+            // Any member holds a cluster-CA certificate; only the leader this node follows
+            // may remove it, or one member could seal the others.
+            let (leader, term) = {
+                let m = node.raft.metrics().borrow_watched().clone();
+                (m.current_leader, m.current_term)
+            };
+            if leader != Some(raft_id_for(peer)) || notice.term < term {
+                tracing::warn!(
+                    sender = peer,
+                    term = notice.term,
+                    "ignoring a removal notice from a node that is not this node's raft leader"
+                );
+                return answer::<()>(
+                    stream,
+                    Err(format!(
+                        "node {peer} is not the raft leader of node {} at term {}",
+                        node.node_id, notice.term
+                    )),
+                )
+                .await;
+            }
             tracing::warn!(
                 term = notice.term,
+                leader = peer,
                 "the raft leader removed this node from the cluster"
             );
             let result = node.mark_removed().await.map_err(|e| e.to_string());
