@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use openraft::async_runtime::watch::WatchReceiver;
 use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
+use openraft::vote::RaftLeaderId;
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 
@@ -54,15 +55,18 @@ async fn serve_one(
     match req.kind {
         Kind::AppendEntries => {
             let rpc: AppendEntriesRequest<TypeConfig> = frame::decode(&req.payload)?;
+            speaks_for_itself(&rpc.vote, peer)?;
             let result = node.raft.append_entries(rpc).await;
             answer(stream, result.map_err(|e| e.to_string())).await
         }
         Kind::Vote => {
             let rpc: VoteRequest<TypeConfig> = frame::decode(&req.payload)?;
+            speaks_for_itself(&rpc.vote, peer)?;
             answer(stream, node.raft.vote(rpc).await.map_err(|e| e.to_string())).await
         }
         Kind::PreVote => {
             let rpc: VoteRequest<TypeConfig> = frame::decode(&req.payload)?;
+            speaks_for_itself(&rpc.vote, peer)?;
             let result = node.raft.pre_vote(rpc).await;
             answer(stream, result.map_err(|e| e.to_string())).await
         }
@@ -73,6 +77,7 @@ async fn serve_one(
         }
         Kind::SnapshotBegin => {
             let (vote, meta): (Vote, SnapshotMeta) = frame::decode(&req.payload)?;
+            speaks_for_itself(&vote, peer)?;
             let staged = receive_snapshot(node, stream).await?;
             let snapshot = Snapshot {
                 meta,
@@ -131,6 +136,21 @@ async fn serve_one(
     }
 }
 
+/// Refuses a request made in another node's name: only a candidate asks for votes and only
+/// a leader sends entries and snapshots, each under its own vote, so the vote must name the
+/// member the transport authenticated. One member cannot then pass off entries or a
+/// snapshot as the leader's; what the leader itself sends is trusted, as Raft must.
+fn speaks_for_itself(vote: &Vote, peer: &str) -> io::Result<()> {
+    let named = *vote.leader_id().node_id();
+    if named == raft_id_for(peer) {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!("raft peer {peer} sent a request under another node's vote"),
+    ))
+}
+
 /// Writes the snapshot chunks that follow a begin frame into a staging file.
 async fn receive_snapshot(node: &RaftStorage, stream: &mut BoxStream) -> io::Result<StagedFile> {
     let n = STAGED.fetch_add(1, Ordering::Relaxed);
@@ -173,5 +193,24 @@ async fn answer<T: Serialize>(stream: &mut BoxStream, result: Result<T, String>)
     match result {
         Ok(value) => frame::write(stream, Kind::Reply, &frame::encode(&value)?).await,
         Err(message) => frame::write(stream, Kind::Failed, message.as_bytes()).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_must_come_from_the_node_its_vote_names() {
+        // Why: any member holds a cluster-CA certificate; without this check node3 could send
+        // entries or a snapshot as if node1 led.
+        let vote = Vote::new(3, raft_id_for("node1"));
+
+        let from_leader = speaks_for_itself(&vote, "node1");
+        let from_other = speaks_for_itself(&vote, "node3");
+
+        assert!(from_leader.is_ok());
+        let err = from_other.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
     }
 }
