@@ -512,35 +512,7 @@ impl SecondaryFsm {
                 // Any phase: a standby answers the Hello with it, and an active node that lost
                 // its leadership sends it in place of its next heartbeat.
                 self.learn_addrs(known_primary_cluster_addrs, out);
-                self.status.redirects += 1;
-                self.short_pauses = FREE_REDIRECTS;
-                metrics::counter!(m::REDIRECTS_TOTAL).increment(1);
-                let active = active_cluster_addr.filter(|a| !a.is_empty());
-                let delay = match &active {
-                    Some(_) => {
-                        if self.redirect_streak < FREE_REDIRECTS {
-                            self.backoff.reset();
-                        }
-                        self.redirect_streak = self.redirect_streak.saturating_add(1);
-                        self.backoff.next_delay()
-                    }
-                    // Mid-election: ask again soon, but a primary without quorum must not
-                    // be dialed at full speed for as long as it lasts.
-                    None => self.backoff.next_delay().min(ELECTION_RETRY_MAX),
-                };
-                let reason = match &active {
-                    Some(a) => format!("redirected by a primary standby to the active node {a}"),
-                    None => "the primary cluster has no active node yet (election in progress)"
-                        .to_owned(),
-                };
-                tracing::debug!(%reason, "DR primary standby redirected us");
-                self.prefer = active;
-                out.push(Output::Disconnect);
-                self.status.last_error = Some(reason);
-                self.status.connection_state = "transient_failure";
-                self.phase = None;
-                out.push(Output::Sleep(delay));
-                self.dial(out);
+                self.redirected(active_cluster_addr, out);
                 Ok(())
             }
             Event::HelloAck {
@@ -842,6 +814,38 @@ impl SecondaryFsm {
         self.state = State::StreamWals;
         self.phase = Some(Phase::Stream { applied: from });
         out.push(Output::Send(SecondaryMsg::StreamFrom { position: from }));
+    }
+
+    /// Follows a primary standby's redirect: the named active node next, after a short pause.
+    fn redirected(&mut self, active_cluster_addr: Option<String>, out: &mut Vec<Output>) {
+        self.status.redirects += 1;
+        self.short_pauses = FREE_REDIRECTS;
+        metrics::counter!(m::REDIRECTS_TOTAL).increment(1);
+        let active = active_cluster_addr.filter(|a| !a.is_empty());
+        let delay = match &active {
+            Some(_) => {
+                if self.redirect_streak < FREE_REDIRECTS {
+                    self.backoff.reset();
+                }
+                self.redirect_streak = self.redirect_streak.saturating_add(1);
+                self.backoff.next_delay()
+            }
+            // Mid-election: ask again soon, but a primary without quorum must not be dialed
+            // at full speed for as long as it lasts.
+            None => self.backoff.next_delay().min(ELECTION_RETRY_MAX),
+        };
+        let reason = match &active {
+            Some(a) => format!("redirected by a primary standby to the active node {a}"),
+            None => "the primary cluster has no active node yet (election in progress)".to_owned(),
+        };
+        tracing::debug!(%reason, "DR primary standby redirected us");
+        self.prefer = active;
+        out.push(Output::Disconnect);
+        self.status.last_error = Some(reason);
+        self.status.connection_state = "transient_failure";
+        self.phase = None;
+        out.push(Output::Sleep(delay));
+        self.dial(out);
     }
 
     fn learn_addrs(&mut self, addrs: Vec<String>, out: &mut Vec<Output>) {

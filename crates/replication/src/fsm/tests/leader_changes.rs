@@ -489,3 +489,42 @@ fn a_bootstrap_naming_a_standby_is_redirected_to_the_active_node() {
     assert!(sim.redirects >= 1);
     assert_eq!(sim.persisted_addrs, all_addrs());
 }
+
+#[test]
+fn a_redirect_dials_the_named_active_node_next_and_quickly() {
+    // Why: the redirect is the normal path after a primary leader change; it must cost one
+    // short pause, not a step of the exponential backoff, and go where the standby said.
+    let local = Model::default();
+    let mut fsm = SecondaryFsm::new(
+        FsmConfig {
+            primary_cluster_addrs: vec![addr(0)],
+            ..cfg()
+        },
+        1,
+    );
+    fsm.handle(Event::Start, 0, &local);
+    fsm.handle(Event::Connected, 1, &local);
+
+    let out = fsm.handle(
+        Event::Redirect {
+            active_cluster_addr: Some(addr(2)),
+            known_primary_cluster_addrs: all_addrs(),
+        },
+        2,
+        &local,
+    );
+
+    let [
+        Output::KnownAddrs(known),
+        Output::Disconnect,
+        Output::Sleep(pause),
+        Output::Connect(next),
+    ] = &out[..]
+    else {
+        panic!("unexpected outputs {out:?}");
+    };
+    assert_eq!(known, &all_addrs());
+    assert!(*pause <= Duration::from_millis(100), "{pause:?}");
+    assert_eq!(next, &addr(2));
+    assert_eq!(fsm.status().redirects, 1);
+}
