@@ -90,13 +90,22 @@ async fn a_standby_of_the_primary_redirects_to_the_active_node() {
     let handle = start_secondary(cfg, secondary.clone(), hooks.clone());
     converged(&active.storage, &secondary, &handle).await;
 
-    assert_eq!(*hooks.addrs.lock().unwrap(), both, "the standby told us every node");
+    assert_eq!(
+        *hooks.addrs.lock().unwrap(),
+        both,
+        "the standby told us every node"
+    );
     assert!(
         standby.registry.heartbeats.lock().unwrap().is_empty(),
         "the standby never served the stream"
     );
     eventually("the active node serves the stream", || async {
-        active.registry.heartbeats.lock().unwrap().contains_key("dr-1")
+        active
+            .registry
+            .heartbeats
+            .lock()
+            .unwrap()
+            .contains_key("dr-1")
     })
     .await;
     handle.stop().await;

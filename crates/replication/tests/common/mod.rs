@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use strongroom_replication::{
-    ClusterListener, NodeRole, PeerInfo, PrimaryServer, ReplicationCa, SecondaryConfig, SecondaryHandle,
-    SecondaryHooks, SecondaryRegistry, SecondaryRunner,
+    ClusterListener, NodeRole, PeerInfo, PrimaryServer, ReplicationCa, SecondaryConfig,
+    SecondaryHandle, SecondaryHooks, SecondaryRegistry, SecondaryRunner,
 };
 use strongroom_storage::keyspace::{KeyClass, classify};
 use strongroom_storage::{InmemStorage, Op, Storage};
@@ -30,7 +30,11 @@ pub struct Registry {
 
 impl SecondaryRegistry for Registry {
     fn node_role(&self) -> NodeRole {
-        self.role.lock().unwrap().clone().unwrap_or(NodeRole::Active)
+        self.role
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap_or(NodeRole::Active)
     }
     fn cluster_id(&self) -> Option<String> {
         self.cluster_id.lock().unwrap().clone()
