@@ -20,6 +20,18 @@ use common::ok;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+/// Waits until node `i` has applied everything `active` committed: standbys serve reads
+/// from their own copy, which trails the active node by the replication lag.
+fn caught_up(c: &Cluster, i: usize, active: usize) {
+    let committed = leader(&c.nodes[active]).unwrap()["raft_committed_index"]
+        .as_u64()
+        .unwrap();
+    common::cluster::wait_for_node(c, 30, "a standby to apply the active node's writes", || {
+        leader(&c.nodes[i])
+            .is_some_and(|l| l["raft_applied_index"].as_u64().unwrap_or(0) >= committed)
+    });
+}
+
 fn mount_kv(c: &Cluster, via: usize) {
     ok(c.nodes[via]
         .req(Method::POST, "sys/mounts/secret", &c.root)
@@ -68,8 +80,9 @@ fn three_nodes_formed_by_retry_join_serve_through_every_node() {
         );
     }
 
-    // Assert: every write reads back through every node.
+    // Assert: every write reads back through every node (once it has applied them).
     for reader in 0..3 {
+        caught_up(&c, reader, active);
         for writer in 0..3 {
             assert_eq!(
                 c.get(reader, &format!("from-{}", node_id(writer))),
@@ -81,15 +94,17 @@ fn three_nodes_formed_by_retry_join_serve_through_every_node() {
         }
     }
 
-    // Assert: with X-Vault-No-Request-Forwarding a standby answers 307 to the active node's
-    // api_addr and the same path; health says 200 on the active node and 429 on standbys.
+    // Assert: with X-Vault-No-Request-Forwarding a standby answers a write with 307 to the
+    // active node's api_addr and the same path (reads it serves itself); health says 200 on
+    // the active node and 429 on standbys.
     let standbys = c.standbys(active);
     let no_follow = quick_client(&c.certs().ca);
     for &s in &standbys {
         let r = no_follow
-            .get(format!("{}/v1/secret/data/from-node1", c.nodes[s].addr))
+            .put(format!("{}/v1/secret/data/from-node1", c.nodes[s].addr))
             .header("X-Vault-Token", &c.root)
             .header("X-Vault-No-Request-Forwarding", "1")
+            .json(&json!({"data": {"v": "redirected"}}))
             .send()
             .unwrap();
         assert_eq!(r.status(), 307, "{} without forwarding", node_id(s));
@@ -280,6 +295,8 @@ fn operator_raft_join_then_leader_kill_under_a_writer_loses_nothing() {
     assert_ne!(new, old, "a survivor is active");
 
     // Assert: every acknowledged key is readable through both survivors.
+    caught_up(&c, via, new);
+    caught_up(&c, survivor, new);
     for a in &acks {
         for i in [via, survivor] {
             assert_eq!(
@@ -375,6 +392,7 @@ fn remove_peer_seals_the_removed_node() {
     assert_eq!(c.wait_active(10), active);
     assert_eq!(c.put(active, "after-remove-a", "1").status(), 200);
     assert_eq!(c.put(kept, "after-remove-k", "2").status(), 200);
+    caught_up(&c, kept, active);
     for i in [active, kept] {
         assert_eq!(c.get(i, "after-remove-a").as_deref(), Some("1"));
         assert_eq!(c.get(i, "after-remove-k").as_deref(), Some("2"));

@@ -565,3 +565,167 @@ async fn read_back(node: &Node, acked: &[(String, String)]) -> Result<Vec<(Strin
     }
     Ok(bad)
 }
+
+/// Keys the read benchmark reads (written once, before the phases).
+const READ_KEYS: usize = 256;
+
+/// `strongroom-bench ha-reads`: KV read throughput of one node alone, and of a three-node
+/// cluster whose standbys serve reads themselves, with each client pinned to one node in
+/// turn (client `c` reads through node `c % 3`), at 1, 16 and 64 closed-loop clients.
+pub async fn reads(env: &Env, seconds: u64) -> Result<()> {
+    let single = crate::dr::standalone(env, "reads-single").await?;
+    seed(&single).await?;
+    let mut single_rows = Vec::new();
+    for clients in [1usize, 16, 64] {
+        single_rows.push(read_phase(&[&single], clients, seconds).await?);
+    }
+    drop(single);
+
+    let c = Cluster::form(env, None).await?;
+    let active = c.active().await?;
+    seed(&c.nodes[active]).await?;
+    // Every standby must hold the seeded keys and serve reads itself before the clock runs.
+    for (i, n) in c.nodes.iter().enumerate() {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while i != active && local_reads(n).await? == 0.0 {
+            let _ = n
+                .client
+                .get(n.url(&format!("{MOUNT}/read-0")))
+                .header("X-Vault-Token", &n.root)
+                .send()
+                .await?;
+            if Instant::now() > deadline {
+                bail!("{} never served a read itself", n.name);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let nodes: Vec<&Node> = c.nodes.iter().collect();
+    let local_before: Vec<f64> = local_counts(&nodes).await?;
+    let mut cluster_rows = Vec::new();
+    for clients in [1usize, 16, 64] {
+        cluster_rows.push(read_phase(&nodes, clients, seconds).await?);
+    }
+    let local_after: Vec<f64> = local_counts(&nodes).await?;
+
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "## ha reads: KV v1 reads of {READ_KEYS} keys, {seconds}s per phase; every server and the \
+         client share this machine's {cores} cores (no pinning, no taskset)"
+    );
+    println!(
+        "{:<28} {:>7} {:>10} {:>9} {:>9}",
+        "setup", "clients", "reads/s", "p50 ms", "p99 ms"
+    );
+    for (label, rows) in [
+        ("1 node", &single_rows),
+        ("3 nodes, reads on all three", &cluster_rows),
+    ] {
+        for r in rows.iter() {
+            println!(
+                "{:<28} {:>7} {:>10.0} {:>9.2} {:>9.2}",
+                label, r.clients, r.rate, r.p50, r.p99
+            );
+        }
+    }
+    let served: Vec<String> = c
+        .nodes
+        .iter()
+        .zip(local_after.iter().zip(&local_before))
+        .map(|(n, (a, b))| format!("{} {:.0}", n.name, a - b))
+        .collect();
+    println!(
+        "  reads each node served itself as a standby (its strongroom_standby_reads_total, \
+         outcome local): {}; the active node serves its share directly",
+        served.join(", ")
+    );
+    Ok(())
+}
+
+/// [`local_reads`] of each node.
+async fn local_counts(nodes: &[&Node]) -> Result<Vec<f64>> {
+    let mut out = Vec::with_capacity(nodes.len());
+    for n in nodes {
+        out.push(local_reads(n).await?);
+    }
+    Ok(out)
+}
+
+/// Reads `n` served itself as a standby, by its own metrics.
+async fn local_reads(n: &Node) -> Result<f64> {
+    let text = n
+        .client
+        .get(n.url("sys/metrics?format=prometheus"))
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with("strongroom_standby_reads_total{"))
+        .filter(|l| l.contains("outcome=\"local\"") && l.contains("class=\"logical\""))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum())
+}
+
+async fn seed(node: &Node) -> Result<()> {
+    for k in 0..READ_KEYS {
+        node.call(
+            Method::PUT,
+            &format!("{MOUNT}/read-{k}"),
+            Some(json!({"v": k.to_string()})),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Closed-loop readers for `seconds`; client `c` reads through `nodes[c % nodes.len()]`.
+async fn read_phase(nodes: &[&Node], clients: usize, seconds: u64) -> Result<ReadRow> {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let n = nodes[c % nodes.len()];
+        let (client, addr, token) = (n.client.clone(), n.addr.clone(), n.root.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut i = c;
+            while Instant::now() < deadline {
+                let url = format!("{addr}/v1/{MOUNT}/read-{}", i % READ_KEYS);
+                let t = Instant::now();
+                let r = client
+                    .get(url)
+                    .header("X-Vault-Token", &token)
+                    .send()
+                    .await?;
+                if !r.status().is_success() {
+                    bail!("read failed during the benchmark: {}", r.status());
+                }
+                lat.push(t.elapsed());
+                i += 7;
+            }
+            Ok::<_, anyhow::Error>(lat)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort();
+    Ok(ReadRow {
+        clients,
+        rate: all.len() as f64 / elapsed,
+        p50: pct_ms(&all, 0.5),
+        p99: pct_ms(&all, 0.99),
+    })
+}
+
+struct ReadRow {
+    clients: usize,
+    rate: f64,
+    p50: f64,
+    p99: f64,
+}

@@ -207,6 +207,12 @@ impl Barrier {
         let Some(sealed) = self.storage.get(key).await? else {
             return Ok(None);
         };
+        // A standby serving reads holds a copy of the keyring: a value written after the
+        // active node rotated names a term that copy lacks, so re-read the keyring (it is
+        // already in storage: the rotation was applied before the value) and try once more.
+        if self.with_keyring(|k| Ok(k.lacks_term_of(&sealed)))? {
+            self.reload_keyring().await?;
+        }
         let mut plain = self.with_keyring(|k| k.decrypt(key, &sealed))?;
         Ok(Some(std::mem::take(&mut *plain)))
     }

@@ -137,6 +137,12 @@ impl Keyring {
         Ok(sealed)
     }
 
+    /// Whether `ciphertext` names a term this keyring does not hold (written after a rotation
+    /// this copy of the keyring has not seen).
+    pub(crate) fn lacks_term_of(&self, ciphertext: &[u8]) -> bool {
+        envelope::term_of(ciphertext).is_ok_and(|term| !self.terms.contains_key(&term))
+    }
+
     /// Decrypts with whichever term the value names; any failure means the bytes are damaged,
     /// foreign, or were moved from another `aad`.
     pub(crate) fn decrypt(

@@ -32,6 +32,9 @@ pub struct CoreConfig {
     /// 768h when not configured).
     pub default_lease_ttl: Option<std::time::Duration>,
     pub max_lease_ttl: Option<std::time::Duration>,
+    /// `disable_standby_reads`: standbys forward every request, reads included, to the active
+    /// node instead of serving reads themselves (see `ha/reads.rs`).
+    pub disable_standby_reads: bool,
 }
 
 /// Vault's system default for both lease TTLs: 768 hours (32 days).
@@ -92,6 +95,9 @@ pub struct Core {
 impl Core {
     /// Builds a sealed core over `storage`.
     pub fn new(config: CoreConfig, storage: Arc<dyn Storage>) -> Arc<Core> {
+        // Every write core makes passes here, so a request knows whether it wrote (its
+        // `X-Vault-Index`) and a standby-local read cannot write (see `ha/tracking.rs`).
+        let storage = crate::ha::tracking::TrackingStorage::wrap(storage);
         let barrier = Barrier::new(storage.clone());
         let node = NodeIdentity::new(config.api_addr.clone(), config.cluster_addr.clone());
         Arc::new_cyclic(|me| Core {

@@ -7,6 +7,7 @@
 //! above it. Raw endpoints (seal, step-down, metrics, snapshots) come through here too and
 //! differ only in how `http` writes their answer; the only paths that do not are the
 //! node-state paths of the route table, answered before the seal gate as Vault does.
+//! A standby serving reads runs them through here too, unchanged (`ha/reads.rs`).
 
 use std::time::Duration;
 
@@ -29,7 +30,11 @@ pub(crate) async fn handle(core: &Core, mut req: Request) -> Result<Response, Co
     } else {
         GateGuard::Shared(core.gates.request.read().await)
     };
-    if !core.serving() {
+    // A standby that serves reads admits the reads `http` hands it as standby-local (see
+    // `ha/reads.rs`); they pass every check below like any other request.
+    let standby_local = crate::ha::tracking::standby_local();
+    let door_open = core.serving() || (standby_local && core.serves_standby_reads());
+    if !door_open {
         // Sealing a sealed node changes nothing and has nothing to authorize (Vault answers
         // 204 too); everything else waits until the unseal has finished loading.
         if req.path == "sys/seal" && writes(req.operation) && core.barrier.sealed() {
@@ -56,6 +61,18 @@ pub(crate) async fn handle(core: &Core, mut req: Request) -> Result<Response, Co
         Err(_) => (None, None),
     };
     let mount = route.as_ref().and_then(Route::mount).cloned();
+    // A read a standby cannot finish without writing goes to the active node before it is
+    // audited here: spending a token use and wrapping the answer (which mints a token) both
+    // write. Other writes are caught when attempted (`ha/tracking.rs`), after this audit.
+    if standby_local
+        && let Ok(admitted) = &checked
+        && (req.wrap_ttl.is_some() || admitted.token.as_ref().is_some_and(spends_uses))
+    {
+        crate::ha::tracking::needs_active();
+        return Err(CoreError::Unavailable(
+            crate::ha::tracking::STANDBY_WRITE_REFUSED.into(),
+        ));
+    }
 
     // Fail closed: a request that cannot be audited is not served, and spends no token use.
     let trail = core
@@ -179,6 +196,11 @@ async fn check(
         decision,
         spends_use: true,
     })
+}
+
+/// Whether using `token` writes (a service token with a use limit).
+fn spends_uses(token: &TokenEntry) -> bool {
+    token.num_uses > 0 && token.token_type != crate::token::TokenType::Batch
 }
 
 /// Counts one use of a use-limited token, after the request was audited.

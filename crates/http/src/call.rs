@@ -6,13 +6,16 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method};
+use http::{HeaderMap, Method, Uri, Version};
 
 use crate::parse::{self, BadRequest};
 
 /// A request ready for an endpoint handler.
 pub(crate) struct Call {
     pub method: Method,
+    /// The request target as received (a standby hands it on unchanged).
+    pub uri: Uri,
+    pub version: Version,
     pub headers: HeaderMap,
     /// Decoded query parameters, in order.
     pub query: Vec<(String, String)>,

@@ -10,6 +10,7 @@
 mod body;
 mod call;
 mod client_cert;
+pub mod consistency;
 mod error;
 pub mod forward;
 mod health;

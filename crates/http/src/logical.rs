@@ -173,6 +173,8 @@ mod tests {
     fn call(method: &str, path: &str, query: &str, body: &str) -> Call {
         Call {
             method: Method::from_bytes(method.as_bytes()).unwrap(),
+            uri: Default::default(),
+            version: Default::default(),
             headers: HeaderMap::new(),
             query: parse::query_pairs(Some(query)),
             path: path.into(),

@@ -203,6 +203,8 @@ mod tests {
         for row in ROUTES.iter().filter(|r| r.access == Access::NodeState) {
             let call = Call {
                 method: Method::GET,
+                uri: Default::default(),
+                version: Default::default(),
                 headers: Default::default(),
                 query: Vec::new(),
                 path: row.sample.0.to_owned(),
@@ -223,6 +225,8 @@ mod tests {
         ] {
             let call = Call {
                 method: Method::GET,
+                uri: Default::default(),
+                version: Default::default(),
                 headers: Default::default(),
                 query: Vec::new(),
                 path: path.to_owned(),

@@ -4,6 +4,11 @@
 //! axum's per-route table one fallback handler reads the request once and dispatches on the
 //! logical path. Core work runs in its own task: a client that disconnects (or a request that
 //! outlives `max_request_duration`) then never cancels an unseal or a write half-way.
+//!
+//! Every request runs inside core's tracking scope (`strongroom_core::ha::track`): the answer
+//! of one that wrote storage gets `X-Vault-Index`, and a standby's local read that turned out
+//! to need a write is sent on to the active node. A standby serves a read itself only after
+//! the consistency check (`consistency.rs`), and always through the door.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,6 +23,7 @@ use strongroom_core::snapshot::MAX_SNAPSHOT_BYTES;
 
 use crate::body::read_body;
 use crate::call::Call;
+use crate::consistency::{self, Decision, Requirement};
 use crate::forward::{ForwardedBy, Forwarder};
 use crate::parse;
 use crate::{logical, raw, reply, standby};
@@ -176,12 +182,65 @@ async fn handle(state: AppState, req: axum::extract::Request) -> Response {
         .await;
     }
     // The cheap role check first: an active node never walks the route table here.
-    if state.core.is_standby()
-        && !strongroom_core::routing::table::lookup(&path)
-            .is_some_and(|row| row.access == strongroom_core::routing::Access::NodeState)
-    {
-        let req = http::Request::from_parts(parts, body);
-        return standby::divert(&state.core, state.opts.forwarder.as_ref(), req, peer).await;
+    let standby = state.core.is_standby();
+    // Node state, and the metrics a listener serves without a token: this node's own.
+    let open_metrics = state.opts.unauthenticated_metrics_access && path == "sys/metrics";
+    let node_state = |path: &str| {
+        open_metrics
+            || strongroom_core::routing::table::lookup(path)
+                .is_some_and(|row| row.access == strongroom_core::routing::Access::NodeState)
+    };
+    let mut standby_local = false;
+    if standby && !node_state(&path) {
+        let requirement = match Requirement::from_headers(&parts.headers) {
+            Ok(r) => r,
+            Err(e) => return e.into(),
+        };
+        let reads_here = read_operation(&parts)
+            .is_some_and(|op| strongroom_core::ha::served_on_standby(&path, op))
+            && !parts.headers.contains_key("x-vault-wrap-ttl");
+        let decision = if reads_here {
+            consistency::decide(&state.core.read_role(), &requirement)
+        } else {
+            Decision::Forward
+        };
+        match decision {
+            Decision::Forward => {
+                if reads_here {
+                    record_standby_read("forward_active_node", &path);
+                }
+                let req = http::Request::from_parts(parts, body);
+                return standby::divert(&state.core, state.opts.forwarder.as_ref(), req, peer)
+                    .await;
+            }
+            Decision::NotPresent => return not_present(&path),
+            Decision::Await(index) => {
+                if !state
+                    .core
+                    .await_index(index, consistency::AWAIT_BOUND)
+                    .await
+                {
+                    return not_present(&path);
+                }
+            }
+            Decision::Serve | Decision::ServeAfterApplied(_) => {}
+        }
+        standby_local = true;
+    } else if !node_state(&path) {
+        let requirement = match Requirement::from_headers(&parts.headers) {
+            Ok(r) => r,
+            Err(e) => return e.into(),
+        };
+        if let Decision::ServeAfterApplied(index) =
+            consistency::decide(&state.core.read_role(), &requirement)
+        {
+            // Bounded: an index beyond anything committed (forged, or from a lost leader's
+            // log) is served all the same, as Vault's active node does.
+            state
+                .core
+                .await_index(index, consistency::AWAIT_BOUND)
+                .await;
+        }
     }
     let uploads_snapshot = raw::is_snapshot_upload(&path)
         && (parts.method == Method::PUT || parts.method == Method::POST);
@@ -205,7 +264,10 @@ async fn handle(state: AppState, req: axum::extract::Request) -> Response {
         Ok(b) => b,
         Err(resp) => return resp,
     };
+    let forwarder = state.opts.forwarder.clone();
     let call = Call {
+        uri: parts.uri.clone(),
+        version: parts.version,
         query: parse::query_pairs(parts.uri.query()),
         peer,
         method: parts.method,
@@ -216,10 +278,27 @@ async fn handle(state: AppState, req: axum::extract::Request) -> Response {
     let unauthenticated_metrics = state.opts.unauthenticated_metrics_access;
     let core = state.core.clone();
     let task = tokio::spawn(async move {
-        match raw::handle(&core, &call, unauthenticated_metrics).await {
-            Some(resp) => resp,
-            None => logical::handle(&core, &call).await,
+        let served = async {
+            match raw::handle(&core, &call, unauthenticated_metrics).await {
+                Some(resp) => resp,
+                None => logical::handle(&core, &call).await,
+            }
+        };
+        let (mut resp, tracked) = strongroom_core::ha::track(standby_local, served).await;
+        if tracked.needs_active {
+            // The read needed a write after all: the active node serves it (this node has
+            // already audited it, so it is audited twice, as in OpenBao).
+            record_standby_read("needs_active", &call.path);
+            let req = rebuild(&call);
+            return standby::divert(&core, forwarder.as_ref(), req, call.peer).await;
         }
+        if standby_local {
+            record_standby_read("local", &call.path);
+        }
+        if tracked.wrote {
+            stamp_index(&core, &mut resp);
+        }
+        resp
     });
     let joined = match state.opts.max_request_duration {
         None => task.await,
@@ -244,4 +323,63 @@ async fn handle(state: AppState, req: axum::extract::Request) -> Response {
             "internal error: request handler failed",
         )
     })
+}
+
+/// The operation of a request a standby might serve itself: reads and lists only.
+fn read_operation(parts: &http::request::Parts) -> Option<strongroom_core::Operation> {
+    use strongroom_core::Operation;
+    if parts.method.as_str() == "LIST" {
+        return Some(Operation::List);
+    }
+    if parts.method != Method::GET {
+        return None;
+    }
+    let pairs = parse::query_pairs(parts.uri.query());
+    let list = parse::query_value(&pairs, "list").and_then(parse::parse_bool);
+    Some(if list == Some(true) {
+        Operation::List
+    } else {
+        Operation::Read
+    })
+}
+
+/// 412 `required index state not present`.
+fn not_present(path: &str) -> Response {
+    record_standby_read("index_not_present", path);
+    reply::error(
+        StatusCode::PRECONDITION_FAILED,
+        consistency::STATE_NOT_PRESENT,
+    )
+}
+
+/// Counts how a standby handled a read it could have served (bounded labels only).
+fn record_standby_read(outcome: &'static str, path: &str) {
+    metrics::counter!(
+        "strongroom_standby_reads_total",
+        "outcome" => outcome,
+        "class" => strongroom_core::telemetry::path_class(path)
+    )
+    .increment(1);
+}
+
+/// Puts `X-Vault-Index` on the answer of a request that wrote storage.
+fn stamp_index(core: &Core, resp: &mut Response) {
+    let state = core.written_index();
+    if state.cluster_id.is_empty() {
+        // Before the cluster has an identity (init): nothing a node could compare it with.
+        return;
+    }
+    if let Ok(value) = http::HeaderValue::from_str(&consistency::encode(&state)) {
+        resp.headers_mut().insert(consistency::INDEX_HEADER, value);
+    }
+}
+
+/// The request as it came, for the active node, after this standby read its body.
+fn rebuild(call: &Call) -> http::Request<axum::body::Body> {
+    let mut req = http::Request::new(axum::body::Body::from(call.body.clone()));
+    *req.method_mut() = call.method.clone();
+    *req.uri_mut() = call.uri.clone();
+    *req.version_mut() = call.version;
+    *req.headers_mut() = call.headers.clone();
+    req
 }

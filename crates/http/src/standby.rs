@@ -1,9 +1,9 @@
 //! What a standby does with a client request: forward it to the active node, or redirect.
 //!
-//! A standby holds no mounts, tokens or policies, so it answers nothing but node state
-//! itself. Everything else goes to the active node over the cluster port, transparently, or,
-//! when the client asks for it with `X-Vault-No-Request-Forwarding` or forwarding fails, as a
-//! 307 to the active node's `api_addr` (which Vault's clients follow).
+//! A standby answers node state itself, and reads when it serves them (`router.rs` decides,
+//! with `consistency.rs`). Everything else goes to the active node over the cluster port,
+//! transparently, or, when the client asks for it with `X-Vault-No-Request-Forwarding` or
+//! forwarding fails, as a 307 to the active node's `api_addr` (which Vault's clients follow).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

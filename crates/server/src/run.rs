@@ -211,6 +211,7 @@ pub(crate) fn new_core(
             telemetry,
             default_lease_ttl: config.default_lease_ttl,
             max_lease_ttl: config.max_lease_ttl,
+            disable_standby_reads: config.disable_standby_reads,
         },
         storage,
     )

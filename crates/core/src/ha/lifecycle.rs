@@ -44,6 +44,7 @@ impl Core {
         }
         // A standby of a DR secondary must refuse clients from its first request on.
         self.follow_replication_topology().await;
+        self.enter_standby_reads().await;
         self.config.telemetry.set_unsealed(true);
         Ok(())
     }
@@ -111,11 +112,15 @@ impl Core {
         if self.follow_replication_topology().await {
             self.seal_internal().await;
         }
+        // Every round, so a standby whose read state failed to load retries.
+        self.enter_standby_reads().await;
     }
 
     /// Loads what an active node serves from, once everything earlier terms committed is
     /// applied here, and advertises this node to the standbys.
     async fn become_active(&self) -> Result<(), CoreError> {
+        // The standby-read follower must not reload caches under the active node's feet.
+        self.leave_standby_reads().await;
         if let Some(cluster) = self.cluster() {
             let committed = self.storage.status().committed_index;
             cluster
@@ -154,6 +159,7 @@ impl Core {
 
     /// Drops what only the active node holds, leaving the barrier unsealed (a standby).
     pub(crate) async fn drop_active_state(&self) {
+        self.leave_standby_reads().await;
         self.expiration_stop().await;
         self.clear_replication().await;
         self.policies.clear();

@@ -1,14 +1,18 @@
 //! High availability: one active node per Raft cluster, standbys that follow it, and the
 //! join that adds a node.
 //!
-//! The active node is always the Raft leader of the current term: it alone loads mounts,
-//! policies, leases and replication and serves requests, because only the leader can commit
-//! the writes a request makes. A standby keeps its barrier unsealed (so it can take over at
-//! once) but holds none of that state; `http` forwards its clients to the active node. The
+//! The active node is always the Raft leader of the current term: it alone runs leases and
+//! replication and serves requests that write, because only the leader can commit the writes a
+//! request makes. A standby keeps its barrier unsealed (so it can take over at once); `http`
+//! forwards its clients' writes to the active node. The
 //! lifecycle task (`lifecycle.rs`) moves a node between the two roles as Raft's leadership
 //! changes; nothing else does, so a role can never disagree with Raft for longer than one
 //! transition. The join (`join_node.rs` on the joiner, `join_leader.rs` on the active node)
 //! is two-phase: no data reaches a joiner until it proves it holds the unseal key.
+//!
+//! Unless `disable_standby_reads` is set, a standby also serves reads itself (`reads.rs`), from
+//! its follower's copy of the data and of the in-memory state reads pass through; anything
+//! that would write is still the active node's (`tracking.rs` hands it on).
 
 mod advert;
 mod autopilot;
@@ -16,8 +20,10 @@ mod echo;
 mod join_leader;
 mod join_node;
 mod lifecycle;
+mod reads;
 pub(crate) mod routes;
 mod tls;
+pub(crate) mod tracking;
 
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
@@ -28,7 +34,10 @@ pub(crate) use echo::StandbyRegistry;
 pub(crate) use join_leader::Challenges;
 pub(crate) use join_node::PendingJoin;
 pub use join_node::{JoinOutcome, LeaderTls};
+pub(crate) use reads::StandbyReads;
+pub use reads::{IndexState, ReadRole, served_on_standby};
 pub use tls::{ClusterIdentity, NodeCredentials};
+pub use tracking::{Tracked, track};
 
 use crate::Core;
 use crate::util::lock;
@@ -64,6 +73,8 @@ pub(crate) struct HaState {
     pub removed: std::sync::atomic::AtomicBool,
     /// On the active node: autopilot's memory (when each server became healthy).
     pub planner: Mutex<crate::autopilot::Planner>,
+    /// On a standby: what serving reads loaded, and the follower that keeps it current.
+    pub reads: StandbyReads,
     pub core: Weak<Core>,
 }
 
@@ -79,6 +90,7 @@ impl HaState {
             lifecycle_started: std::sync::atomic::AtomicBool::new(false),
             removed: std::sync::atomic::AtomicBool::new(false),
             planner: Mutex::new(crate::autopilot::Planner::new()),
+            reads: StandbyReads::default(),
             core,
         }
     }

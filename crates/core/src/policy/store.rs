@@ -121,6 +121,11 @@ impl PolicyStore {
             cache.generation
         };
         let mut loaded = self.load(barrier, &name).await?;
+        // A standby serving a read may not write; the stock rules are exactly right until
+        // the active node stores them.
+        if loaded.is_none() && name == DEFAULT && crate::ha::tracking::standby_local() {
+            return Ok(Some(builtin_default()?));
+        }
         if loaded.is_none() && name == DEFAULT {
             match self.create_default(barrier).await {
                 Ok(created) => loaded = Some(created),

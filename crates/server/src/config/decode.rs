@@ -141,6 +141,9 @@ impl Decoder<'_> {
             "cluster_addr" => self.out.cluster_addr = Some(self.url(key, value)?),
             "cluster_name" => self.out.cluster_name = Some(self.string(key, value)?),
             "disable_mlock" => self.out.disable_mlock = Some(self.boolean(key, value)?),
+            "disable_standby_reads" => {
+                self.out.disable_standby_reads = Some(self.boolean(key, value)?);
+            }
             "ui" => self.out.ui = Some(self.boolean(key, value)?),
             "log_level" => {
                 self.out.log_level = Some(self.one_of(key, value, LOG_LEVELS)?);

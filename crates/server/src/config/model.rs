@@ -35,6 +35,9 @@ pub struct ServerConfig {
     pub cluster_addr: Option<String>,
     pub cluster_name: Option<String>,
     pub disable_mlock: bool,
+    /// Standbys forward reads to the active node instead of serving them (OpenBao's
+    /// `disable_standby_reads`; default false: standbys serve reads).
+    pub disable_standby_reads: bool,
     pub ui: bool,
     /// Lower-case; one of `trace`, `debug`, `info`, `warn`, `warning`, `error`.
     pub log_level: Option<String>,
@@ -64,6 +67,7 @@ impl Default for ServerConfig {
             cluster_addr: None,
             cluster_name: None,
             disable_mlock: false,
+            disable_standby_reads: false,
             ui: false,
             log_level: None,
             log_format: None,

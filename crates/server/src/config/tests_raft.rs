@@ -113,6 +113,24 @@ fn raft_defaults_follow_vault() {
     assert!(raft.retry_join.is_empty());
 }
 
+// Standbys serve reads unless the top-level `disable_standby_reads` says otherwise.
+#[test]
+fn standby_reads_are_on_unless_disabled() {
+    let load = |text: &str| {
+        parse_str(text, "s.hcl")
+            .unwrap()
+            .into_config_with(&reader)
+            .unwrap()
+    };
+    let stanza = "storage \"raft\" { path = \"/d\" }\n";
+
+    let default = load(stanza);
+    let disabled = load(&format!("{stanza}disable_standby_reads = true\n"));
+
+    assert!(!default.disable_standby_reads);
+    assert!(disabled.disable_standby_reads);
+}
+
 // JSON writes repeated stanzas as a list; the result is the same as the HCL form.
 #[test]
 fn json_retry_join_list_matches_hcl() {

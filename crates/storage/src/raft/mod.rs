@@ -194,6 +194,11 @@ pub struct RaftStorage {
     removed: Arc<std::sync::atomic::AtomicBool>,
     /// Membership changes one at a time (openraft refuses a change while one is in flight).
     membership_changes: tokio::sync::Mutex<()>,
+    /// The highest log index this node wrote and saw applied. openraft publishes its metrics
+    /// asynchronously, so right after a write returns they may still show an older applied
+    /// index; `status` reports at least this one, so a caller that reads the applied index
+    /// after its write (core's `X-Vault-Index`) never gets an index below its own write.
+    written: std::sync::atomic::AtomicU64,
 }
 
 impl RaftStorage {
@@ -305,6 +310,7 @@ impl RaftStorage {
             leadership,
             removed,
             membership_changes: tokio::sync::Mutex::new(()),
+            written: std::sync::atomic::AtomicU64::new(0),
         };
         membership::follow(&storage);
         let opened = match storage.await_ready().await {
@@ -465,6 +471,8 @@ impl RaftStorage {
             }
         };
         metrics::histogram!("vault_raft_apply_seconds").record(started.elapsed().as_secs_f64());
+        self.written
+            .fetch_max(resp.log_id.index, std::sync::atomic::Ordering::AcqRel);
         match resp.data {
             ApplyOutcome::Applied => Ok(()),
             ApplyOutcome::Diverged(m) => Err(StorageError::Diverged(m)),
@@ -667,7 +675,11 @@ impl Storage for RaftStorage {
     }
 
     fn status(&self) -> StorageStatus {
-        status::from_metrics(&self.raft.metrics().borrow_watched(), &self.node_id)
+        let mut status = status::from_metrics(&self.raft.metrics().borrow_watched(), &self.node_id);
+        let written = self.written.load(std::sync::atomic::Ordering::Acquire);
+        status.applied_index = status.applied_index.max(written);
+        status.committed_index = status.committed_index.max(written);
+        status
     }
 
     async fn apply_replication(&self, cmd: ReplCommand) -> Result<(), StorageError> {
