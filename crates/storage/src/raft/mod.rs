@@ -251,6 +251,7 @@ impl RaftStorage {
         let files = tokio::task::spawn_blocking(move || {
             let files = db::open(&path)?;
             identity::check(&files.log, &node_id)?;
+            snapshot_data::remove_stale_staged(&path);
             let repl = state_machine::load_repl(&files.sm).map_err(|e| read_error("open", e))?;
             let removed = removal::load(&files.log)?;
             Ok::<_, StorageError>((files, Arc::new(repl), removed))

@@ -29,6 +29,36 @@ pub enum SnapshotData {
     Staged(StagedFile),
 }
 
+/// The name of a snapshot being received, in the data directory: `snapshot-incoming-<pid>-<n>.tmp`.
+pub fn staged_name(n: u64) -> String {
+    format!("{STAGED_PREFIX}{}-{n}{STAGED_SUFFIX}", std::process::id())
+}
+const STAGED_PREFIX: &str = "snapshot-incoming-";
+const STAGED_SUFFIX: &str = ".tmp";
+
+/// Removes staged snapshots a crashed process left in `dir` (blocking; at open, before Raft
+/// runs, so none of them can be in use). A file that cannot be removed is logged and left.
+pub fn remove_stale_staged(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with(STAGED_PREFIX) && name.ends_with(STAGED_SUFFIX)) {
+            continue;
+        }
+        match std::fs::remove_file(entry.path()) {
+            Ok(()) => {
+                tracing::info!(file = %name, "removed a snapshot left half-received by an earlier run")
+            }
+            Err(e) => {
+                tracing::warn!(file = %name, error = %e, "could not remove a stale staged snapshot")
+            }
+        }
+    }
+}
+
 /// A received snapshot's file; removed when the snapshot is dropped (installed or not).
 pub struct StagedFile {
     path: PathBuf,

@@ -119,6 +119,29 @@ async fn a_directory_missing_one_of_its_two_files_is_refused() {
     assert!(!log.exists(), "an empty log was created");
 }
 
+#[tokio::test]
+async fn snapshots_left_half_received_by_a_crash_are_removed_at_open() {
+    // Why: a process killed while a leader streamed it a snapshot leaves the staged file
+    // behind; without this, every such crash would leak up to a whole keyspace of disk.
+    let dir = tempfile::tempdir().unwrap();
+    let s = RaftStorage::open_single(options(dir.path())).await.unwrap();
+    s.shutdown().await.unwrap();
+    drop(s);
+    let stale = dir.path().join("snapshot-incoming-4242-0.tmp");
+    let unrelated = dir.path().join("operator-notes.tmp");
+    std::fs::write(&stale, b"half a snapshot").unwrap();
+    std::fs::write(&unrelated, b"not ours").unwrap();
+
+    let s = RaftStorage::open_single(options(dir.path())).await.unwrap();
+
+    assert!(!stale.exists(), "the stale staged snapshot was removed");
+    assert!(
+        unrelated.exists(),
+        "files that are not staged snapshots are left alone"
+    );
+    s.shutdown().await.unwrap();
+}
+
 /// Rewrites a closed format-2 directory into the format-1 layout: log and log metadata inside
 /// the state-machine file, no separate log file.
 fn downgrade_to_v1(dir: &Path) {

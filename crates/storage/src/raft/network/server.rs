@@ -154,9 +154,7 @@ fn speaks_for_itself(vote: &Vote, peer: &str) -> io::Result<()> {
 /// Writes the snapshot chunks that follow a begin frame into a staging file.
 async fn receive_snapshot(node: &RaftStorage, stream: &mut BoxStream) -> io::Result<StagedFile> {
     let n = STAGED.fetch_add(1, Ordering::Relaxed);
-    let path = node
-        .path
-        .join(format!("snapshot-incoming-{}-{n}.tmp", std::process::id()));
+    let path = node.path.join(crate::raft::snapshot_data::staged_name(n));
     let mut file = tokio::fs::File::create(&path).await?;
     // Owned from here on, so the file is removed on every early return.
     let mut staged = StagedFile::new(path, 0);
