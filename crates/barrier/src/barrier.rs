@@ -280,6 +280,21 @@ impl Barrier {
         Ok(std::mem::take(&mut *plain))
     }
 
+    /// [`Barrier::decrypt_value`] for values minted on another node (batch tokens): when
+    /// `ciphertext` names a key term a few rotations past this copy of the keyring, re-reads
+    /// the keyring once first, as [`Barrier::get`] does (the value comes from a client here,
+    /// so a made-up far-future term does not cost a re-read).
+    pub async fn decrypt_value_current(
+        &self,
+        aad: &str,
+        ciphertext: &[u8],
+    ) -> Result<Vec<u8>, BarrierError> {
+        if self.with_keyring(|k| Ok(k.lags_term_of(ciphertext)))? {
+            self.reload_keyring().await?;
+        }
+        self.decrypt_value(aad, ciphertext)
+    }
+
     /// Re-reads the keyring from storage with the in-memory root key, after storage was
     /// replaced underneath (snapshot restore, replication bootstrap) or another node rotated.
     pub async fn reload_keyring(&self) -> Result<(), BarrierError> {

@@ -143,6 +143,22 @@ impl Keyring {
         envelope::term_of(ciphertext).is_ok_and(|term| !self.terms.contains_key(&term))
     }
 
+    /// Whether `ciphertext` names a term just past the newest this copy holds: what another
+    /// node's recent rotations produce. A term far beyond it is not worth re-reading the
+    /// keyring for; such a value comes from a forger (e.g. a made-up batch token).
+    pub(crate) fn lags_term_of(&self, ciphertext: &[u8]) -> bool {
+        /// Rotations another node may be ahead of this copy by.
+        const ROTATIONS_AHEAD: u32 = 16;
+        let newest = self
+            .terms
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(self.active);
+        envelope::term_of(ciphertext)
+            .is_ok_and(|term| term > newest && term <= newest.saturating_add(ROTATIONS_AHEAD))
+    }
+
     /// Decrypts with whichever term the value names; any failure means the bytes are damaged,
     /// foreign, or were moved from another `aad`.
     pub(crate) fn decrypt(

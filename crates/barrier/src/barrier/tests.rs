@@ -256,6 +256,34 @@ async fn keyring_opens_only_for_our_root_key() {
 }
 
 #[tokio::test]
+async fn a_value_sealed_after_a_rotation_elsewhere_opens_with_decrypt_value_current() {
+    // Why: a batch token minted on the active node after a rotation must work on a standby
+    // serving reads at once, not only after its follower re-read the keyring.
+    let storage = Arc::new(InmemStorage::new());
+    let a = Barrier::new(storage.clone());
+    let b = Barrier::new(storage.clone());
+    let unseal_key = UnsealKey::generate().unwrap();
+    a.initialize(&unseal_key, &RootKey::generate().unwrap())
+        .await
+        .unwrap();
+    a.unseal(&unseal_key).await.unwrap();
+    b.unseal(&unseal_key).await.unwrap();
+    a.rotate().await.unwrap();
+
+    let sealed = a.encrypt_value("batch", b"token body").unwrap();
+
+    assert!(
+        b.decrypt_value("batch", &sealed).is_err(),
+        "b lacks the new term"
+    );
+    assert_eq!(
+        b.decrypt_value_current("batch", &sealed).await.unwrap(),
+        b"token body"
+    );
+    assert_eq!(b.key_status().unwrap().term, 2);
+}
+
+#[tokio::test]
 async fn reload_picks_up_a_keyring_rotated_elsewhere() {
     // Why: after a snapshot restore or a rotation on another node, memory must follow storage.
     let storage = Arc::new(InmemStorage::new());

@@ -35,7 +35,10 @@ impl Core {
 
     /// Opens a batch token; `None` when it is malformed or was sealed under another keyring.
     /// Expiry and parent checks are the caller's.
-    pub(crate) fn decode_batch_token(&self, token: &str) -> Result<Option<TokenEntry>, CoreError> {
+    pub(crate) async fn decode_batch_token(
+        &self,
+        token: &str,
+    ) -> Result<Option<TokenEntry>, CoreError> {
         let Some(body) = token.strip_prefix(BATCH_PREFIX) else {
             return Ok(None);
         };
@@ -45,7 +48,8 @@ impl Core {
         let Ok(sealed) = URL_SAFE_NO_PAD.decode(body) else {
             return Ok(None);
         };
-        let plain = match self.barrier.decrypt_value(BATCH_AAD, &sealed) {
+        // A standby's keyring may not have the term the active node minted it under yet.
+        let plain = match self.barrier.decrypt_value_current(BATCH_AAD, &sealed).await {
             Ok(p) => zeroize::Zeroizing::new(p),
             Err(strongroom_barrier::BarrierError::Sealed) => return Err(CoreError::Sealed),
             Err(_) => return Ok(None),

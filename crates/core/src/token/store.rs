@@ -68,7 +68,7 @@ impl Core {
         }
         let now = now_secs();
         if token.starts_with(super::batch::BATCH_PREFIX) {
-            let Some(entry) = self.decode_batch_token(token)? else {
+            let Some(entry) = self.decode_batch_token(token).await? else {
                 return Ok(None);
             };
             if entry.is_dead(now) {
