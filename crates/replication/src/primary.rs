@@ -460,6 +460,14 @@ impl PrimaryServer {
         let Some(mut cursor) = s.cursor else {
             return Ok(());
         };
+        // A node that lost its leadership still applies the new leader's entries; it must
+        // hand the secondary over at once rather than keep streaming until its heartbeat.
+        if let NodeRole::Standby {
+            active_cluster_addr,
+        } = self.registry.node_role()
+        {
+            return Err(End::Redirected(active_cluster_addr));
+        }
         loop {
             let read = self
                 .storage

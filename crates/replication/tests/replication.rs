@@ -108,6 +108,29 @@ async fn a_standby_of_the_primary_redirects_to_the_active_node() {
             .contains_key("dr-1")
     })
     .await;
+
+    // A leader change: the old active node hands the live stream over to the new one.
+    let syncs = handle.status().syncs_completed;
+    *active.registry.role.lock().unwrap() = Some(strongroom_replication::NodeRole::Standby {
+        active_cluster_addr: Some(standby.addr.clone()),
+    });
+    *standby.registry.role.lock().unwrap() = None;
+    active.write_batches("b", 10).await;
+    converged(&active.storage, &secondary, &handle).await;
+    eventually("the new active node serves the stream", || async {
+        standby
+            .registry
+            .heartbeats
+            .lock()
+            .unwrap()
+            .contains_key("dr-1")
+    })
+    .await;
+    assert_eq!(
+        handle.status().syncs_completed,
+        syncs,
+        "resumed, not synced again"
+    );
     handle.stop().await;
 }
 

@@ -99,6 +99,7 @@ impl Core {
         if self.barrier.sealed() {
             return;
         }
+        self.retry_own_identity().await;
         let active = self.serving();
         if seen.is_self && !active {
             if let Err(e) = self.become_active().await {
@@ -111,6 +112,7 @@ impl Core {
         }
         if self.follow_replication_topology().await {
             self.seal_internal().await;
+            return;
         }
         // Every round, so a standby whose read state failed to load retries.
         self.enter_standby_reads().await;

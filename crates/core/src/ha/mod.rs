@@ -59,6 +59,8 @@ pub(crate) struct HaState {
     pub cluster: OnceLock<Arc<dyn Cluster>>,
     /// Where the cluster port's TLS identity is installed (the listener and the dialer).
     pub identity: OnceLock<Arc<dyn ClusterIdentity>>,
+    /// Whether an identity is installed there now (the lifecycle retries until it is).
+    pub identity_installed: std::sync::atomic::AtomicBool,
     /// The active node as last read from its advertisement, with the term it was read for.
     pub active: Mutex<Option<(u64, ActiveNode)>>,
     /// The join this node is part way through (phase one done, waiting for unseal keys).
@@ -83,6 +85,7 @@ impl HaState {
         HaState {
             cluster: OnceLock::new(),
             identity: OnceLock::new(),
+            identity_installed: std::sync::atomic::AtomicBool::new(false),
             active: Mutex::new(None),
             pending_join: Mutex::new(None),
             challenges: Challenges::default(),

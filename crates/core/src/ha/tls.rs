@@ -63,16 +63,33 @@ impl Core {
     /// Installs `creds` on the cluster port (no-op without a sink, e.g. in-process tests).
     pub(crate) fn install_identity(&self, creds: &NodeCredentials) -> Result<(), CoreError> {
         match self.ha.identity.get() {
-            Some(sink) => sink
-                .install(creds)
-                .map_err(|e| CoreError::Internal(format!("installing the cluster identity: {e}"))),
+            Some(sink) => {
+                sink.install(creds).map_err(|e| {
+                    CoreError::Internal(format!("installing the cluster identity: {e}"))
+                })?;
+                self.ha
+                    .identity_installed
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                Ok(())
+            }
             None => Ok(()),
         }
     }
 
     /// Issues and installs this node's own certificate (on unseal, from its copy of the CA).
+    ///
+    /// A restarted member may not hold the CA record yet: after a crash its state machine
+    /// re-applies its log in the background, and `open` does not wait for that on a node
+    /// with other voters. Then nothing is installed, and the lifecycle tick tries again
+    /// ([`Core::retry_own_identity`]) until the record is there.
     pub(crate) async fn install_own_identity(&self, may_create: bool) -> Result<(), CoreError> {
-        if self.cluster().is_none() || self.cluster_ca(may_create).await?.is_none() {
+        if self.cluster().is_none() {
+            return Ok(());
+        }
+        if self.cluster_ca(may_create).await?.is_none() {
+            tracing::info!(
+                "this node holds no cluster CA record yet (still re-applying its log?); it presents no cluster certificate until it does"
+            );
             return Ok(());
         }
         let node_id = self.storage.status().node_id;
@@ -80,9 +97,27 @@ impl Core {
         self.install_identity(&creds)
     }
 
+    /// On a lifecycle tick: installs this node's certificate if it still has none.
+    pub(crate) async fn retry_own_identity(&self) {
+        if self.ha.identity.get().is_none()
+            || self
+                .ha
+                .identity_installed
+                .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return;
+        }
+        if let Err(e) = self.install_own_identity(false).await {
+            tracing::warn!(error = %e, "cannot present a cluster-port certificate yet; retrying");
+        }
+    }
+
     pub(crate) fn clear_identity(&self) {
         if let Some(sink) = self.ha.identity.get() {
             sink.clear();
+            self.ha
+                .identity_installed
+                .store(false, std::sync::atomic::Ordering::SeqCst);
         }
     }
 }
