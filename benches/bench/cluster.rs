@@ -333,19 +333,16 @@ impl Node {
             .await?)
     }
 
+    /// The sum of every series of metric `name` (a counter or gauge) in `sys/metrics`; zero
+    /// when the metric has no series yet.
+    pub async fn metric(&self, name: &str) -> Result<f64> {
+        Ok(series_sum(&self.metrics_text().await?, name))
+    }
+
     /// (sum, count) of a Prometheus histogram in `sys/metrics`.
     pub async fn histogram(&self, name: &str) -> Result<(f64, f64)> {
         let text = self.metrics_text().await?;
-        let get = |suffix: &str| {
-            let series = format!("{name}{suffix}");
-            text.lines()
-                .filter(|l| {
-                    l.strip_prefix(series.as_str())
-                        .is_some_and(|rest| rest.starts_with([' ', '{']))
-                })
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum::<f64>()
-        };
+        let get = |suffix: &str| series_sum(&text, &format!("{name}{suffix}"));
         Ok((get("_sum"), get("_count")))
     }
 
@@ -394,6 +391,18 @@ impl Node {
     pub fn disk_bytes(&self) -> u64 {
         dir_bytes(&self.dir.join("raft"))
     }
+}
+
+/// The sum of every series of metric `name` (not a longer name sharing its prefix) in
+/// Prometheus text.
+fn series_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with([' ', '{']))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// Files of at least 1 MiB under `p`, largest first, as "name size-MiB" (for verbose runs).

@@ -62,6 +62,18 @@ pub async fn activation_token(primary: &Node, id: &str) -> Result<String> {
 
 /// Turns `spare` into a DR secondary of `primary`; it then answers to the primary's root token.
 pub async fn enable_secondary(env: &Env, primary: &Node, spare: &mut Node, id: &str) -> Result<()> {
+    enable_secondary_via(env, primary, &primary.addr, spare, id).await
+}
+
+/// As [`enable_secondary`], the token minted on `primary` and unwrapped at `primary_api_addr`
+/// (any node of the primary's cluster: a standby forwards the unwrap to its active node).
+pub async fn enable_secondary_via(
+    env: &Env,
+    primary: &Node,
+    primary_api_addr: &str,
+    spare: &mut Node,
+    id: &str,
+) -> Result<()> {
     let token = activation_token(primary, id).await?;
     spare
         .call(
@@ -69,7 +81,7 @@ pub async fn enable_secondary(env: &Env, primary: &Node, spare: &mut Node, id: &
             "sys/replication/dr/secondary/enable",
             Some(json!({
                 "token": token,
-                "primary_api_addr": primary.addr,
+                "primary_api_addr": primary_api_addr,
                 "ca_file": env.ca_file.to_string_lossy(),
             })),
         )

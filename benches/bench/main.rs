@@ -11,11 +11,13 @@
 mod bootstrap;
 mod cluster;
 mod dr;
+mod dr_ha;
 mod ha;
 mod kv;
 mod lag;
 mod memory;
 mod promotion;
+mod raft;
 mod sampling;
 mod stats;
 
@@ -34,6 +36,10 @@ commands:
   ha           [--seconds N] [--rounds 5] [--multiplier M]
                                     3-node raft cluster: durable writes beside one node,
                                     kill -9 of the active node -> first accepted write
+  ha-reads     [--seconds N]        KV read throughput: 1 node vs 3 nodes with standby reads
+  dr-ha        [--seconds N] [--rates 100,1000] [--poll-us 1000] [--rounds 5]
+                                    DR between two 3-node clusters: lag p50/p99 at fixed
+                                    rates; primary kill -9 / step-down -> secondary streaming
   all          [--seconds N] [--secrets ...]  every benchmark above, in turn
 
 STRONGROOM_BENCH_VERBOSE=1 prints each server's pid, address and directory (for profiling).";
@@ -94,6 +100,8 @@ async fn main() -> Result<()> {
         "bootstrap",
         "memory",
         "ha",
+        "ha-reads",
+        "dr-ha",
         "all",
     ]
     .contains(&cmd.as_str())
@@ -110,6 +118,8 @@ async fn main() -> Result<()> {
         "bootstrap" => bootstrap::run(&env, &opts.list("--secrets", &[10_000, 100_000])?).await,
         "memory" => memory::run(&env, &opts.list("--secrets", &[100_000])?).await,
         "ha" => ha(&env, &opts, 5).await,
+        "ha-reads" => ha::reads(&env, opts.int("--seconds", 5)?).await,
+        "dr-ha" => dr_ha(&env, &opts, 5).await,
         "all" => {
             kv::run(&env, opts.int("--seconds", 3)?).await?;
             replication(&env, &opts).await?;
@@ -117,7 +127,8 @@ async fn main() -> Result<()> {
             let sizes = opts.list("--secrets", &[10_000, 100_000])?;
             bootstrap::run(&env, &sizes).await?;
             memory::run(&env, &sizes).await?;
-            ha(&env, &opts, 3).await
+            ha(&env, &opts, 3).await?;
+            dr_ha(&env, &opts, 3).await
         }
         other => bail!("unknown command {other:?}\n\n{USAGE}"),
     }
@@ -137,6 +148,22 @@ async fn ha(env: &cluster::Env, opts: &Opts, seconds: u64) -> Result<()> {
     .await
 }
 
+async fn dr_ha(env: &cluster::Env, opts: &Opts, seconds: u64) -> Result<()> {
+    let rates: Vec<u32> = opts
+        .list("--rates", &[100, 1000])?
+        .into_iter()
+        .map(|r| u32::try_from(r).unwrap_or(u32::MAX))
+        .collect();
+    dr_ha::run(
+        env,
+        opts.int("--seconds", seconds)?,
+        &rates,
+        poll(opts)?,
+        opts.int("--rounds", 5)? as usize,
+    )
+    .await
+}
+
 async fn replication(env: &cluster::Env, opts: &Opts) -> Result<()> {
     let mut loads: Vec<lag::Load> = opts
         .list("--rates", &[100, 1000])?
@@ -144,11 +171,15 @@ async fn replication(env: &cluster::Env, opts: &Opts) -> Result<()> {
         .map(|r| lag::Load::Rate(u32::try_from(r).unwrap_or(u32::MAX)))
         .collect();
     loads.push(lag::Load::Clients(opts.int("--clients", 64)? as usize));
-    let poll = match opts.get("--poll-us") {
+    lag::run(env, opts.int("--seconds", 5)?, &loads, poll(opts)?).await
+}
+
+/// The lag sampler's interval, `--poll-us`.
+fn poll(opts: &Opts) -> Result<std::time::Duration> {
+    Ok(match opts.get("--poll-us") {
         None => lag::DEFAULT_POLL,
         Some(_) => std::time::Duration::from_micros(opts.int("--poll-us", 1000)?),
-    };
-    lag::run(env, opts.int("--seconds", 5)?, &loads, poll).await
+    })
 }
 
 /// One line describing the machine and its load, printed before every run.

@@ -385,6 +385,15 @@ telemetry {{
         bail!("{} is still sealed after every key", self.name)
     }
 
+    /// `sys/seal-status` (unauthenticated, answered by the node itself).
+    pub fn seal_status(&self) -> Result<Value> {
+        self.call(
+            self.client
+                .get(format!("{}/v1/sys/seal-status", self.url())),
+            "sys/seal-status",
+        )
+    }
+
     /// `sys/replication/dr/status` `data` (unauthenticated).
     pub fn dr_status(&self) -> Result<Value> {
         let r = self.call(

@@ -11,6 +11,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -292,14 +293,31 @@ pub struct HaCluster {
     pub tag: String,
     /// Whether `dr/primary/enable` worked, so every node reports a merkle root.
     pub merkle: bool,
+    /// The CA that signed every node's API certificate (a DR secondary's `ca_file`).
+    pub ca_file: PathBuf,
+    /// The CA, unless this cluster uses another's.
+    pki: Option<Pki>,
     dir: Option<tempfile::TempDir>,
     keep: bool,
 }
 
 impl HaCluster {
     /// Prepares `n` nodes (not started) and their relays; `fast` sets
-    /// `performance_multiplier = 1` (tight Raft timeouts), else the server default.
+    /// `performance_multiplier = 2` (tight Raft timeouts), else the server default.
     pub fn new(env: &Env, n: usize, fast: bool) -> Result<HaCluster> {
+        HaCluster::labelled(env, n, fast, "node", None)
+    }
+
+    /// As [`HaCluster::new`], the nodes named `{label}1`..`{label}n` (two clusters of one
+    /// drill tell their logs and verdict figures apart), their certificates signed by
+    /// `other`'s CA when given (so one client reaches both clusters) or else by a new one.
+    pub fn labelled(
+        env: &Env,
+        n: usize,
+        fast: bool,
+        label: &str,
+        other: Option<&HaCluster>,
+    ) -> Result<HaCluster> {
         let multiplier = if fast {
             "  performance_multiplier = 2\n"
         } else {
@@ -308,16 +326,23 @@ impl HaCluster {
         let dir = tempfile::Builder::new()
             .prefix("strongroom-drill-ha-")
             .tempdir()?;
-        let pki = Pki::new(dir.path())?;
+        let own = match other {
+            Some(_) => None,
+            None => Some(Pki::new(dir.path())?),
+        };
+        let pki = own
+            .as_ref()
+            .or(other.and_then(|o| o.pki.as_ref()))
+            .ok_or_else(|| anyhow!("the other cluster borrows its CA too"))?;
         let client = pki.client()?;
-        let raw = no_redirect_client(&pki)?;
+        let raw = no_redirect_client(pki)?;
         let seq = HA_SEQ.fetch_add(1, Ordering::SeqCst) % 250;
         let second = 100 + std::process::id() % 100;
         let ip = |i: usize| format!("127.{second}.{}.{}", 200 + seq % 50, i + 1);
         let mut nodes = Vec::new();
         let mut relays = Vec::new();
         for i in 0..n {
-            let name = format!("node{}", i + 1);
+            let name = format!("{label}{}", i + 1);
             let ndir = dir.path().join(&name);
             std::fs::create_dir_all(ndir.join("raft"))?;
             let me = ip(i);
@@ -348,6 +373,10 @@ listener "tcp" {{
     unauthenticated_metrics_access = true
   }}
 }}
+telemetry {{
+  prometheus_retention_time = "1h"
+  disable_hostname          = true
+}}
 "#,
                 raft = ndir.join("raft").display(),
                 cert = cert.display(),
@@ -374,6 +403,8 @@ listener "tcp" {{
             root: String::new(),
             tag: format!("ha{}x{seq}", std::process::id()),
             merkle: false,
+            ca_file: pki.ca_file.clone(),
+            pki: own,
             dir: Some(dir),
             keep: env.keep,
         })
@@ -405,9 +436,31 @@ listener "tcp" {{
         Ok(())
     }
 
-    /// Forms the cluster: init node 1, join and unseal the others, wait for every voter;
-    /// mounts KV v2 at `secret/`.
+    /// Forms the cluster ([`HaCluster::form_raft`]), mounts KV v2 at `secret/` and enables
+    /// it as a DR primary.
     pub fn form(&mut self) -> Result<()> {
+        self.form_raft()?;
+        let a = &self.nodes[0];
+        a.call(
+            a.req(Method::POST, "sys/mounts/secret", &self.root)
+                .json(&json!({"type": "kv", "options": {"version": "2"}})),
+            "mounting secret/",
+        )?;
+        // A DR primary reports its merkle root on `dr/status`, which lets the checker compare
+        // every node's tree; optional, the verdict says whether it was available.
+        self.merkle = a
+            .call(
+                a.req(Method::PUT, "sys/replication/dr/primary/enable", &self.root)
+                    .json(&json!({})),
+                "dr/primary/enable",
+            )
+            .is_ok();
+        Ok(())
+    }
+
+    /// Forms the Raft cluster: init node 1, join and unseal the others, wait until every node
+    /// is a voter. Node 1 is active when it returns.
+    pub fn form_raft(&mut self) -> Result<()> {
         self.start_node(0, false)?;
         self.root = self.nodes[0].init()?;
         wait_for(Duration::from_secs(30), "node1 to become active", || {
@@ -422,12 +475,9 @@ listener "tcp" {{
                 Duration::from_secs(60),
                 "a joining node to report initialized",
                 || {
-                    n.call(
-                        self.client.get(format!("{}/v1/sys/seal-status", n.url())),
-                        "seal-status",
-                    )
-                    .map(|v| v["initialized"] == true)
-                    .unwrap_or(false)
+                    n.seal_status()
+                        .map(|v| v["initialized"] == true)
+                        .unwrap_or(false)
                 },
             )?;
             n.unseal()?;
@@ -446,20 +496,6 @@ listener "tcp" {{
         wait_for(Duration::from_secs(60), "every node to be a voter", || {
             self.voters(0).map(|v| v.len() == n).unwrap_or(false)
         })?;
-        a.call(
-            a.req(Method::POST, "sys/mounts/secret", &self.root)
-                .json(&json!({"type": "kv", "options": {"version": "2"}})),
-            "mounting secret/",
-        )?;
-        // A DR primary reports its merkle root on `dr/status`, which lets the checker compare
-        // every node's tree; optional, the verdict says whether it was available.
-        self.merkle = a
-            .call(
-                a.req(Method::PUT, "sys/replication/dr/primary/enable", &self.root)
-                    .json(&json!({})),
-                "dr/primary/enable",
-            )
-            .is_ok();
         Ok(())
     }
 
@@ -536,6 +572,20 @@ listener "tcp" {{
                 .is_some_and(|x| x >= target)
         })?;
         Ok(target)
+    }
+
+    /// Waits until restarted node `i` is a voter again and has applied what the active node
+    /// had committed.
+    pub fn wait_rejoined(&self, i: usize, timeout: Duration) -> Result<()> {
+        let (name, n) = (&self.nodes[i].name, self.nodes.len());
+        wait_for(timeout, "the restarted node to be a voter", || {
+            self.active_among(&self.all())
+                .and_then(|a| self.voters(a).ok())
+                .is_some_and(|v| v.len() == n && v.contains(name))
+        })?;
+        let a = self.wait_active_among(&self.all(), Duration::from_secs(30))?;
+        self.wait_caught_up(a, i, timeout)?;
+        Ok(())
     }
 
     /// Cuts node `i` from every peer, both directions (the API stays reachable).

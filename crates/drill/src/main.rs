@@ -11,6 +11,7 @@
 
 mod checker;
 mod cluster;
+mod dr_ha;
 mod ha_cluster;
 mod netns;
 mod relay;

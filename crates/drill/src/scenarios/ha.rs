@@ -121,9 +121,22 @@ fn fmt_counts(m: &HashMap<&'static str, usize>) -> String {
 fn setup(env: &Env, fast: bool) -> Result<(HaCluster, Vec<String>, Vec<Workload>)> {
     let mut ha = HaCluster::new(env, NODES, fast)?;
     ha.form()?;
-    let tokens = make_tokens(&ha.client, &ha.nodes[0].url(), &ha.root, NODES * PER_NODE)?;
-    let ws = (0..NODES)
-        .map(|i| {
+    let (tokens, _, ws) = writers_through_every_node(&ha)?;
+    Ok((ha, tokens, ws))
+}
+
+/// Writer tokens made on node 1, and [`PER_NODE`] writers through each node of `ha` at
+/// [`RATE_PER_NODE`] each, with the [`Target`] of each node's writers (to re-point them).
+pub(super) fn writers_through_every_node(
+    ha: &HaCluster,
+) -> Result<(Vec<String>, Vec<Target>, Vec<Workload>)> {
+    let n = ha.nodes.len();
+    let tokens = make_tokens(&ha.client, &ha.nodes[0].url(), &ha.root, n * PER_NODE)?;
+    let targets: Vec<Target> = ha.nodes.iter().map(|c| Target::new(c.url())).collect();
+    let ws = targets
+        .iter()
+        .enumerate()
+        .map(|(i, target)| {
             let spec = LoadSpec {
                 first_client: i * 100,
                 rate: Some(RATE_PER_NODE),
@@ -131,28 +144,34 @@ fn setup(env: &Env, fast: bool) -> Result<(HaCluster, Vec<String>, Vec<Workload>
             };
             Workload::start(
                 &ha.client,
-                Target::new(ha.nodes[i].url()),
+                target.clone(),
                 &tokens[i * PER_NODE..(i + 1) * PER_NODE],
                 &spec,
             )
         })
         .collect();
-    Ok((ha, tokens, ws))
+    Ok((tokens, targets, ws))
 }
 
 /// Every attempt of the writers and the probes.
 fn all_attempts(ws: &[Workload], probes: &Probes) -> HashMap<String, Attempt> {
-    let mut m = HashMap::new();
-    for w in ws {
-        m.extend(w.ledger.snapshot());
-    }
+    let mut m = writers_attempts(ws);
     for a in probes.attempts() {
         m.insert(a.key.clone(), a);
     }
     m
 }
 
-fn acked_between(ws: &[Workload], from: Instant, to: Instant) -> usize {
+/// Every attempt of the writers.
+pub(super) fn writers_attempts(ws: &[Workload]) -> HashMap<String, Attempt> {
+    let mut m = HashMap::new();
+    for w in ws {
+        m.extend(w.ledger.snapshot());
+    }
+    m
+}
+
+pub(super) fn acked_between(ws: &[Workload], from: Instant, to: Instant) -> usize {
     ws.iter()
         .flat_map(|w| w.ledger.snapshot().into_values())
         .filter(|a| a.outcome == Outcome::Acked && a.done >= from && a.done < to)
@@ -233,18 +252,7 @@ pub fn run_leader_kill(env: &Env) -> Result<Verdict> {
     // Restart and unseal the killed node; it must rejoin as a voter and catch up.
     let t_restart = Instant::now();
     ha.start_node(old, true)?;
-    let name = ha.nodes[old].name.clone();
-    wait_for(
-        Duration::from_secs(60),
-        "the restarted node to be a voter",
-        || {
-            ha.active_among(&ha.all())
-                .and_then(|a| ha.voters(a).ok())
-                .is_some_and(|v| v.len() == NODES && v.contains(&name))
-        },
-    )?;
-    let a_now = ha.wait_active_among(&ha.all(), Duration::from_secs(30))?;
-    ha.wait_caught_up(a_now, old, Duration::from_secs(60))?;
+    ha.wait_rejoined(old, Duration::from_secs(60))?;
     let catchup_ms = ms(t_restart, Instant::now());
     std::thread::sleep(Duration::from_secs(2));
 
@@ -404,10 +412,8 @@ pub fn run_minority_partition(env: &Env) -> Result<Verdict> {
     })
 }
 
-pub fn run_rolling_restart(env: &Env) -> Result<Verdict> {
-    let (mut ha, tokens, mut ws) = setup(env, true)?;
-    let probes = Probes::default();
-    std::thread::sleep(Duration::from_secs(3));
+/// Every node of `ha`, the standbys first and the active node last.
+pub(super) fn rolling_order(ha: &HaCluster) -> Result<Vec<usize>> {
     let first_active = ha.wait_active_among(&ha.all(), Duration::from_secs(10))?;
     let mut order: Vec<usize> = ha
         .all()
@@ -415,6 +421,14 @@ pub fn run_rolling_restart(env: &Env) -> Result<Verdict> {
         .filter(|&i| i != first_active)
         .collect();
     order.push(first_active);
+    Ok(order)
+}
+
+pub fn run_rolling_restart(env: &Env) -> Result<Verdict> {
+    let (mut ha, tokens, mut ws) = setup(env, true)?;
+    let probes = Probes::default();
+    std::thread::sleep(Duration::from_secs(3));
+    let order = rolling_order(&ha)?;
     let mut figures = Vec::new();
     let mut ok = true;
     for i in order {
@@ -430,17 +444,7 @@ pub fn run_rolling_restart(env: &Env) -> Result<Verdict> {
         }
         std::thread::sleep(Duration::from_secs(1));
         ha.start_node(i, true)?;
-        wait_for(
-            Duration::from_secs(60),
-            "the restarted node to be a voter",
-            || {
-                ha.active_among(&ha.all())
-                    .and_then(|a| ha.voters(a).ok())
-                    .is_some_and(|v| v.len() == NODES && v.contains(&name))
-            },
-        )?;
-        let a = ha.wait_active_among(&ha.all(), Duration::from_secs(30))?;
-        ha.wait_caught_up(a, i, Duration::from_secs(60))?;
+        ha.wait_rejoined(i, Duration::from_secs(60))?;
         let t1 = Instant::now();
         let acked = acked_between(&ws, t0, t1);
         ok &= acked > 0;

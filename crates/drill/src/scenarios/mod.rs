@@ -4,6 +4,7 @@
 //! namespace the scenario created, so a failure or a panic still tears everything down.
 
 pub mod crash;
+pub mod dr_ha;
 pub mod emergency;
 pub mod failback;
 pub mod ha;
@@ -184,6 +185,24 @@ pub fn catalogue() -> Vec<Scenario> {
             in_ci: false,
             run: ha::run_rolling_restart,
         },
+        Scenario {
+            name: "dr-ha-leader-kills",
+            about: "two 3-node clusters, DR primary -> secondary bootstrapped via a primary \
+                    standby: kill -9 the primary's active node, then the secondary's; the \
+                    stream resumes without a merkle sync; planned failover promoted via a \
+                    secondary standby with a DR operation token: zero loss",
+            netns: Netns::Unused,
+            in_ci: false,
+            run: dr_ha::run_leader_kills,
+        },
+        Scenario {
+            name: "dr-ha-rolling-restart",
+            about: "two 3-node clusters under load: restart the primary's nodes in turn, the \
+                    active node last; the secondary keeps streaming without a merkle sync",
+            netns: Netns::Unused,
+            in_ci: false,
+            run: dr_ha::run_rolling_restart,
+        },
     ]
 }
 
@@ -310,20 +329,7 @@ impl Rig {
 
     /// A wrapped activation token minted on cluster `p`.
     pub fn activation_token(&self, p: usize, id: &str) -> Result<String> {
-        let c = &self.clusters[p];
-        let r = c.call(
-            c.req(
-                Method::PUT,
-                "sys/replication/dr/primary/secondary-token",
-                &self.root,
-            )
-            .json(&json!({"id": id})),
-            "dr/primary/secondary-token",
-        )?;
-        r["wrap_info"]["token"]
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| anyhow!("secondary-token returned no wrapping token"))
+        activation_token(&self.clusters[p], &self.root, id)
     }
 
     /// Starts cluster `s` and makes it the DR secondary of `p`.
@@ -331,20 +337,12 @@ impl Rig {
         self.clusters[s].start()?;
         let own_root = self.clusters[s].init()?;
         let token = self.activation_token(p, SECONDARY_ID)?;
-        let body = json!({
-            "token": token,
-            "primary_api_addr": self.clusters[p].peer_url(),
-            "ca_file": self.pki.ca_file.display().to_string(),
-        });
-        let c = &self.clusters[s];
-        c.call(
-            c.req(
-                Method::PUT,
-                "sys/replication/dr/secondary/enable",
-                &own_root,
-            )
-            .json(&body),
-            "dr/secondary/enable",
+        enable_secondary(
+            &self.clusters[s],
+            &own_root,
+            &token,
+            &self.clusters[p].peer_url(),
+            &self.pki.ca_file,
         )?;
         // The secondary adopts the primary's seal: from now on it unseals with its keys.
         self.clusters[s].keys = self.clusters[p].keys.clone();
@@ -404,27 +402,7 @@ impl Rig {
 
     /// Promotes `i`; without `force` retries while the server says it is not caught up.
     pub fn promote(&self, i: usize, force: bool) -> Result<()> {
-        let c = &self.clusters[i];
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let r = c
-                .req(
-                    Method::PUT,
-                    "sys/replication/dr/secondary/promote",
-                    &self.root,
-                )
-                .json(&json!({"force": force}))
-                .send()?;
-            let status = r.status();
-            if status.is_success() {
-                return Ok(());
-            }
-            let body = r.text().unwrap_or_default();
-            if status != 503 || Instant::now() > deadline {
-                bail!("promote on {} answered {status}: {body}", c.name);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        promote(&self.clusters[i], &self.root, json!({"force": force}))
     }
 
     /// Points secondary `s` at primary `p` with an activation token minted on `p`.
@@ -466,6 +444,67 @@ impl Drop for Rig {
             let path = d.keep();
             eprintln!("kept {}", path.display());
         }
+    }
+}
+
+/// A wrapped activation token for secondary `id`, minted on primary `c` with `root`.
+pub fn activation_token(c: &Cluster, root: &str, id: &str) -> Result<String> {
+    let r = c.call(
+        c.req(
+            Method::PUT,
+            "sys/replication/dr/primary/secondary-token",
+            root,
+        )
+        .json(&json!({"id": id})),
+        "dr/primary/secondary-token",
+    )?;
+    r["wrap_info"]["token"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("secondary-token returned no wrapping token"))
+}
+
+/// `dr/secondary/enable` on `c` (with its own root token): unwraps `token` at
+/// `primary_api_addr`, trusting `ca_file`.
+pub fn enable_secondary(
+    c: &Cluster,
+    own_root: &str,
+    token: &str,
+    primary_api_addr: &str,
+    ca_file: &std::path::Path,
+) -> Result<()> {
+    let body = json!({
+        "token": token,
+        "primary_api_addr": primary_api_addr,
+        "ca_file": ca_file.display().to_string(),
+    });
+    c.call(
+        c.req(Method::PUT, "sys/replication/dr/secondary/enable", own_root)
+            .json(&body),
+        "dr/secondary/enable",
+    )
+    .map(|_| ())
+}
+
+/// `dr/secondary/promote` on `c` with `body` (`force`, `dr_operation_token`) and `token` as
+/// `X-Vault-Token` (may be empty); retries for 30 s while the server answers 503 (not caught
+/// up).
+pub fn promote(c: &Cluster, token: &str, body: Value) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = c
+            .req(Method::PUT, "sys/replication/dr/secondary/promote", token)
+            .json(&body)
+            .send()?;
+        let status = r.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let body = r.text().unwrap_or_default();
+        if status != 503 || Instant::now() > deadline {
+            bail!("promote on {} answered {status}: {body}", c.name);
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -561,6 +600,17 @@ pub fn saw_resync(samples: &[Sample], who: usize, since: Instant) -> bool {
                 s.status["state"].as_str(),
                 Some("merkle-diff" | "merkle-sync")
             )
+    })
+}
+
+/// The value of metric `name` (not a longer name sharing its prefix) in Prometheus text.
+pub fn metric_value(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?;
+        if !rest.starts_with([' ', '{']) {
+            return None;
+        }
+        rest.split_whitespace().last()?.parse().ok()
     })
 }
 

@@ -19,7 +19,7 @@ use anyhow::Result;
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
 
-use super::{Env, Monitor, Rig, Sample, Verdict, ms, num};
+use super::{Env, Monitor, Rig, Sample, Verdict, metric_value, ms, num};
 use crate::cluster::ClusterOptions;
 use crate::workload::{Attempt, Outcome, make_tokens};
 
@@ -328,18 +328,7 @@ fn lag_gauge(client: &Client, url: &str) -> Option<f64> {
     if !r.status().is_success() {
         return None;
     }
-    gauge_value(&r.text().ok()?, LAG_GAUGE)
-}
-
-/// The value of metric `name` (not a longer name sharing its prefix) in Prometheus text.
-fn gauge_value(text: &str, name: &str) -> Option<f64> {
-    text.lines().find_map(|line| {
-        let rest = line.strip_prefix(name)?;
-        if !rest.starts_with([' ', '{']) {
-            return None;
-        }
-        rest.split_whitespace().last()?.parse().ok()
-    })
+    metric_value(&r.text().ok()?, LAG_GAUGE)
 }
 
 /// The `p` quantile (0 to 1) of an ascending slice; NaN when empty.
@@ -353,7 +342,7 @@ fn q(sorted: &[f64], p: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::{canary_age, gauge_value, q, secondary_readings};
+    use super::{canary_age, metric_value, q, secondary_readings};
     use crate::scenarios::Sample;
     use serde_json::json;
     use std::time::Instant;
@@ -361,7 +350,7 @@ mod tests {
     // Why: the metrics evidence must come from the lag gauge itself, not from a histogram or
     // another series whose name merely starts the same way.
     #[test]
-    fn gauge_value_reads_only_the_exact_series() {
+    fn metric_value_reads_only_the_exact_series() {
         // Set up: a longer name first, then the gauge with and without labels.
         let text = "# TYPE vault_replication_lag_ms gauge\n\
                     vault_replication_lag_ms_total 9\n\
@@ -369,12 +358,12 @@ mod tests {
         let labelled = "vault_replication_lag_ms{cluster=\"b\"} 77\n";
 
         // Act + assert
-        assert_eq!(gauge_value(text, "vault_replication_lag_ms"), Some(123.5));
+        assert_eq!(metric_value(text, "vault_replication_lag_ms"), Some(123.5));
         assert_eq!(
-            gauge_value(labelled, "vault_replication_lag_ms"),
+            metric_value(labelled, "vault_replication_lag_ms"),
             Some(77.0)
         );
-        assert_eq!(gauge_value("other 1\n", "vault_replication_lag_ms"), None);
+        assert_eq!(metric_value("other 1\n", "vault_replication_lag_ms"), None);
     }
 
     // Why: the lag figure pairs each secondary reading with the primary's preceding one;
