@@ -26,6 +26,7 @@ use tokio::sync::Mutex;
 use crate::cluster::{Env, Node};
 use crate::dr::MOUNT;
 use crate::kv::FSYNC_BATCH;
+use crate::raft::RaftCluster;
 use crate::stats::{ms, pct_ms};
 
 /// How often each survivor is sent a new write attempt after the kill.
@@ -49,7 +50,7 @@ pub async fn run(env: &Env, seconds: u64, rounds: usize, multiplier: Option<u64>
     }
 
     let t = Instant::now();
-    let mut c = Cluster::form(env, multiplier).await?;
+    let mut c = form(env, multiplier).await?;
     let formed = t.elapsed();
     let active = c.active().await?;
     let mut cluster_rows = Vec::new();
@@ -103,7 +104,7 @@ pub async fn run(env: &Env, seconds: u64, rounds: usize, multiplier: Option<u64>
     let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
     let mut times = Vec::new();
     for round in 1..=rounds {
-        let r = c.failover_round(round, &acked).await?;
+        let r = failover_round(&mut c, round, &acked).await?;
         let new_active = c.active().await?;
         let t = Instant::now();
         c.nodes[r.killed].restart().await?;
@@ -190,10 +191,6 @@ async fn write_row(node: &Node, clients: usize, seconds: u64) -> Result<Row> {
     })
 }
 
-struct Cluster {
-    nodes: Vec<Node>,
-}
-
 struct Round {
     killed: usize,
     accepted_by: usize,
@@ -202,331 +199,190 @@ struct Round {
     errors: u64,
 }
 
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+/// The benchmark's cluster: three voters with a KV mount, autopilot healthy.
+async fn form(env: &Env, multiplier: Option<u64>) -> Result<RaftCluster> {
+    let c = RaftCluster::form(env, "node", 3, multiplier).await?;
+    c.nodes[0]
+        .call(
+            Method::POST,
+            &format!("sys/mounts/{MOUNT}"),
+            Some(json!({"type": "kv"})),
+        )
+        .await?;
+    c.wait_healthy(Duration::from_secs(60)).await?;
+    Ok(c)
 }
 
-impl Cluster {
-    async fn form(env: &Env, multiplier: Option<u64>) -> Result<Cluster> {
-        let ports: Vec<(u16, u16)> = (0..3)
-            .map(|_| Ok((free_port()?, free_port()?)))
-            .collect::<Result<_>>()?;
-        let leader_api = format!("https://127.0.0.1:{}", ports[0].0);
-        let ca = env.ca_file.display().to_string();
-        let mut nodes = Vec::new();
-        for (i, &(api, cluster)) in ports.iter().enumerate() {
-            let id = format!("node{}", i + 1);
-            let join = if i == 0 {
-                String::new()
-            } else {
-                format!(
-                    "  retry_join {{\n    leader_api_addr = \"{leader_api}\"\n    leader_ca_cert_file = \"{ca}\"\n  }}\n"
-                )
-            };
-            let mult = multiplier.map_or(String::new(), |m| {
-                format!("  performance_multiplier = {m}\n")
-            });
-            let node = env
-                .start_with_config(&id, |d| {
-                    format!(
-                        "disable_mlock = true\napi_addr = \"https://127.0.0.1:{api}\"\ncluster_addr = \"https://127.0.0.1:{cluster}\"\n\
-                         storage \"raft\" {{\n  path = \"{d}/raft\"\n  node_id = \"{id}\"\n{mult}{join}}}\n\
-                         listener \"tcp\" {{\n  address = \"127.0.0.1:{api}\"\n  cluster_address = \"127.0.0.1:{cluster}\"\n  \
-                         tls_cert_file = \"{d}/cert.pem\"\n  tls_key_file = \"{d}/key.pem\"\n  \
-                         telemetry {{\n    unauthenticated_metrics_access = true\n  }}\n}}\n\
-                         telemetry {{\n  prometheus_retention_time = \"1h\"\n  disable_hostname = true\n}}\n",
-                        d = d.display()
-                    )
-                })
-                .await?;
-            nodes.push(node);
-        }
-        nodes[0].init_unseal().await?;
-        nodes[0]
-            .call(
-                Method::POST,
-                &format!("sys/mounts/{MOUNT}"),
-                Some(json!({"type": "kv"})),
-            )
-            .await?;
-        nodes[0]
-            .call(
-                Method::POST,
-                "sys/storage/raft/autopilot/configuration",
-                Some(json!({"server_stabilization_time": "1s"})),
-            )
-            .await?;
-        let (root, key) = (nodes[0].root.clone(), nodes[0].unseal_key.clone());
-        for n in &mut nodes[1..] {
-            n.root = root.clone();
-            n.unseal_key = key.clone();
-            let deadline = Instant::now() + Duration::from_secs(60);
-            loop {
-                let s: Value = n
-                    .client
-                    .get(n.url("sys/seal-status"))
+async fn failover_round(
+    c: &mut RaftCluster,
+    round: usize,
+    acked: &Arc<Mutex<Vec<(String, String)>>>,
+) -> Result<Round> {
+    let a = c.active().await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    // The steady writer on the active node.
+    let writer = {
+        let n = &c.nodes[a];
+        let (client, addr, token) = (n.client.clone(), n.addr.clone(), n.root.clone());
+        let (stop, acked) = (stop.clone(), acked.clone());
+        tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let k = format!("ha/r{round}/w{i}");
+                let v = format!("{k}@{addr}");
+                let r = client
+                    .put(format!("{addr}/v1/{MOUNT}/{k}"))
+                    .header("X-Vault-Token", &token)
+                    .timeout(ATTEMPT_TIMEOUT)
+                    .json(&json!({ "v": v }))
                     .send()
-                    .await?
-                    .json()
-                    .await?;
-                if s["initialized"] == json!(true) {
-                    break;
+                    .await;
+                match r {
+                    Ok(r) if r.status().is_success() => acked.lock().await.push((k, v)),
+                    _ => break, // the node is gone
                 }
-                if Instant::now() > deadline {
-                    bail!("{} never reported initialized after retry_join", n.name);
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                i += 1;
             }
-            n.call(Method::PUT, "sys/unseal", Some(json!({ "key": key })))
-                .await?;
-        }
-        let c = Cluster { nodes };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let conf = c.nodes[0]
-                .call(Method::GET, "sys/storage/raft/configuration", None)
-                .await?;
-            let voters = conf["data"]["config"]["servers"].as_array().map_or(0, |s| {
-                s.iter().filter(|s| s["voter"] == json!(true)).count()
-            });
-            if voters == 3 {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("autopilot did not make 3 voters within 60s: {conf}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        c.wait_healthy(Duration::from_secs(60)).await?;
-        Ok(c)
+            i
+        })
+    };
+    // Let it run long enough to be mid-stream when the kill lands.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = acked.lock().await.len();
+    if before == 0 {
+        bail!("round {round}: the writer got no write accepted before the kill");
     }
 
-    /// Index of the node whose `sys/leader` says `is_self`.
-    async fn active(&self) -> Result<usize> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            for (i, n) in self.nodes.iter().enumerate() {
-                let Ok(r) = n.client.get(n.url("sys/leader")).send().await else {
-                    continue;
-                };
-                let Ok(v) = r.json::<Value>().await else {
-                    continue;
-                };
-                if v["is_self"] == json!(true) {
-                    return Ok(i);
+    let t0 = Instant::now();
+    c.nodes[a].kill();
+    let first: Arc<Mutex<Option<(Duration, usize)>>> = Arc::default();
+    let done = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    // When a survivor first reports itself leader in `sys/leader` (the election alone).
+    let elected = {
+        let survivors: Vec<(reqwest::Client, String)> = c
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != a)
+            .map(|(_, n)| (n.client.clone(), n.url("sys/leader")))
+            .collect();
+        tokio::spawn(async move {
+            while t0.elapsed() < FAILOVER_LIMIT {
+                for (client, url) in &survivors {
+                    if let Ok(r) = client.get(url).timeout(ATTEMPT_TIMEOUT).send().await
+                        && let Ok(v) = r.json::<Value>().await
+                        && v["is_self"] == json!(true)
+                    {
+                        return Some(t0.elapsed());
+                    }
                 }
+                tokio::time::sleep(PROBE_EVERY).await;
             }
-            if Instant::now() > deadline {
-                bail!("no node reports is_self in sys/leader");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            None
+        })
+    };
+    let kinds: Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>> = Arc::default();
+    let mut probes = Vec::new();
+    for (s, n) in c.nodes.iter().enumerate() {
+        if s == a {
+            continue;
         }
-    }
-
-    /// Until autopilot on the active node reports the cluster and all three servers healthy.
-    async fn wait_healthy(&self, limit: Duration) -> Result<()> {
-        let deadline = Instant::now() + limit;
-        let mut last = Value::Null;
-        loop {
-            if let Ok(a) = self.active().await
-                && let Ok(s) = self.nodes[a]
-                    .call(Method::GET, "sys/storage/raft/autopilot/state", None)
-                    .await
-            {
-                let d = &s["data"];
-                let servers = d["servers"].as_object();
-                let all = servers.is_some_and(|m| {
-                    m.len() == 3
-                        && m.values().all(|v| {
-                            v["healthy"] == json!(true)
-                                && matches!(v["status"].as_str(), Some("leader" | "voter"))
-                        })
-                });
-                if d["healthy"] == json!(true) && all {
-                    return Ok(());
-                }
-                last = s;
-            }
-            if Instant::now() > deadline {
-                bail!("autopilot did not report 3 healthy voters within {limit:?}: {last}");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn failover_round(
-        &mut self,
-        round: usize,
-        acked: &Arc<Mutex<Vec<(String, String)>>>,
-    ) -> Result<Round> {
-        let a = self.active().await?;
-        let stop = Arc::new(AtomicBool::new(false));
-        // The steady writer on the active node.
-        let writer = {
-            let n = &self.nodes[a];
-            let (client, addr, token) = (n.client.clone(), n.addr.clone(), n.root.clone());
-            let (stop, acked) = (stop.clone(), acked.clone());
-            tokio::spawn(async move {
-                let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    let k = format!("ha/r{round}/w{i}");
+        let (client, addr, token) = (n.client.clone(), n.addr.clone(), n.root.clone());
+        let (first, done, errors, acked, kinds) = (
+            first.clone(),
+            done.clone(),
+            errors.clone(),
+            acked.clone(),
+            kinds.clone(),
+        );
+        probes.push(tokio::spawn(async move {
+            let sem = Arc::new(tokio::sync::Semaphore::new(PROBE_IN_FLIGHT));
+            let mut attempts = Vec::new();
+            let mut i = 0u64;
+            while !done.load(Ordering::Relaxed) && t0.elapsed() < FAILOVER_LIMIT {
+                if let Ok(permit) = sem.clone().try_acquire_owned() {
+                    let k = format!("ha/r{round}/p{s}-{i}");
                     let v = format!("{k}@{addr}");
-                    let r = client
+                    let req = client
                         .put(format!("{addr}/v1/{MOUNT}/{k}"))
                         .header("X-Vault-Token", &token)
                         .timeout(ATTEMPT_TIMEOUT)
-                        .json(&json!({ "v": v }))
-                        .send()
-                        .await;
-                    match r {
-                        Ok(r) if r.status().is_success() => acked.lock().await.push((k, v)),
-                        _ => break, // the node is gone
-                    }
-                    i += 1;
-                }
-                i
-            })
-        };
-        // Let it run long enough to be mid-stream when the kill lands.
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let before = acked.lock().await.len();
-        if before == 0 {
-            bail!("round {round}: the writer got no write accepted before the kill");
-        }
-
-        let t0 = Instant::now();
-        self.nodes[a].kill();
-        let first: Arc<Mutex<Option<(Duration, usize)>>> = Arc::default();
-        let done = Arc::new(AtomicBool::new(false));
-        let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        // When a survivor first reports itself leader in `sys/leader` (the election alone).
-        let elected = {
-            let survivors: Vec<(reqwest::Client, String)> = self
-                .nodes
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| *i != a)
-                .map(|(_, n)| (n.client.clone(), n.url("sys/leader")))
-                .collect();
-            tokio::spawn(async move {
-                while t0.elapsed() < FAILOVER_LIMIT {
-                    for (client, url) in &survivors {
-                        if let Ok(r) = client.get(url).timeout(ATTEMPT_TIMEOUT).send().await
-                            && let Ok(v) = r.json::<Value>().await
-                            && v["is_self"] == json!(true)
-                        {
-                            return Some(t0.elapsed());
-                        }
-                    }
-                    tokio::time::sleep(PROBE_EVERY).await;
-                }
-                None
-            })
-        };
-        let kinds: Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>> = Arc::default();
-        let mut probes = Vec::new();
-        for (s, n) in self.nodes.iter().enumerate() {
-            if s == a {
-                continue;
-            }
-            let (client, addr, token) = (n.client.clone(), n.addr.clone(), n.root.clone());
-            let (first, done, errors, acked, kinds) = (
-                first.clone(),
-                done.clone(),
-                errors.clone(),
-                acked.clone(),
-                kinds.clone(),
-            );
-            probes.push(tokio::spawn(async move {
-                let sem = Arc::new(tokio::sync::Semaphore::new(PROBE_IN_FLIGHT));
-                let mut attempts = Vec::new();
-                let mut i = 0u64;
-                while !done.load(Ordering::Relaxed) && t0.elapsed() < FAILOVER_LIMIT {
-                    if let Ok(permit) = sem.clone().try_acquire_owned() {
-                        let k = format!("ha/r{round}/p{s}-{i}");
-                        let v = format!("{k}@{addr}");
-                        let req = client
-                            .put(format!("{addr}/v1/{MOUNT}/{k}"))
-                            .header("X-Vault-Token", &token)
-                            .timeout(ATTEMPT_TIMEOUT)
-                            .json(&json!({ "v": v }));
-                        let (first, done, errors, acked, kinds) = (
-                            first.clone(),
-                            done.clone(),
-                            errors.clone(),
-                            acked.clone(),
-                            kinds.clone(),
-                        );
-                        attempts.push(tokio::spawn(async move {
-                            let _permit = permit;
-                            match req.send().await {
-                                Ok(r) if r.status().is_success() => {
-                                    let at = t0.elapsed();
-                                    acked.lock().await.push((k, v));
-                                    let mut f = first.lock().await;
-                                    if f.is_none_or(|(t, _)| at < t) {
-                                        *f = Some((at, s));
-                                    }
-                                    done.store(true, Ordering::Relaxed);
+                        .json(&json!({ "v": v }));
+                    let (first, done, errors, acked, kinds) = (
+                        first.clone(),
+                        done.clone(),
+                        errors.clone(),
+                        acked.clone(),
+                        kinds.clone(),
+                    );
+                    attempts.push(tokio::spawn(async move {
+                        let _permit = permit;
+                        match req.send().await {
+                            Ok(r) if r.status().is_success() => {
+                                let at = t0.elapsed();
+                                acked.lock().await.push((k, v));
+                                let mut f = first.lock().await;
+                                if f.is_none_or(|(t, _)| at < t) {
+                                    *f = Some((at, s));
                                 }
-                                other => {
-                                    errors.fetch_add(1, Ordering::Relaxed);
-                                    let kind = match other {
-                                        Ok(r) => {
-                                            let st = r.status().as_u16();
-                                            let body = r.text().await.unwrap_or_default();
-                                            format!(
-                                                "{st} {}",
-                                                body.chars().take(90).collect::<String>()
-                                            )
-                                        }
-                                        Err(e) if e.is_timeout() => "timeout".to_string(),
-                                        Err(e) if e.is_connect() => "connect".to_string(),
-                                        Err(_) => "other transport error".to_string(),
-                                    };
-                                    if let Ok(mut k) = kinds.lock() {
-                                        *k.entry(format!("{}: {kind}", s + 1)).or_default() += 1;
+                                done.store(true, Ordering::Relaxed);
+                            }
+                            other => {
+                                errors.fetch_add(1, Ordering::Relaxed);
+                                let kind = match other {
+                                    Ok(r) => {
+                                        let st = r.status().as_u16();
+                                        let body = r.text().await.unwrap_or_default();
+                                        format!(
+                                            "{st} {}",
+                                            body.chars().take(90).collect::<String>()
+                                        )
                                     }
+                                    Err(e) if e.is_timeout() => "timeout".to_string(),
+                                    Err(e) if e.is_connect() => "connect".to_string(),
+                                    Err(_) => "other transport error".to_string(),
+                                };
+                                if let Ok(mut k) = kinds.lock() {
+                                    *k.entry(format!("{}: {kind}", s + 1)).or_default() += 1;
                                 }
                             }
-                        }));
-                        i += 1;
-                    }
-                    tokio::time::sleep(PROBE_EVERY).await;
+                        }
+                    }));
+                    i += 1;
                 }
-                // Every attempt still in flight must finish (or time out) before the
-                // acknowledged list is complete.
-                for at in attempts {
-                    let _ = at.await;
-                }
-            }));
-        }
-        for p in probes {
-            p.await?;
-        }
-        stop.store(true, Ordering::Relaxed);
-        writer.await?;
-        let (failover, accepted_by) = first.lock().await.with_context(|| {
-            format!("round {round}: no survivor accepted a write within {FAILOVER_LIMIT:?}")
-        })?;
-        let elected = elected.await?;
-        if std::env::var_os("STRONGROOM_BENCH_VERBOSE").is_some()
-            && let Ok(k) = kinds.lock()
-        {
-            for (kind, n) in k.iter() {
-                eprintln!("  round {round} node{kind} x{n}");
+                tokio::time::sleep(PROBE_EVERY).await;
             }
-        }
-        Ok(Round {
-            killed: a,
-            accepted_by,
-            elected,
-            failover,
-            errors: errors.load(Ordering::Relaxed),
-        })
+            // Every attempt still in flight must finish (or time out) before the
+            // acknowledged list is complete.
+            for at in attempts {
+                let _ = at.await;
+            }
+        }));
     }
+    for p in probes {
+        p.await?;
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.await?;
+    let (failover, accepted_by) = first.lock().await.with_context(|| {
+        format!("round {round}: no survivor accepted a write within {FAILOVER_LIMIT:?}")
+    })?;
+    let elected = elected.await?;
+    if std::env::var_os("STRONGROOM_BENCH_VERBOSE").is_some()
+        && let Ok(k) = kinds.lock()
+    {
+        for (kind, n) in k.iter() {
+            eprintln!("  round {round} node{kind} x{n}");
+        }
+    }
+    Ok(Round {
+        killed: a,
+        accepted_by,
+        elected,
+        failover,
+        errors: errors.load(Ordering::Relaxed),
+    })
 }
 
 /// Reads every acknowledged key back; returns those missing or holding another value.
@@ -581,7 +437,7 @@ pub async fn reads(env: &Env, seconds: u64) -> Result<()> {
     }
     drop(single);
 
-    let c = Cluster::form(env, None).await?;
+    let c = form(env, None).await?;
     let active = c.active().await?;
     seed(&c.nodes[active]).await?;
     // Every standby must hold the seeded keys and serve reads itself before the clock runs.

@@ -1,7 +1,7 @@
 //! Seeded simulations of a secondary FSM against a model primary, with duplicated and
 //! reordered messages, dropped connections and crashes between output steps.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use sha2::{Digest, Sha256};
 use strongroom_storage::replog::{bucket_of, leaf_hash};
@@ -66,6 +66,25 @@ impl Model {
             }
         }
         sums
+    }
+
+    /// What a merkle sync's `PruneBuckets` leaves: our keys of `tree` in `buckets` that the
+    /// primary still has, and every other key.
+    fn prune(&mut self, tree: MerkleTree, buckets: &[u16], keep: &BTreeSet<String>) {
+        self.data.retain(|k, _| {
+            MerkleTree::of_key(k) != Some(tree)
+                || !buckets.contains(&bucket_of(k))
+                || keep.contains(k)
+        });
+    }
+
+    /// Every pair of `tree` in `buckets` (a `FetchBuckets` answer).
+    fn pairs_in(&self, tree: MerkleTree, buckets: &[u16]) -> Vec<(String, Vec<u8>)> {
+        self.data
+            .iter()
+            .filter(|(k, _)| MerkleTree::of_key(k) == Some(tree) && buckets.contains(&bucket_of(k)))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     fn apply_ops(&mut self, ops: &[Op]) {
@@ -315,15 +334,7 @@ impl Sim {
                     self.to_secondary
                         .push_back(PrimaryMsg::SyncPoint { position });
                 }
-                let pairs: Vec<(String, Vec<u8>)> = self
-                    .primary
-                    .data
-                    .iter()
-                    .filter(|(k, _)| {
-                        MerkleTree::of_key(k) == Some(tree) && buckets.contains(&bucket_of(k))
-                    })
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
+                let pairs = self.primary.pairs_in(tree, &buckets);
                 // Small chunks, to exercise multi-chunk answers.
                 let chunks: Vec<_> = pairs.chunks(3).map(<[_]>::to_vec).collect();
                 if chunks.is_empty() {
@@ -392,13 +403,7 @@ impl Sim {
                     tree,
                     buckets,
                     keep,
-                } => {
-                    self.secondary.data.retain(|k, _| {
-                        MerkleTree::of_key(k) != Some(tree)
-                            || !buckets.contains(&bucket_of(k))
-                            || keep.contains(k)
-                    });
-                }
+                } => self.secondary.prune(tree, &buckets, &keep),
                 Output::Disconnect => self.drop_connection(),
                 Output::Sleep(d) => self.now += d.as_millis() as u64,
                 Output::AfterApply | Output::KnownAddrs(_) => {}

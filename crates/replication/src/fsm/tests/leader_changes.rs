@@ -214,15 +214,7 @@ impl LeaderSim {
                     self.to_secondary
                         .push_back(PrimaryMsg::SyncPoint { position });
                 }
-                let pairs: Vec<(String, Vec<u8>)> = self
-                    .primary
-                    .data
-                    .iter()
-                    .filter(|(k, _)| {
-                        MerkleTree::of_key(k) == Some(tree) && buckets.contains(&bucket_of(k))
-                    })
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
+                let pairs = self.primary.pairs_in(tree, &buckets);
                 self.to_secondary
                     .push_back(PrimaryMsg::Pairs { pairs, last: true });
             }
@@ -274,13 +266,7 @@ impl LeaderSim {
                     tree,
                     buckets,
                     keep,
-                } => {
-                    self.secondary.data.retain(|k, _| {
-                        MerkleTree::of_key(k) != Some(tree)
-                            || !buckets.contains(&bucket_of(k))
-                            || keep.contains(k)
-                    });
-                }
+                } => self.secondary.prune(tree, &buckets, &keep),
                 Output::Disconnect => self.drop_connection(),
                 Output::Sleep(d) => self.now += d.as_millis() as u64,
                 Output::KnownAddrs(addrs) => self.persisted_addrs = addrs,
