@@ -128,6 +128,7 @@ async fn main() -> Result<()> {
             bootstrap::run(&env, &sizes).await?;
             memory::run(&env, &sizes).await?;
             ha(&env, &opts, 3).await?;
+            ha::reads(&env, opts.int("--seconds", 3)?).await?;
             dr_ha(&env, &opts, 3).await
         }
         other => bail!("unknown command {other:?}\n\n{USAGE}"),
