@@ -181,67 +181,14 @@ async fn handle(state: AppState, req: axum::extract::Request) -> Response {
         )
         .await;
     }
-    // The cheap role check first: an active node never walks the route table here.
-    let standby = state.core.is_standby();
-    // Node state, and the metrics a listener serves without a token: this node's own.
-    let open_metrics = state.opts.unauthenticated_metrics_access && path == "sys/metrics";
-    let node_state = |path: &str| {
-        open_metrics
-            || strongroom_core::routing::table::lookup(path)
-                .is_some_and(|row| row.access == strongroom_core::routing::Access::NodeState)
+    let standby_local = match place(&state, &parts, &path).await {
+        Placement::Here { standby_local } => standby_local,
+        Placement::Answer(resp) => return resp,
+        Placement::Divert => {
+            let req = http::Request::from_parts(parts, body);
+            return standby::divert(&state.core, state.opts.forwarder.as_ref(), req, peer).await;
+        }
     };
-    let mut standby_local = false;
-    if standby && !node_state(&path) {
-        let requirement = match Requirement::from_headers(&parts.headers) {
-            Ok(r) => r,
-            Err(e) => return e.into(),
-        };
-        let reads_here = read_operation(&parts)
-            .is_some_and(|op| strongroom_core::ha::served_on_standby(&path, op))
-            && !parts.headers.contains_key("x-vault-wrap-ttl");
-        let decision = if reads_here {
-            consistency::decide(&state.core.read_role(), &requirement)
-        } else {
-            Decision::Forward
-        };
-        match decision {
-            Decision::Forward => {
-                if reads_here {
-                    record_standby_read("forward_active_node", &path);
-                }
-                let req = http::Request::from_parts(parts, body);
-                return standby::divert(&state.core, state.opts.forwarder.as_ref(), req, peer)
-                    .await;
-            }
-            Decision::NotPresent => return not_present(&path),
-            Decision::Await(index) => {
-                if !state
-                    .core
-                    .await_index(index, consistency::AWAIT_BOUND)
-                    .await
-                {
-                    return not_present(&path);
-                }
-            }
-            Decision::Serve | Decision::ServeAfterApplied(_) => {}
-        }
-        standby_local = true;
-    } else if !node_state(&path) {
-        let requirement = match Requirement::from_headers(&parts.headers) {
-            Ok(r) => r,
-            Err(e) => return e.into(),
-        };
-        if let Decision::ServeAfterApplied(index) =
-            consistency::decide(&state.core.read_role(), &requirement)
-        {
-            // Bounded: an index beyond anything committed (forged, or from a lost leader's
-            // log) is served all the same, as Vault's active node does.
-            state
-                .core
-                .await_index(index, consistency::AWAIT_BOUND)
-                .await;
-        }
-    }
     let uploads_snapshot = raw::is_snapshot_upload(&path)
         && (parts.method == Method::PUT || parts.method == Method::POST);
     // Only a caller the door would admit may make the server buffer a snapshot-sized body.
@@ -323,6 +270,87 @@ async fn handle(state: AppState, req: axum::extract::Request) -> Response {
             "internal error: request handler failed",
         )
     })
+}
+
+/// Where a request is answered, decided before its body is read.
+enum Placement {
+    /// On this node; `standby_local` when it is a standby serving a read itself.
+    Here { standby_local: bool },
+    /// On the active node (forwarded, or a 307).
+    Divert,
+    /// Already answered: a 400 for a malformed consistency header, or a 412.
+    Answer(Response),
+}
+
+/// Places a request by this node's role and the consistency headers. A standby answers node
+/// state itself, serves the reads it can at the state the client asked for, and sends the
+/// rest to the active node; the active node waits (bounded) only for an index it has not
+/// applied yet. The cheap role check comes first: without `X-Vault-Index` an active node
+/// never walks the route table here.
+async fn place(state: &AppState, parts: &http::request::Parts, path: &str) -> Placement {
+    let standby = state.core.is_standby();
+    if !standby && !parts.headers.contains_key(consistency::INDEX_HEADER) {
+        return Placement::Here {
+            standby_local: false,
+        };
+    }
+    // Node state, and the metrics a listener serves without a token: this node's own.
+    let node_state = (state.opts.unauthenticated_metrics_access && path == "sys/metrics")
+        || strongroom_core::routing::table::lookup(path)
+            .is_some_and(|row| row.access == strongroom_core::routing::Access::NodeState);
+    if node_state {
+        return Placement::Here {
+            standby_local: false,
+        };
+    }
+    let requirement = match Requirement::from_headers(&parts.headers) {
+        Ok(r) => r,
+        Err(e) => return Placement::Answer(e.into()),
+    };
+    if !standby {
+        if let Decision::ServeAfterApplied(index) =
+            consistency::decide(&state.core.read_role(), &requirement)
+        {
+            // Bounded: an index beyond anything committed (forged, or from a lost leader's
+            // log) is served all the same, as Vault's active node does.
+            state
+                .core
+                .await_index(index, consistency::AWAIT_BOUND)
+                .await;
+        }
+        return Placement::Here {
+            standby_local: false,
+        };
+    }
+    let reads_here = read_operation(parts)
+        .is_some_and(|op| strongroom_core::ha::served_on_standby(path, op))
+        && !parts.headers.contains_key("x-vault-wrap-ttl");
+    if !reads_here {
+        return Placement::Divert;
+    }
+    match consistency::decide(&state.core.read_role(), &requirement) {
+        Decision::Forward => {
+            record_standby_read("forward_active_node", path);
+            Placement::Divert
+        }
+        Decision::NotPresent => Placement::Answer(not_present(path)),
+        Decision::Await(index) => {
+            if state
+                .core
+                .await_index(index, consistency::AWAIT_BOUND)
+                .await
+            {
+                Placement::Here {
+                    standby_local: true,
+                }
+            } else {
+                Placement::Answer(not_present(path))
+            }
+        }
+        Decision::Serve | Decision::ServeAfterApplied(_) => Placement::Here {
+            standby_local: true,
+        },
+    }
 }
 
 /// The operation of a request a standby might serve itself: reads and lists only.
