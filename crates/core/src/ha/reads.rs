@@ -272,8 +272,8 @@ impl Core {
         Ok(true)
     }
 
-    /// Whether the stored DR configuration makes this cluster a secondary. Read from storage
-    /// because a standby does not load replication.
+    /// Whether the stored DR configuration makes this cluster a secondary: the record itself,
+    /// for the moments the standby view (`replication/topology.rs`) may not have caught up.
     async fn is_dr_secondary_cluster(&self) -> Result<bool, CoreError> {
         Ok(self
             .read_dr_config()
@@ -301,6 +301,7 @@ impl Core {
         let applied = self.storage.status().applied_index;
         let last_wal = self.storage.replication_status().last_wal;
         let mut stale = Stale::default();
+        let mut chain_moved = false;
         while position.index < last_wal {
             match self
                 .storage
@@ -319,13 +320,19 @@ impl Core {
                     }
                 }
                 WalRead::Gone => {
+                    chain_moved = true;
                     stale = Stale::everything();
                     *position = self.storage.replication_status().position();
                     break;
                 }
             }
         }
-        if self.is_dr_secondary_cluster().await? {
+        // The mode the lifecycle's standby view keeps (a cheap read on every pass); the stored
+        // record too when the chain moved, as enabling a DR secondary does (its wipe restarts
+        // the chain), so reads stop before the view's next tick.
+        if self.replication.is_dr_secondary()
+            || (chain_moved && self.is_dr_secondary_cluster().await?)
+        {
             return Ok(None);
         }
         self.reload_stale(stale).await?;
