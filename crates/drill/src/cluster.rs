@@ -55,23 +55,27 @@ impl Pki {
 
     /// A blocking HTTPS client trusting only this CA.
     pub fn client(&self) -> Result<Client> {
+        Ok(Client::builder()
+            .tls_backend_preconfigured(self.tls_config()?)
+            .timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(3))
+            .build()?)
+    }
+
+    /// TLS that trusts only this CA (for the drill's clients).
+    pub fn tls_config(&self) -> Result<rustls::ClientConfig> {
         let pem = std::fs::read(&self.ca_file)?;
         let mut roots = rustls::RootCertStore::empty();
         use rustls_pki_types::pem::PemObject;
         for c in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
             roots.add(c.context("parsing the drill CA")?)?;
         }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
-        .with_no_client_auth();
-        Ok(Client::builder()
-            .tls_backend_preconfigured(config)
-            .timeout(Duration::from_secs(10))
-            .connect_timeout(Duration::from_secs(3))
-            .build()?)
+        .with_no_client_auth())
     }
 }
 

@@ -263,20 +263,8 @@ fn socket_owner(peer: SocketAddr, relay: SocketAddr, pids: &[u32]) -> Option<u32
 
 /// A client that never follows redirects, to see what one node itself answers.
 pub fn no_redirect_client(pki: &Pki) -> Result<Client> {
-    let pem = std::fs::read(&pki.ca_file)?;
-    let mut roots = rustls::RootCertStore::empty();
-    use rustls_pki_types::pem::PemObject;
-    for c in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
-        roots.add(c.context("parsing the drill CA")?)?;
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
     Ok(Client::builder()
-        .tls_backend_preconfigured(config)
+        .tls_backend_preconfigured(pki.tls_config()?)
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(5))
         .connect_timeout(Duration::from_secs(2))
