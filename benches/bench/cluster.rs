@@ -73,36 +73,13 @@ impl Env {
 
     /// Starts a new raft-backed TLS node and waits until it answers.
     pub async fn start(&self, name: &str) -> Result<Node> {
-        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = self.dir.path().join(format!("{n:02}-{name}"));
-        std::fs::create_dir_all(&dir)?;
-        let key = KeyPair::generate()?;
-        let cert = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])?
-            .signed_by(&key, &self.ca)?;
-        std::fs::write(dir.join("cert.pem"), cert.pem())?;
-        std::fs::write(dir.join("key.pem"), key.serialize_pem())?;
-        let config = dir.join("server.hcl");
-        std::fs::write(
-            &config,
+        self.start_with_config(name, |d| {
             format!(
                 "disable_mlock = true\nstorage \"raft\" {{\n  path = \"{d}/raft\"\n  node_id = \"{name}\"\n}}\nlistener \"tcp\" {{\n  address = \"127.0.0.1:0\"\n  cluster_address = \"127.0.0.1:0\"\n  tls_cert_file = \"{d}/cert.pem\"\n  tls_key_file = \"{d}/key.pem\"\n  telemetry {{\n    unauthenticated_metrics_access = true\n  }}\n}}\ntelemetry {{\n  prometheus_retention_time = \"1h\"\n  disable_hostname = true\n}}\n",
-                d = dir.display()
-            ),
-        )?;
-        let (child, addr) = spawn(&self.exe, &config, &dir, name)?;
-        let node = Node {
-            name: name.to_string(),
-            dir,
-            config,
-            exe: self.exe.clone(),
-            addr,
-            child,
-            client: self.client.clone(),
-            root: String::new(),
-            unseal_key: String::new(),
-        };
-        node.wait_up().await?;
-        Ok(node)
+                d = d.display()
+            )
+        })
+        .await
     }
 }
 
