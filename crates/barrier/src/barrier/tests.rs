@@ -255,10 +255,8 @@ async fn keyring_opens_only_for_our_root_key() {
     assert!(!ours.barrier.keyring_opens(b"garbage"));
 }
 
-#[tokio::test]
-async fn a_value_sealed_after_a_rotation_elsewhere_opens_with_decrypt_value_current() {
-    // Why: a batch token minted on the active node after a rotation must work on a standby
-    // serving reads at once, not only after its follower re-read the keyring.
+/// Two unsealed barriers over one storage, as two nodes of a cluster see it.
+async fn two_nodes() -> (Arc<InmemStorage>, Barrier, Barrier) {
     let storage = Arc::new(InmemStorage::new());
     let a = Barrier::new(storage.clone());
     let b = Barrier::new(storage.clone());
@@ -268,6 +266,14 @@ async fn a_value_sealed_after_a_rotation_elsewhere_opens_with_decrypt_value_curr
         .unwrap();
     a.unseal(&unseal_key).await.unwrap();
     b.unseal(&unseal_key).await.unwrap();
+    (storage, a, b)
+}
+
+#[tokio::test]
+async fn a_value_sealed_after_a_rotation_elsewhere_opens_with_decrypt_value_current() {
+    // Why: a batch token minted on the active node after a rotation must work on a standby
+    // serving reads at once, not only after its follower re-read the keyring.
+    let (_, a, b) = two_nodes().await;
     a.rotate().await.unwrap();
 
     let sealed = a.encrypt_value("batch", b"token body").unwrap();
@@ -286,15 +292,7 @@ async fn a_value_sealed_after_a_rotation_elsewhere_opens_with_decrypt_value_curr
 #[tokio::test]
 async fn reload_picks_up_a_keyring_rotated_elsewhere() {
     // Why: after a snapshot restore or a rotation on another node, memory must follow storage.
-    let storage = Arc::new(InmemStorage::new());
-    let a = Barrier::new(storage.clone());
-    let b = Barrier::new(storage.clone());
-    let unseal_key = UnsealKey::generate().unwrap();
-    a.initialize(&unseal_key, &RootKey::generate().unwrap())
-        .await
-        .unwrap();
-    a.unseal(&unseal_key).await.unwrap();
-    b.unseal(&unseal_key).await.unwrap();
+    let (storage, a, b) = two_nodes().await;
 
     a.rotate().await.unwrap();
     a.put("k", b"v").await.unwrap();
