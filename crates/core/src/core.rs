@@ -88,6 +88,8 @@ pub struct Core {
     pub(crate) audit: crate::audit::AuditBroker,
     /// DR replication mode, runner and registry (see `replication`).
     pub(crate) replication: crate::replication::ReplicationState,
+    /// Performance replication mode, runner, registry and path filters.
+    pub(crate) perf: crate::replication::ReplicationState,
     /// Active/standby role, the join, the cluster port's identity (see `ha`).
     pub(crate) ha: crate::ha::HaState,
 }
@@ -97,12 +99,23 @@ impl Core {
     pub fn new(config: CoreConfig, storage: Arc<dyn Storage>) -> Arc<Core> {
         // Every write core makes passes here, so a request knows whether it wrote (its
         // `X-Vault-Index`) and a standby-local read cannot write (see `ha/tracking.rs`).
-        let storage = crate::ha::tracking::TrackingStorage::wrap(storage);
+        let perf_secondary = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let storage = crate::ha::tracking::TrackingStorage::wrap(storage, perf_secondary.clone());
         let barrier = Barrier::new(storage.clone());
         let node = NodeIdentity::new(config.api_addr.clone(), config.cluster_addr.clone());
         Arc::new_cyclic(|me| Core {
             expiration: crate::expiration::ExpirationState::new(me.clone()),
-            replication: crate::replication::ReplicationState::new(me.clone(), storage.clone()),
+            replication: crate::replication::ReplicationState::new(
+                strongroom_replication::ReplicationKind::Dr,
+                me.clone(),
+                storage.clone(),
+            ),
+            perf: crate::replication::ReplicationState::new(
+                strongroom_replication::ReplicationKind::Performance,
+                me.clone(),
+                storage.clone(),
+            )
+            .marking_secondary(perf_secondary),
             ha: crate::ha::HaState::new(me.clone()),
             node,
             config,
@@ -238,7 +251,7 @@ impl Core {
                 // Vault reports a sealed or uninitialized node as standby.
                 standby: state != HealthState::Active,
                 performance_standby: false,
-                replication_performance_mode: "disabled".into(),
+                replication_performance_mode: self.replication_performance_mode().into(),
                 replication_dr_mode: self.replication_dr_mode().into(),
                 server_time_utc: now,
                 version: VAULT_COMPAT_VERSION.into(),

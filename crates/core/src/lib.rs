@@ -39,7 +39,7 @@ pub mod sys;
 
 pub use crate::core::{Core, CoreConfig, HealthState};
 pub use error::CoreError;
-pub use replication::ReplicationMode;
+pub use replication::{ForwardedIdentity, PrimaryRoute, ReplicationMode, serve_as_forwarded};
 pub use strongroom_logical::{LeaseInfo, LoginRequest, Operation, RawBody, Request, Response};
 pub use telemetry::{MetricsFormat, Telemetry};
 pub use token::TokenType;

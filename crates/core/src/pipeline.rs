@@ -61,6 +61,12 @@ pub(crate) async fn handle(core: &Core, mut req: Request) -> Result<Response, Co
         Err(_) => (None, None),
     };
     let mount = route.as_ref().and_then(Route::mount).cloned();
+    // A performance secondary hands changes of shared state to its primary, as this caller.
+    if core.is_perf_secondary()
+        && let Ok(Admitted { token: Some(t), .. }) = &checked
+    {
+        crate::ha::tracking::note_identity(crate::replication::ForwardedIdentity::of(t));
+    }
     // A read a standby cannot finish without writing goes to the active node before it is
     // audited here: spending a token use and wrapping the answer (which mints a token) both
     // write. Other writes are caught when attempted (`ha/tracking.rs`), after this audit.
@@ -150,8 +156,14 @@ async fn check(
     route: Option<&Route>,
 ) -> Result<Admitted, CoreError> {
     let unauth = route.is_some_and(|r| routing::unauthenticated(r, &req.path, req.operation));
-    let token = match req.token.as_deref() {
-        Some(t) if !t.trim().is_empty() => core.lookup_token(t.trim()).await?,
+    // A request a performance secondary forwarded carries its caller instead of a token
+    // this cluster knows (`replication/forwarding.rs`); its ACL is still checked below.
+    let token = match (
+        crate::replication::forwarded_identity(),
+        req.token.as_deref(),
+    ) {
+        (Some(identity), _) => Some(identity.token_entry()),
+        (None, Some(t)) if !t.trim().is_empty() => core.lookup_token(t.trim()).await?,
         _ => None,
     };
     let outside_cidrs =

@@ -60,6 +60,20 @@ impl Telemetry {
                     Matcher::Full(strongroom_storage::APPLY_LAG_SECONDS.to_owned()),
                     strongroom_replication::metrics::STREAM_LAG_BUCKETS,
                 )
+                .ok()?
+                .set_buckets_for_metric(
+                    Matcher::Full(
+                        strongroom_replication::metrics::PERF_STREAM_LAG_SECONDS.to_owned(),
+                    ),
+                    strongroom_replication::metrics::STREAM_LAG_BUCKETS,
+                )
+                .ok()?
+                .set_buckets_for_metric(
+                    Matcher::Full(
+                        strongroom_replication::metrics::PERF_STREAM_COMMIT_LAG_SECONDS.to_owned(),
+                    ),
+                    strongroom_replication::metrics::STREAM_LAG_BUCKETS,
+                )
                 .ok()?;
             let recorder = builder.build_recorder();
             let handle = recorder.handle();

@@ -223,6 +223,29 @@ pub enum Decision {
     /// Serve it here once this (active) node applied Raft index `.0`, or after the bound
     /// anyway: everything a client can hold was committed by this or an earlier leader.
     ServeAfterApplied(u64),
+    /// A performance secondary: wait until the primary's WAL index `.0` streamed here
+    /// (bounded by [`AWAIT_BOUND`]), then serve, or 412.
+    AwaitRemote(u64),
+}
+
+/// Decides a read on the active node of a performance secondary for the states of *other*
+/// clusters it requires (its primary's: a client that wrote through this secondary holds
+/// the primary's index). `applied_remote_wal` is the primary WAL index streamed here.
+pub fn decide_remote(own_cluster_id: &str, applied_remote_wal: u64, req: &Requirement) -> Decision {
+    let wal = req
+        .states
+        .iter()
+        .filter(|s| s.cluster_id != own_cluster_id)
+        .map(|s| s.wal_index)
+        .max()
+        .unwrap_or(0);
+    if wal <= applied_remote_wal {
+        return Decision::Serve;
+    }
+    match req.when {
+        WhenInconsistent::AwaitState => Decision::AwaitRemote(wal),
+        WhenInconsistent::Fail | WhenInconsistent::ForwardActiveNode => Decision::NotPresent,
+    }
 }
 
 /// Decides a request by what it requires and what this node holds.
@@ -397,6 +420,40 @@ mod tests {
         assert_eq!(
             decide(&ReadRole::StandbyForwarding, &need(1)),
             Decision::Forward
+        );
+    }
+
+    #[test]
+    fn a_performance_secondary_waits_only_for_its_primarys_wal() {
+        // Why: a client that wrote through the secondary holds the primary's index; the
+        // secondary serves it once that WAL index streamed in, and never waits on its own.
+        let own = "11111111-33e4-4c8c-9d50-3f1f2e6ad0e1";
+        let primary = IndexState {
+            wal_index: 40,
+            ..state(9)
+        };
+        let ours = IndexState {
+            cluster_id: own.into(),
+            raft_index: 1_000_000,
+            wal_index: 1_000_000,
+        };
+        let req = |when| Requirement {
+            states: vec![primary.clone(), ours.clone()],
+            when,
+            force_active: false,
+        };
+
+        assert_eq!(
+            decide_remote(own, 40, &req(WhenInconsistent::Fail)),
+            Decision::Serve
+        );
+        assert_eq!(
+            decide_remote(own, 39, &req(WhenInconsistent::Fail)),
+            Decision::NotPresent
+        );
+        assert_eq!(
+            decide_remote(own, 39, &req(WhenInconsistent::AwaitState)),
+            Decision::AwaitRemote(40)
         );
     }
 }

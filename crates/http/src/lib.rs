@@ -26,7 +26,9 @@ mod standby;
 pub mod tls;
 
 pub use error::HttpError;
-pub use forward::{ForwardHandler, Forwarder, ForwarderOptions};
+pub use forward::{
+    ForwardHandler, Forwarder, ForwarderOptions, PrimaryForwardHandler, PrimaryForwarder,
+};
 pub use listener::{ListenerOptions, ServerHandle, serve};
 pub use router::{DEFAULT_MAX_REQUEST_SIZE, RouterOptions, router};
 pub use standby::{NO_FORWARDING_HEADER, send_echo};

@@ -24,7 +24,8 @@ use strongroom_core::snapshot::MAX_SNAPSHOT_BYTES;
 use crate::body::read_body;
 use crate::call::Call;
 use crate::consistency::{self, Decision, Requirement};
-use crate::forward::{ForwardedBy, Forwarder};
+use crate::forward::performance::{ForwardedBySecondary, forward_to_primary};
+use crate::forward::{ForwardedBy, Forwarder, PrimaryForwarder};
 use crate::parse;
 use crate::{logical, raw, reply, standby};
 
@@ -59,6 +60,8 @@ impl Default for RouterOptions {
 struct AppState {
     core: Arc<Core>,
     opts: Arc<RouterOptions>,
+    /// A performance secondary's connection to its primary (idle otherwise).
+    to_primary: Arc<PrimaryForwarder>,
 }
 
 /// The Vault API as an axum router. The peer address is read from a
@@ -70,6 +73,7 @@ pub fn router(core: Arc<Core>, mut opts: RouterOptions) -> Router {
     Router::new().fallback(dispatch).with_state(AppState {
         core,
         opts: Arc::new(opts),
+        to_primary: Arc::new(PrimaryForwarder::default()),
     })
 }
 
@@ -212,6 +216,11 @@ async fn handle(state: AppState, req: axum::extract::Request) -> Response {
         Err(resp) => return resp,
     };
     let forwarder = state.opts.forwarder.clone();
+    let to_primary = state.to_primary.clone();
+    let from_secondary = parts
+        .extensions
+        .get::<ForwardedBySecondary>()
+        .map(|f| f.0.clone());
     let call = Call {
         uri: parts.uri.clone(),
         version: parts.version,
@@ -231,7 +240,18 @@ async fn handle(state: AppState, req: axum::extract::Request) -> Response {
                 None => logical::handle(&core, &call).await,
             }
         };
-        let (mut resp, tracked) = strongroom_core::ha::track(standby_local, served).await;
+        let tracked_request = strongroom_core::ha::track(standby_local, served);
+        let (mut resp, tracked) = match from_secondary {
+            // A performance secondary's request: its caller, not a token, passes the door.
+            Some(identity) => strongroom_core::serve_as_forwarded(identity, tracked_request).await,
+            None => tracked_request.await,
+        };
+        if tracked.needs_primary {
+            // Shared state changes on the primary: the secondary's door admitted the request
+            // (and audited it); the primary's door checks and audits it again.
+            let req = rebuild(&call);
+            return forward_to_primary(&core, &to_primary, req, tracked.identity, call.peer).await;
+        }
         if tracked.needs_active {
             // The read needed a write after all: the active node serves it (this node has
             // already audited it, so it is audited twice, as in OpenBao).
@@ -308,6 +328,29 @@ async fn place(state: &AppState, parts: &http::request::Parts, path: &str) -> Pl
         Err(e) => return Placement::Answer(e.into()),
     };
     if !standby {
+        if state.core.is_perf_secondary() {
+            let role = state.core.read_role();
+            let own = match &role {
+                strongroom_core::ha::ReadRole::Active { state } => state.cluster_id.clone(),
+                _ => String::new(),
+            };
+            match consistency::decide_remote(
+                &own,
+                state.core.performance_applied_wal(),
+                &requirement,
+            ) {
+                Decision::NotPresent => return Placement::Answer(not_present(path)),
+                Decision::AwaitRemote(wal)
+                    if !state
+                        .core
+                        .await_remote_wal(wal, consistency::AWAIT_BOUND)
+                        .await =>
+                {
+                    return Placement::Answer(not_present(path));
+                }
+                _ => {}
+            }
+        }
         if let Decision::ServeAfterApplied(index) =
             consistency::decide(&state.core.read_role(), &requirement)
         {
@@ -347,9 +390,11 @@ async fn place(state: &AppState, parts: &http::request::Parts, path: &str) -> Pl
                 Placement::Answer(not_present(path))
             }
         }
-        Decision::Serve | Decision::ServeAfterApplied(_) => Placement::Here {
-            standby_local: true,
-        },
+        Decision::Serve | Decision::ServeAfterApplied(_) | Decision::AwaitRemote(_) => {
+            Placement::Here {
+                standby_local: true,
+            }
+        }
     }
 }
 

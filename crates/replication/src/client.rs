@@ -1,4 +1,5 @@
-//! Dialing a primary's cluster port as a secondary.
+//! Dialing a primary's cluster port as a secondary: the replication streams, and (with the
+//! same identity) the performance secondary's forwarding of writes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,16 +67,34 @@ pub async fn connect(
     tls: &ClientTls,
     addr: &str,
 ) -> Result<TlsStream<TcpStream>, ReplicationError> {
+    connect_alpn(tls, addr, ALPN_DR).await
+}
+
+/// Opens an mTLS connection to a primary cluster address with `tls`'s identity, negotiating
+/// `alpn` (a replication stream, or the performance forwarding of writes); fails unless the
+/// server selected exactly that ALPN.
+pub async fn connect_alpn(
+    tls: &ClientTls,
+    addr: &str,
+    alpn: &[u8],
+) -> Result<TlsStream<TcpStream>, ReplicationError> {
     let target = socket_target(addr)?;
     let host = host_of(addr).to_owned();
     let name =
         ServerName::try_from(host).map_err(|_| ReplicationError::Address(addr.to_owned()))?;
+    let config = if matches!(tls.0.alpn_protocols.as_slice(), [only] if only.as_slice() == alpn) {
+        tls.0.clone()
+    } else {
+        let mut config = (*tls.0).clone();
+        config.alpn_protocols = vec![alpn.to_vec()];
+        Arc::new(config)
+    };
     let dial = async {
         let tcp = TcpStream::connect(&target)
             .await
             .map_err(|e| ReplicationError::io(format!("connecting to {target}"), e))?;
         let _ = tcp.set_nodelay(true);
-        TlsConnector::from(tls.0.clone())
+        TlsConnector::from(config)
             .connect(name, tcp)
             .await
             .map_err(|e| ReplicationError::io(format!("TLS handshake with {target}"), e))
@@ -83,10 +102,10 @@ pub async fn connect(
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, dial)
         .await
         .map_err(|_| ReplicationError::Timeout(format!("connecting to {target}")))??;
-    if stream.get_ref().1.alpn_protocol() != Some(ALPN_DR) {
+    if stream.get_ref().1.alpn_protocol() != Some(alpn) {
         return Err(ReplicationError::Protocol(format!(
             "{target} did not accept the {} protocol; is it a strongroom cluster port?",
-            String::from_utf8_lossy(ALPN_DR)
+            String::from_utf8_lossy(alpn)
         )));
     }
     Ok(stream)

@@ -1,13 +1,15 @@
-//! The cluster port: one mTLS listener, several services chosen by ALPN, two trust roots.
+//! The cluster port: one mTLS listener, several services chosen by ALPN, three trust roots.
 //!
-//! The port is bound at startup, long before this cluster is a DR primary or a member of a
-//! multi-node cluster, and its trust must change at runtime (enable primary, promote, demote;
-//! unseal, join, seal) without rebinding. So both identities are swappable and every
-//! handshake reads the current ones. The ClientHello's ALPN is read before the server
-//! certificate is chosen: DR replication answers with the replication identity and verifies
-//! clients against the replication CA, Raft and forwarding answer with the node's cluster
-//! identity and verify against the cluster-internal CA. A certificate from one CA is
-//! therefore useless for the other's services, and an unknown ALPN, or a service whose
+//! The port is bound at startup, long before this cluster is a DR or performance primary or a
+//! member of a multi-node cluster, and its trust must change at runtime (enable primary,
+//! promote, demote; unseal, join, seal) without rebinding. So every identity is swappable and
+//! every handshake reads the current ones. The ClientHello's ALPN is read before the server
+//! certificate is chosen: DR replication answers with the DR replication identity and
+//! verifies clients against the DR replication CA; performance replication and the
+//! performance secondaries' forwarding answer with the performance identity and verify
+//! against the performance replication CA; Raft and request forwarding answer with the node's
+//! cluster identity and verify against the cluster-internal CA. A certificate from one CA is
+//! therefore useless for the others' services, and an unknown ALPN, or a service whose
 //! identity is not set, gets no handshake at all.
 
 use std::collections::HashMap;
@@ -25,7 +27,7 @@ use crate::cluster::{ClusterPeer, NodeCert, StreamHandler};
 use crate::error::ReplicationError;
 use crate::primary::PrimaryServer;
 use crate::tls;
-use crate::wire::ALPN_DR;
+use crate::wire::{ALPN_DR, ALPN_FORWARD, ALPN_PERFORMANCE, ALPN_PERFORMANCE_FORWARD, ALPN_RAFT};
 
 /// Connections served at once (handshaking or streaming).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
@@ -42,6 +44,13 @@ pub struct ClusterListener {
     /// The node's cluster identity, for every registered service; `None` refuses them.
     cluster: RwLock<Option<Arc<ServerConfig>>>,
     handlers: RwLock<HashMap<Vec<u8>, Arc<dyn StreamHandler>>>,
+    /// The performance replication identity (ALPNs set per connection); `None` refuses the
+    /// performance stream and the performance services.
+    performance: RwLock<Option<Arc<ServerConfig>>>,
+    /// Serves connections negotiating [`ALPN_PERFORMANCE`]; `None` refuses them.
+    performance_primary: RwLock<Option<Arc<PrimaryServer>>>,
+    /// Services under the performance identity ([`ALPN_PERFORMANCE_FORWARD`]).
+    performance_handlers: RwLock<HashMap<Vec<u8>, Arc<dyn StreamHandler>>>,
     max_connections: usize,
 }
 
@@ -56,11 +65,50 @@ impl std::fmt::Debug for ClusterListener {
 /// What one connection will be served as, decided from its ClientHello.
 enum Route {
     Dr(Arc<ServerConfig>),
+    Performance(Arc<ServerConfig>, Arc<PrimaryServer>),
     Service {
         alpn: Vec<u8>,
         config: Arc<ServerConfig>,
         handler: Arc<dyn StreamHandler>,
+        /// Under the performance identity: the peer is a performance secondary, named by its
+        /// replication certificate; else a node of this cluster.
+        performance: bool,
     },
+}
+
+impl Route {
+    fn config(&self) -> Arc<ServerConfig> {
+        match self {
+            Route::Dr(config) | Route::Performance(config, _) => config.clone(),
+            Route::Service { config, .. } => config.clone(),
+        }
+    }
+}
+
+/// `base` offering exactly `alpn`.
+fn with_alpn(base: &ServerConfig, alpn: &[u8]) -> Arc<ServerConfig> {
+    let mut config = base.clone();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Arc::new(config)
+}
+
+fn insert(
+    lock: &RwLock<HashMap<Vec<u8>, Arc<dyn StreamHandler>>>,
+    alpn: &[u8],
+    handler: Arc<dyn StreamHandler>,
+) {
+    let mut handlers = match lock.write() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    handlers.insert(alpn.to_vec(), handler);
+}
+
+fn not_registrable(alpn: &[u8], what: &str) -> ReplicationError {
+    ReplicationError::Tls(format!(
+        "ALPN {:?} cannot be registered as a {what}",
+        String::from_utf8_lossy(alpn)
+    ))
 }
 
 fn read<T: Clone>(lock: &RwLock<T>) -> T {
@@ -89,6 +137,9 @@ impl ClusterListener {
             config: RwLock::new(Arc::new(tls::refuse_all_config()?)),
             cluster: RwLock::new(None),
             handlers: RwLock::new(HashMap::new()),
+            performance: RwLock::new(None),
+            performance_primary: RwLock::new(None),
+            performance_handlers: RwLock::new(HashMap::new()),
             max_connections: max_connections.max(1),
         })
     }
@@ -134,25 +185,74 @@ impl ClusterListener {
         write(&self.cluster, None);
     }
 
+    /// Serves performance replication (and the performance services) as `server_cert_pem`,
+    /// accepting only client certificates issued by `client_ca_pem` (the performance
+    /// replication CA). Takes effect for the next handshake; established streams continue
+    /// until the registry drops them.
+    pub fn set_performance_identity(
+        &self,
+        server_cert_pem: &str,
+        server_key_pem: &str,
+        client_ca_pem: &str,
+    ) -> Result<(), ReplicationError> {
+        let config = tls::server_config_for(
+            server_cert_pem,
+            server_key_pem,
+            client_ca_pem,
+            "performance replication CA",
+            &[],
+        )?;
+        write(&self.performance, Some(Arc::new(config)));
+        Ok(())
+    }
+
+    /// Refuses performance replication and the performance services again (demotion,
+    /// performance replication disabled).
+    pub fn clear_performance_identity(&self) {
+        write(&self.performance, None);
+    }
+
+    /// Serves connections negotiating [`ALPN_PERFORMANCE`] with `primary` (built with
+    /// [`PrimaryServer::new_performance`]), once the performance identity is set.
+    pub fn set_performance_primary(&self, primary: Arc<PrimaryServer>) {
+        write(&self.performance_primary, Some(primary));
+    }
+
     /// Serves streams negotiating `alpn` with `handler`, under the cluster identity. Replaces
-    /// an earlier handler of the same ALPN. The DR ALPN is not a cluster service and is
-    /// refused here.
+    /// an earlier handler of the same ALPN. The replication ALPNs (and services of the
+    /// performance identity) are not cluster services and are refused here.
     pub fn register(
         &self,
         alpn: &[u8],
         handler: Arc<dyn StreamHandler>,
     ) -> Result<(), ReplicationError> {
-        if alpn.is_empty() || alpn == ALPN_DR {
-            return Err(ReplicationError::Tls(format!(
-                "ALPN {:?} cannot be registered as a cluster service",
-                String::from_utf8_lossy(alpn)
-            )));
+        if alpn.is_empty()
+            || [ALPN_DR, ALPN_PERFORMANCE, ALPN_PERFORMANCE_FORWARD].contains(&alpn)
+            || read(&self.performance_handlers).contains_key(alpn)
+        {
+            return Err(not_registrable(alpn, "cluster service"));
         }
-        let mut handlers = match self.handlers.write() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        handlers.insert(alpn.to_vec(), handler);
+        insert(&self.handlers, alpn, handler);
+        Ok(())
+    }
+
+    /// Serves streams negotiating `alpn` (the performance forwarding, [`ALPN_PERFORMANCE_FORWARD`])
+    /// with `handler`, under the performance identity: clients are verified against the
+    /// performance replication CA and the handler's [`ClusterPeer::node_id`] is the secondary
+    /// id of their certificate. Replaces an earlier handler of the same ALPN; the replication
+    /// streams' and the cluster services' ALPNs are refused.
+    pub fn register_performance_service(
+        &self,
+        alpn: &[u8],
+        handler: Arc<dyn StreamHandler>,
+    ) -> Result<(), ReplicationError> {
+        if alpn.is_empty()
+            || [ALPN_DR, ALPN_PERFORMANCE, ALPN_RAFT, ALPN_FORWARD].contains(&alpn)
+            || read(&self.handlers).contains_key(alpn)
+        {
+            return Err(not_registrable(alpn, "performance service"));
+        }
+        insert(&self.performance_handlers, alpn, handler);
         Ok(())
     }
 
@@ -160,17 +260,33 @@ impl ClusterListener {
     fn route<'a>(&self, offered: impl Iterator<Item = &'a [u8]>) -> Option<Route> {
         let cluster = read(&self.cluster);
         let handlers = read(&self.handlers);
+        let performance = read(&self.performance);
+        let performance_handlers = read(&self.performance_handlers);
         for alpn in offered {
             if alpn == ALPN_DR {
                 return Some(Route::Dr(read(&self.config)));
             }
+            if let Some(base) = &performance {
+                if alpn == ALPN_PERFORMANCE
+                    && let Some(primary) = read(&self.performance_primary)
+                {
+                    return Some(Route::Performance(with_alpn(base, alpn), primary));
+                }
+                if let Some(handler) = performance_handlers.get(alpn) {
+                    return Some(Route::Service {
+                        alpn: alpn.to_vec(),
+                        config: with_alpn(base, alpn),
+                        handler: handler.clone(),
+                        performance: true,
+                    });
+                }
+            }
             if let (Some(base), Some(handler)) = (&cluster, handlers.get(alpn)) {
-                let mut config = (**base).clone();
-                config.alpn_protocols = vec![alpn.to_vec()];
                 return Some(Route::Service {
                     alpn: alpn.to_vec(),
-                    config: Arc::new(config),
+                    config: with_alpn(base, alpn),
                     handler: handler.clone(),
+                    performance: false,
                 });
             }
         }
@@ -268,10 +384,7 @@ impl ClusterListener {
             let Some(route) = self.route(offered.iter().map(Vec::as_slice)) else {
                 return Err("no served ALPN offered (or its identity is not set)".to_owned());
             };
-            let config = match &route {
-                Route::Dr(config) => config.clone(),
-                Route::Service { config, .. } => config.clone(),
-            };
+            let config = route.config();
             let tls = start
                 .into_stream(config)
                 .await
@@ -303,13 +416,36 @@ impl ClusterListener {
                 };
                 primary.serve_connection(tls, peer_id, shutdown).await;
             }
-            Route::Service { alpn, handler, .. } => {
+            Route::Performance(_, performance_primary) => {
+                if conn.alpn_protocol() != Some(ALPN_PERFORMANCE) {
+                    tracing::debug!(%peer, "performance connection without its ALPN; closing");
+                    return;
+                }
+                let Some(peer_id) = first_cert.and_then(tls::peer_id) else {
+                    tracing::warn!(%peer, "verified client certificate names no performance secondary id; closing");
+                    return;
+                };
+                performance_primary
+                    .serve_connection(tls, peer_id, shutdown)
+                    .await;
+            }
+            Route::Service {
+                alpn,
+                handler,
+                performance,
+                ..
+            } => {
                 if conn.alpn_protocol() != Some(alpn.as_slice()) {
                     tracing::debug!(%peer, "cluster connection without its ALPN; closing");
                     return;
                 }
-                let Some(node_id) = first_cert.and_then(tls::common_name) else {
-                    tracing::warn!(%peer, "verified cluster certificate names no node id; closing");
+                let named = if performance {
+                    first_cert.and_then(tls::peer_id)
+                } else {
+                    first_cert.and_then(tls::common_name)
+                };
+                let Some(node_id) = named else {
+                    tracing::warn!(%peer, performance, "verified certificate names no peer id; closing");
                     return;
                 };
                 let info = ClusterPeer {

@@ -29,3 +29,79 @@ pub const STREAM_RESUMES_TOTAL: &str = "vault_replication_stream_resumes_total";
 pub const MERKLE_DIFFS_TOTAL: &str = "vault_replication_merkle_diffs_total";
 /// Counter on the secondary: redirects from a primary standby to its active node.
 pub const REDIRECTS_TOTAL: &str = "vault_replication_redirects_total";
+
+// Performance replication: the same measures under their own names, so that a cluster that is
+// both a DR and a performance primary (or secondary) never mixes the two streams.
+
+pub const PERF_RPC_SERVER_STREAM_WALS_TOTAL: &str =
+    "vault_replication_performance_rpc_server_stream_wals_total";
+pub const PERF_MERKLE_DIFF_SECONDS: &str = "vault_replication_performance_merkle_diff_seconds";
+pub const PERF_MERKLE_SYNC_SECONDS: &str = "vault_replication_performance_merkle_sync_seconds";
+pub const PERF_MERKLE_SYNC_KEYS_TOTAL: &str =
+    "vault_replication_performance_merkle_sync_keys_total";
+pub const PERF_STREAM_APPLY_SECONDS: &str = "vault_replication_performance_stream_apply_seconds";
+/// As [`STREAM_LAG_SECONDS`], for the performance stream (same buckets).
+pub const PERF_STREAM_LAG_SECONDS: &str = "vault_replication_performance_stream_lag_seconds";
+/// As [`STREAM_COMMIT_LAG_SECONDS`], for the performance stream (same buckets).
+pub const PERF_STREAM_COMMIT_LAG_SECONDS: &str =
+    "vault_replication_performance_stream_commit_lag_seconds";
+pub const PERF_SECONDARY_CONNECTED: &str = "vault_replication_performance_secondary_connected";
+pub const PERF_SECONDARY_LAST_HEARTBEAT_AGE_SECONDS: &str =
+    "vault_replication_performance_secondary_last_heartbeat_age_seconds";
+pub const PERF_STREAM_RESUMES_TOTAL: &str = "vault_replication_performance_stream_resumes_total";
+pub const PERF_MERKLE_DIFFS_TOTAL: &str = "vault_replication_performance_merkle_diffs_total";
+pub const PERF_REDIRECTS_TOTAL: &str = "vault_replication_performance_redirects_total";
+
+/// The metric names of one kind of stream.
+pub(crate) struct Names {
+    pub rpc_server_stream_wals_total: &'static str,
+    pub merkle_diff_seconds: &'static str,
+    pub merkle_sync_seconds: &'static str,
+    pub merkle_sync_keys_total: &'static str,
+    pub stream_apply_seconds: &'static str,
+    pub stream_lag_seconds: &'static str,
+    pub stream_commit_lag_seconds: &'static str,
+    pub secondary_connected: &'static str,
+    pub secondary_last_heartbeat_age_seconds: &'static str,
+    pub stream_resumes_total: &'static str,
+    pub merkle_diffs_total: &'static str,
+    pub redirects_total: &'static str,
+}
+
+const DR: Names = Names {
+    rpc_server_stream_wals_total: RPC_SERVER_STREAM_WALS_TOTAL,
+    merkle_diff_seconds: MERKLE_DIFF_SECONDS,
+    merkle_sync_seconds: MERKLE_SYNC_SECONDS,
+    merkle_sync_keys_total: MERKLE_SYNC_KEYS_TOTAL,
+    stream_apply_seconds: STREAM_APPLY_SECONDS,
+    stream_lag_seconds: STREAM_LAG_SECONDS,
+    stream_commit_lag_seconds: STREAM_COMMIT_LAG_SECONDS,
+    secondary_connected: SECONDARY_CONNECTED,
+    secondary_last_heartbeat_age_seconds: SECONDARY_LAST_HEARTBEAT_AGE_SECONDS,
+    stream_resumes_total: STREAM_RESUMES_TOTAL,
+    merkle_diffs_total: MERKLE_DIFFS_TOTAL,
+    redirects_total: REDIRECTS_TOTAL,
+};
+
+const PERFORMANCE: Names = Names {
+    rpc_server_stream_wals_total: PERF_RPC_SERVER_STREAM_WALS_TOTAL,
+    merkle_diff_seconds: PERF_MERKLE_DIFF_SECONDS,
+    merkle_sync_seconds: PERF_MERKLE_SYNC_SECONDS,
+    merkle_sync_keys_total: PERF_MERKLE_SYNC_KEYS_TOTAL,
+    stream_apply_seconds: PERF_STREAM_APPLY_SECONDS,
+    stream_lag_seconds: PERF_STREAM_LAG_SECONDS,
+    stream_commit_lag_seconds: PERF_STREAM_COMMIT_LAG_SECONDS,
+    secondary_connected: PERF_SECONDARY_CONNECTED,
+    secondary_last_heartbeat_age_seconds: PERF_SECONDARY_LAST_HEARTBEAT_AGE_SECONDS,
+    stream_resumes_total: PERF_STREAM_RESUMES_TOTAL,
+    merkle_diffs_total: PERF_MERKLE_DIFFS_TOTAL,
+    redirects_total: PERF_REDIRECTS_TOTAL,
+};
+
+/// The names `kind`'s stream records under.
+pub(crate) fn names(kind: crate::ReplicationKind) -> &'static Names {
+    match kind {
+        crate::ReplicationKind::Dr => &DR,
+        crate::ReplicationKind::Performance => &PERFORMANCE,
+    }
+}

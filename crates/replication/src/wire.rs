@@ -14,6 +14,12 @@ use crate::error::ReplicationError;
 
 /// The ALPN protocol of the DR replication stream on the cluster port.
 pub const ALPN_DR: &[u8] = b"replication_dr_v1";
+/// The ALPN of the performance replication stream (the performance replication CA; peer id
+/// from the client certificate, as for DR). Messages are the DR stream's.
+pub const ALPN_PERFORMANCE: &[u8] = b"replication_v1";
+/// The ALPN of HTTP/2 forwarding of writes from a performance secondary to the primary's
+/// active node (the performance replication CA and identity).
+pub const ALPN_PERFORMANCE_FORWARD: &[u8] = b"repl_fw_v1";
 /// The ALPN of Raft RPC streams between nodes of one cluster (cluster-internal CA).
 pub const ALPN_RAFT: &[u8] = b"raft_v1";
 /// The ALPN of HTTP/2 request forwarding from a standby to the active node (cluster-internal
@@ -43,6 +49,9 @@ pub mod codes {
     pub const WAL_GONE: &str = "wal_gone";
     /// A message arrived that is invalid in the current state.
     pub const PROTOCOL: &str = "protocol_error";
+    /// The performance path filter of this secondary changed since the stream started:
+    /// reconnect, and the changed stream hashes make the secondary run a merkle diff.
+    pub const FILTER_CHANGED: &str = "filter_changed";
     /// The primary's storage failed.
     pub const INTERNAL: &str = "internal";
 }

@@ -251,6 +251,7 @@ proptest! {
             primary_cluster_addrs: vec!["https://p:8201".into()],
             api_address: "https://s:8200".into(),
             cluster_address: "https://s:8201".into(),
+            kind: strongroom_replication::ReplicationKind::Dr,
         };
         let mut fsm = SecondaryFsm::new(cfg, seed);
         let mut now = 1_000_000u64;

@@ -97,6 +97,36 @@ pub(crate) fn spawn_echo(core: Arc<Core>, forwarder: Arc<strongroom_http::Forwar
     });
 }
 
+/// Registers the forwarding of performance secondaries' writes on the cluster port (served
+/// only while this cluster is a performance primary: the handshake needs its identity).
+pub(crate) fn wire_performance(
+    core: &Arc<Core>,
+    listener: &Arc<ClusterListener>,
+    api: strongroom_http::ListenerOptions,
+) -> anyhow::Result<()> {
+    let router = strongroom_http::router(
+        core.clone(),
+        strongroom_http::RouterOptions {
+            max_request_size: api.max_request_size,
+            unauthenticated_metrics_access: api.unauthenticated_metrics_access,
+            max_request_duration: api.max_request_duration,
+            forwarder: None,
+        },
+    );
+    listener
+        .register_performance_service(
+            strongroom_replication::wire::ALPN_PERFORMANCE_FORWARD,
+            Arc::new(strongroom_http::PrimaryForwardHandler::new(
+                core.clone(),
+                router,
+            )),
+        )
+        .map_err(|e| {
+            anyhow::anyhow!("registering performance forwarding on the cluster port: {e}")
+        })?;
+    Ok(())
+}
+
 /// Registers Raft and forwarding on the cluster port and gives core the identity sink and
 /// the standby echo.
 pub(crate) fn wire(

@@ -264,6 +264,7 @@ pub(crate) async fn start_node(
             .map_err(|e| anyhow::anyhow!("preparing the cluster port: {e}"))?,
     );
     core.set_cluster_listener(cluster_listener.clone());
+    crate::cluster::wire_performance(&core, &cluster_listener, listener_options(&first)?)?;
     if let (Some(c), Some(forwarder)) = (clustering, &forwarder) {
         crate::cluster::wire(
             &core,

@@ -192,6 +192,12 @@ impl Storage for InmemStorage {
             .map_err(|e| io_error("reading the WAL", e))
     }
 
+    async fn wal_position_at(&self, index: u64) -> Result<Option<WalPosition>, StorageError> {
+        let map = self.map.read().await;
+        engine::wal_position_at(|k| Ok(map.get(k).cloned()), index)
+            .map_err(|e| io_error("reading the WAL", e))
+    }
+
     fn wal_watch(&self) -> tokio::sync::watch::Receiver<u64> {
         self.repl.watch()
     }

@@ -27,7 +27,14 @@ pub const REPLICATED_LOCAL_PREFIXES: &[&str] = &[
     "local/",
     "core/local-mounts",
     "core/local-auth",
+    "core/perf-replication/",
 ];
+
+/// A performance secondary's applied position in its primary's stream (as the stream presents
+/// it), written by the secondary in the same storage write as the data it describes.
+/// Replicated-local: the secondary's own DR secondaries inherit it, performance secondaries
+/// never see it.
+pub const PERF_POSITION_KEY: &str = "core/perf-replication/position";
 
 /// Classifies one storage key.
 pub fn classify(key: &str) -> KeyClass {
@@ -54,5 +61,10 @@ mod tests {
         assert_eq!(classify("local/1234/foo"), KeyClass::ReplicatedLocal);
         assert_eq!(classify("core/local-mounts"), KeyClass::ReplicatedLocal);
         assert_eq!(classify("core/mounts"), KeyClass::ReplicatedShared);
+        assert_eq!(classify(PERF_POSITION_KEY), KeyClass::ReplicatedLocal);
+        assert_eq!(
+            classify("core/perf-replication/config"),
+            KeyClass::ReplicatedLocal
+        );
     }
 }

@@ -127,6 +127,19 @@ pub trait Storage: Send + Sync + 'static {
         max_bytes: usize,
     ) -> Result<WalRead, StorageError>;
 
+    /// The chain position of WAL entry `index` while this node still retains it (or it is the
+    /// tip), `None` otherwise. A performance primary checks a secondary's resume position with
+    /// it. The default knows only the tip (from [`Storage::replication_status`]), so a wrapper
+    /// that does not forward this answers `None` for older entries: a secondary behind the tip
+    /// then runs a merkle diff instead of resuming, which is correct but slower.
+    async fn wal_position_at(&self, index: u64) -> Result<Option<WalPosition>, StorageError> {
+        let status = self.replication_status();
+        Ok(
+            (index == status.last_wal && status.last_hash != replog::SYNC_IN_PROGRESS)
+                .then(|| status.position()),
+        )
+    }
+
     /// The last WAL index, updated after every apply that moves it.
     fn wal_watch(&self) -> tokio::sync::watch::Receiver<u64>;
 

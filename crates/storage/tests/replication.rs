@@ -302,6 +302,39 @@ async fn wal_read_resumes_only_from_our_chain(a: &dyn Storage, _b: &dyn Storage)
     assert_eq!(entries_after(a, future).await, WalRead::Gone);
 }
 
+on_both_backends!(wal_position_at_answers_retained_entries_and_the_tip);
+async fn wal_position_at_answers_retained_entries_and_the_tip(a: &dyn Storage, _b: &dyn Storage) {
+    // Why: a performance primary checks a secondary's resume position with it; a position it
+    // no longer holds, or one in the middle of a sync, must never be taken for ours.
+    for i in 0..5u8 {
+        a.put(&format!("logical/{i}"), vec![i]).await.unwrap();
+    }
+    let history = all_entries(a).await;
+    a.set_wal_retention(3, u64::MAX);
+    a.put("logical/5", vec![5]).await.unwrap();
+    let tip = a.replication_status().position();
+
+    let retained = a.wal_position_at(4).await.unwrap();
+    let trimmed = a.wal_position_at(2).await.unwrap();
+    let at_tip = a.wal_position_at(tip.index).await.unwrap();
+    let future = a.wal_position_at(tip.index + 1).await.unwrap();
+    let zero = a.wal_position_at(0).await.unwrap();
+    a.apply_replication(ReplCommand::SyncOps(vec![put("logical/x", b"x")]))
+        .await
+        .unwrap();
+    let mid_sync = a
+        .wal_position_at(a.replication_status().last_wal)
+        .await
+        .unwrap();
+
+    assert_eq!(retained, Some(history[3].position()));
+    assert_eq!(trimmed, None, "entry 2 was trimmed");
+    assert_eq!(at_tip, Some(tip));
+    assert_eq!(future, None);
+    assert_eq!(zero, None);
+    assert_eq!(mid_sync, None);
+}
+
 on_both_backends!(wal_watch_follows_last_wal);
 async fn wal_watch_follows_last_wal(a: &dyn Storage, _b: &dyn Storage) {
     // Why: the shipper sleeps on this channel; a missed bump stalls every secondary.

@@ -34,8 +34,8 @@ pub(crate) use echo::StandbyRegistry;
 pub(crate) use join_leader::Challenges;
 pub(crate) use join_node::PendingJoin;
 pub use join_node::{JoinOutcome, LeaderTls};
-pub(crate) use reads::StandbyReads;
 pub use reads::{IndexState, ReadRole, served_on_standby};
+pub(crate) use reads::{Stale, StandbyReads};
 pub use tls::{ClusterIdentity, NodeCredentials};
 pub use tracking::{Tracked, track};
 

@@ -103,7 +103,7 @@ pub(crate) struct Stale {
 }
 
 impl Stale {
-    fn everything() -> Self {
+    pub(crate) fn everything() -> Self {
         Stale {
             keyring: true,
             mounts: true,
@@ -339,7 +339,7 @@ impl Core {
         Ok(Some(applied))
     }
 
-    async fn reload_stale(&self, stale: Stale) -> Result<(), CoreError> {
+    pub(crate) async fn reload_stale(&self, stale: Stale) -> Result<(), CoreError> {
         if stale.keyring {
             self.barrier.reload_keyring().await?;
         }

@@ -13,9 +13,10 @@
 //! request it serves locally (so it never writes storage), and the refusal is immediate and
 //! the same on every backend.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use strongroom_storage::{
@@ -28,20 +29,31 @@ use strongroom_storage::{
 pub(crate) const STANDBY_WRITE_REFUSED: &str =
     "this standby serves reads only; the request is sent to the active node";
 
+/// The message of the refusal a performance secondary's request gets when it tries to
+/// change shared state; the request is then forwarded to the primary.
+pub(crate) const PERF_WRITE_REFUSED: &str = "this performance secondary does not change shared state itself; the request is sent to the primary";
+
 /// What a request did, as [`track`] reports it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tracked {
     /// The request wrote storage (its response carries `X-Vault-Index`).
     pub wrote: bool,
     /// Served as a standby-local read, the request needed the active node (it tried to write,
     /// or the door found it spends a token use or must be wrapped): forward it.
     pub needs_active: bool,
+    /// On a performance secondary, the request tried to change shared (replicated) state:
+    /// forward it to the primary cluster, as `identity`.
+    pub needs_primary: bool,
+    /// The caller as the door admitted it (performance secondaries only).
+    pub identity: Option<crate::replication::ForwardedIdentity>,
 }
 
 struct Scope {
     standby_local: bool,
     wrote: Cell<bool>,
     needs_active: Cell<bool>,
+    needs_primary: Cell<bool>,
+    identity: RefCell<Option<crate::replication::ForwardedIdentity>>,
 }
 
 tokio::task_local! {
@@ -55,6 +67,8 @@ pub async fn track<F: Future>(standby_local: bool, fut: F) -> (F::Output, Tracke
         standby_local,
         wrote: Cell::new(false),
         needs_active: Cell::new(false),
+        needs_primary: Cell::new(false),
+        identity: RefCell::new(None),
     };
     SCOPE
         .scope(scope, async {
@@ -63,11 +77,18 @@ pub async fn track<F: Future>(standby_local: bool, fut: F) -> (F::Output, Tracke
                 .try_with(|s| Tracked {
                     wrote: s.wrote.get(),
                     needs_active: s.needs_active.get(),
+                    needs_primary: s.needs_primary.get(),
+                    identity: s.identity.borrow_mut().take(),
                 })
                 .unwrap_or_default();
             (out, tracked)
         })
         .await
+}
+
+/// Records who the current request's caller is, for a forward to the primary.
+pub(crate) fn note_identity(identity: crate::replication::ForwardedIdentity) {
+    let _ = SCOPE.try_with(|s| *s.identity.borrow_mut() = Some(identity));
 }
 
 /// Whether the current request is a read served on a standby.
@@ -81,32 +102,55 @@ pub(crate) fn needs_active() {
 }
 
 /// Called before every write: records it, and says whether it must be refused.
-fn before_write() -> Result<(), StorageError> {
+/// `changes_shared`: the write touches replicated-shared keys and this cluster is a
+/// performance secondary, whose shared state only its primary changes.
+fn before_write(changes_shared: bool) -> Result<(), StorageError> {
     let refused = SCOPE
         .try_with(|s| {
             if s.standby_local {
                 s.needs_active.set(true);
-                true
+                Some(STANDBY_WRITE_REFUSED)
+            } else if changes_shared {
+                s.needs_primary.set(true);
+                Some(PERF_WRITE_REFUSED)
             } else {
                 s.wrote.set(true);
-                false
+                None
             }
         })
-        .unwrap_or(false);
-    if refused {
-        return Err(StorageError::NotLeader(STANDBY_WRITE_REFUSED.into()));
+        .unwrap_or(None);
+    match refused {
+        Some(why) => Err(StorageError::NotLeader(why.into())),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// The storage core uses: the server's backend, with every write seen by [`before_write`].
 pub(crate) struct TrackingStorage {
     inner: Arc<dyn Storage>,
+    /// This cluster is a performance secondary (core keeps it in step with the mode).
+    perf_secondary: Arc<AtomicBool>,
 }
 
 impl TrackingStorage {
-    pub(crate) fn wrap(inner: Arc<dyn Storage>) -> Arc<dyn Storage> {
-        Arc::new(TrackingStorage { inner })
+    /// Wraps `inner`; `perf_secondary` says whether request writes of shared keys go to a
+    /// performance primary instead.
+    pub(crate) fn wrap(
+        inner: Arc<dyn Storage>,
+        perf_secondary: Arc<AtomicBool>,
+    ) -> Arc<dyn Storage> {
+        Arc::new(TrackingStorage {
+            inner,
+            perf_secondary,
+        })
+    }
+
+    fn changes_shared(&self, ops: &[Op]) -> bool {
+        self.perf_secondary.load(Ordering::Acquire)
+            && ops.iter().any(|op| {
+                strongroom_storage::keyspace::classify(op.key())
+                    == strongroom_storage::keyspace::KeyClass::ReplicatedShared
+            })
     }
 }
 
@@ -130,7 +174,7 @@ impl Storage for TrackingStorage {
     }
 
     async fn write(&self, ops: Vec<Op>) -> Result<(), StorageError> {
-        before_write()?;
+        before_write(self.changes_shared(&ops))?;
         self.inner.write(ops).await
     }
 
@@ -143,7 +187,7 @@ impl Storage for TrackingStorage {
     }
 
     async fn replace_all(&self, pairs: Vec<(String, Vec<u8>)>) -> Result<(), StorageError> {
-        before_write()?;
+        before_write(false)?;
         self.inner.replace_all(pairs).await
     }
 
@@ -156,7 +200,7 @@ impl Storage for TrackingStorage {
     }
 
     async fn apply_replication(&self, cmd: ReplCommand) -> Result<(), StorageError> {
-        before_write()?;
+        before_write(false)?;
         self.inner.apply_replication(cmd).await
     }
 
@@ -175,6 +219,10 @@ impl Storage for TrackingStorage {
 
     fn wal_watch(&self) -> tokio::sync::watch::Receiver<u64> {
         self.inner.wal_watch()
+    }
+
+    async fn wal_position_at(&self, index: u64) -> Result<Option<WalPosition>, StorageError> {
+        self.inner.wal_position_at(index).await
     }
 
     fn wal_committed_at(&self, index: u64) -> Option<u64> {
@@ -217,7 +265,10 @@ mod tests {
     #[tokio::test]
     async fn a_write_is_recorded_on_the_active_side_and_refused_on_a_standby_read() {
         // Why: the index header and the standby's forward both hang on seeing every write.
-        let storage = TrackingStorage::wrap(Arc::new(InmemStorage::new()));
+        let storage = TrackingStorage::wrap(
+            Arc::new(InmemStorage::new()),
+            Arc::new(AtomicBool::new(false)),
+        );
 
         let (active, on_active) = track(false, storage.write(put("a"))).await;
         let (standby, on_standby) = track(true, storage.write(put("b"))).await;
@@ -228,19 +279,42 @@ mod tests {
             on_active,
             Tracked {
                 wrote: true,
-                needs_active: false
+                ..Tracked::default()
             }
         );
         assert!(matches!(standby, Err(StorageError::NotLeader(_))));
         assert_eq!(
             on_standby,
             Tracked {
-                wrote: false,
-                needs_active: true
+                needs_active: true,
+                ..Tracked::default()
             }
         );
         assert_eq!(storage.get("b").await.unwrap(), None);
         assert_eq!(read.unwrap(), Some(b"v".to_vec()));
         assert_eq!(reading, Tracked::default());
+    }
+
+    #[tokio::test]
+    async fn a_performance_secondary_request_writes_local_keys_and_hands_shared_ones_on() {
+        // Why: tokens and leases are the secondary's own; shared state only the primary changes.
+        let perf = Arc::new(AtomicBool::new(true));
+        let storage = TrackingStorage::wrap(Arc::new(InmemStorage::new()), perf.clone());
+
+        let (local, on_local) = track(false, storage.write(put("sys/token/id/abc"))).await;
+        let (shared, on_shared) = track(false, storage.write(put("logical/u1/key"))).await;
+        let (background, _) = (storage.write(put("logical/u1/bg")).await, ());
+        perf.store(false, Ordering::Release);
+        let (primary, on_primary) = track(false, storage.write(put("logical/u1/key"))).await;
+
+        assert!(local.is_ok());
+        assert!(on_local.wrote && !on_local.needs_primary);
+        assert!(matches!(shared, Err(StorageError::NotLeader(_))));
+        assert!(on_shared.needs_primary && !on_shared.wrote);
+        assert!(
+            background.is_ok(),
+            "writes outside a request (the runner) pass"
+        );
+        assert!(primary.is_ok() && on_primary.wrote);
     }
 }

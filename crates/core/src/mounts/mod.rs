@@ -205,6 +205,7 @@ impl Core {
         {
             tracing::warn!(error = %e, "could not store the built-in mounts; will retry on next unseal");
         }
+        self.perf.filters.set_mounts(&table);
         *self.mounts.write().await = table;
         Ok(())
     }
@@ -485,18 +486,28 @@ impl Core {
         out
     }
 
-    /// Writes all four table records in one atomic batch.
+    /// Writes the table records that changed, in one atomic batch. Only the changed ones: on
+    /// a performance secondary the shared records are the primary's, and a local mount must
+    /// change only the local records (a write of a shared record goes to the primary).
     async fn persist_mounts(&self, table: &MountTable) -> Result<(), CoreError> {
         let mut ops = Vec::with_capacity(4);
         for kind in TableKind::ALL {
             let raw = serde_json::to_vec(&table.part(kind))
                 .map_err(|e| CoreError::Internal(format!("encoding mount table: {e}")))?;
+            if self.barrier.get(kind.key()).await?.as_deref() == Some(raw.as_slice()) {
+                continue;
+            }
             ops.push(BarrierOp::Put {
                 key: kind.key().to_owned(),
                 value: raw,
             });
         }
-        self.barrier.write(ops).await?;
+        if !ops.is_empty() {
+            self.barrier.write(ops).await?;
+        }
+        // Before any request can write data to a new mount: the performance stream places
+        // every key it sends by this map.
+        self.perf.filters.set_mounts(table);
         Ok(())
     }
 

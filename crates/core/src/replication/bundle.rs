@@ -1,4 +1,5 @@
-//! The activation bundle: everything a new DR secondary needs from its primary.
+//! The activation bundle: everything a new secondary (DR or performance) needs from its
+//! primary.
 //!
 //! It travels once, inside a single-use wrapping token, from the primary's API to the
 //! secondary's `enable` call. Besides the replication identity (client certificate issued by
@@ -22,6 +23,10 @@ pub(crate) const BOOTSTRAP_KEYS: [&str; 3] = [SEAL_CONFIG_PATH, ROOT_KEY_PATH, K
 
 #[derive(Clone, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
 pub(crate) struct ActivationBundle {
+    /// `dr` or `performance` (absent in bundles of releases before performance replication:
+    /// DR).
+    #[serde(default)]
+    pub kind: String,
     pub cluster_id: String,
     pub secondary_id: String,
     pub primary_api_addr: String,
@@ -102,6 +107,7 @@ pub(crate) fn test_bundle(cluster_id: &str) -> ActivationBundle {
     use base64::Engine as _;
     use base64::engine::general_purpose::STANDARD;
     ActivationBundle {
+        kind: "dr".into(),
         cluster_id: cluster_id.into(),
         secondary_id: "s".into(),
         primary_api_addr: "https://p:8200".into(),

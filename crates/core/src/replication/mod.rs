@@ -1,5 +1,6 @@
-//! DR replication as core sees it: modes, the `sys/replication/*` endpoints, activation
-//! tokens, the DR secondary gate and DR operation tokens.
+//! Replication as core sees it, DR and performance: modes, the `sys/replication/*`
+//! endpoints, activation tokens, the DR secondary gate, DR operation tokens, performance
+//! path filters and the forwarding of a performance secondary's writes.
 //!
 //! Storage records and ships the changes (WAL and merkle index) and the replication crate
 //! moves them between clusters; this module decides *what a cluster is* in a replication
@@ -10,6 +11,8 @@
 
 mod bundle;
 mod config;
+mod filter;
+mod forwarding;
 #[cfg(test)]
 mod fuzz_activation;
 mod gate;
@@ -30,6 +33,8 @@ use serde_json::{Map, Value};
 use strongroom_replication::activation::jwt;
 
 pub use config::ReplicationMode;
+pub(crate) use forwarding::forwarded_identity;
+pub use forwarding::{ForwardedIdentity, PrimaryRoute, serve_as_forwarded};
 pub(crate) use routes::route;
 pub(crate) use state::ReplicationState;
 
@@ -62,13 +67,17 @@ fn warning(text: &str) -> Response {
 }
 
 impl Core {
-    /// Age of the newest primary canary applied here, for `sys/health` (DR secondaries with
-    /// at least one canary applied; `None` otherwise).
+    /// Age of the newest primary canary applied here, for `sys/health` (secondaries, DR
+    /// first, with at least one canary applied; `None` otherwise).
     pub(crate) fn replication_canary_age_ms(&self) -> Option<i64> {
-        if !self.replication.is_dr_secondary() {
+        let set = if self.replication.is_dr_secondary() {
+            &self.replication
+        } else if self.perf.is_dr_secondary() {
+            &self.perf
+        } else {
             return None;
-        }
-        match self.replication.canary_age_ms() {
+        };
+        match set.canary_age_ms() {
             0 => None,
             age => Some(i64::try_from(age).unwrap_or(i64::MAX)),
         }
@@ -84,11 +93,23 @@ impl Core {
             return Ok(None);
         }
         let invalid = || CoreError::InvalidRequest(crate::wrapping::INVALID_TOKEN.into());
-        let key = self.activation_signing_key().ok_or_else(invalid)?;
-        let claims = jwt::verify(&key, token, now_secs()).map_err(|e| {
+        // Signed by the DR or the performance primary of this cluster, whichever it is.
+        let mut refused = None;
+        for kind in [
+            strongroom_replication::ReplicationKind::Dr,
+            strongroom_replication::ReplicationKind::Performance,
+        ] {
+            let Some(key) = self.activation_signing_key(kind) else {
+                continue;
+            };
+            match jwt::verify(&key, token, now_secs()) {
+                Ok(claims) => return Ok(Some(claims.wt)),
+                Err(e) => refused = Some(e),
+            }
+        }
+        if let Some(e) = refused {
             tracing::info!(reason = %e, "activation token refused");
-            invalid()
-        })?;
-        Ok(Some(claims.wt))
+        }
+        Err(invalid())
     }
 }

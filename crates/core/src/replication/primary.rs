@@ -1,4 +1,4 @@
-//! The DR primary side: enable, demote, disable, activation tokens, revocation.
+//! The primary side of both kinds: enable, demote, disable, activation tokens, revocation.
 //!
 //! Enabling (or promoting) creates the replication set's private CA, the cluster-port
 //! identity and the activation-token signing key; everything a secondary ever trusts comes
@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use strongroom_replication::ReplicationCa;
 use strongroom_replication::activation::jwt::{self, ActivationClaims};
 use strongroom_replication::pki::is_valid_secondary_id;
+use strongroom_replication::{ReplicationCa, ReplicationKind};
 
 use super::bundle::{ActivationBundle, BOOTSTRAP_KEYS};
-use super::config::{DrConfig, PrimaryMaterial, ReplicationMode, SecondaryRecord};
+use super::config::{PrimaryMaterial, ReplConfig, ReplicationMode, SecondaryRecord};
 use super::{now_secs, string_param as str_param_opt, warning};
 use crate::params::duration_param;
 use crate::util::lock;
@@ -68,66 +68,109 @@ impl Core {
         })
     }
 
-    /// Persists `config`, then makes it the configuration in force.
-    pub(super) async fn commit_dr_config(&self, config: DrConfig) -> Result<(), CoreError> {
-        self.write_dr_config(&config).await?;
-        self.apply_dr_config(Some(config)).await;
+    /// Persists `config` as the record of `kind`, then makes it the configuration in force.
+    pub(super) async fn commit_repl_config(
+        &self,
+        kind: ReplicationKind,
+        config: ReplConfig,
+    ) -> Result<(), CoreError> {
+        self.write_repl_config(kind, &config).await?;
+        self.apply_repl_config(kind, Some(config)).await;
         Ok(())
     }
 
-    /// `sys/replication/dr/primary/enable`.
-    pub(super) async fn dr_primary_enable(&self, req: &Request) -> Result<Response, CoreError> {
-        let _ops = self.replication.ops.lock().await;
-        match self.replication.mode() {
+    /// `sys/replication/{dr,performance}/primary/enable`.
+    pub(super) async fn primary_enable(
+        &self,
+        kind: ReplicationKind,
+        req: &Request,
+    ) -> Result<Response, CoreError> {
+        let set = self.repl(kind);
+        let _ops = set.ops.lock().await;
+        match set.mode() {
             ReplicationMode::Secondary => {
-                return Err(CoreError::InvalidRequest(
-                    "cannot enable as primary while a DR secondary; promote instead".into(),
-                ));
+                return Err(CoreError::InvalidRequest(format!(
+                    "cannot enable as primary while a {} secondary; promote instead",
+                    set.label()
+                )));
             }
             ReplicationMode::Primary => {
-                return Err(CoreError::InvalidRequest(
-                    "DR replication is already enabled as primary on this cluster".into(),
-                ));
+                return Err(CoreError::InvalidRequest(format!(
+                    "{} replication is already enabled as primary on this cluster",
+                    set.label()
+                )));
             }
             ReplicationMode::Disabled => {}
         }
         let addr = str_param_opt(&req.data, "primary_cluster_addr")?.unwrap_or_default();
         let cluster_id = uuid::Uuid::new_v4().to_string();
         let material = self.new_primary_material(&cluster_id, &addr)?;
-        self.commit_dr_config(DrConfig {
-            mode: ReplicationMode::Primary,
-            cluster_id,
-            primary_cluster_addr: addr,
-            primary: Some(material),
-            ..DrConfig::default()
-        })
+        self.commit_repl_config(
+            kind,
+            ReplConfig {
+                mode: ReplicationMode::Primary,
+                cluster_id,
+                primary_cluster_addr: addr,
+                primary: Some(material),
+                ..ReplConfig::default()
+            },
+        )
         .await?;
-        tracing::info!("DR replication enabled as primary");
+        tracing::info!(kind = set.label(), "replication enabled as primary");
         Ok(warning(ENABLE_WARNING))
     }
 
-    fn require_primary(&self) -> Result<DrConfig, CoreError> {
-        self.replication
-            .config()
+    pub(super) fn require_primary(&self, kind: ReplicationKind) -> Result<ReplConfig, CoreError> {
+        let set = self.repl(kind);
+        set.config()
             .filter(|c| c.mode == ReplicationMode::Primary)
-            .ok_or_else(|| CoreError::InvalidRequest("this cluster is not a DR primary".into()))
+            .ok_or_else(|| {
+                CoreError::InvalidRequest(format!("this cluster is not a {} primary", set.label()))
+            })
+    }
+
+    /// `sys/replication/performance/primary/demote`: an idle performance secondary of the
+    /// same set. Unlike a DR demote the cluster keeps serving: reads, its own tokens and
+    /// leases; changes to shared state fail until it follows a primary again.
+    pub(super) async fn perf_primary_demote(&self) -> Result<Response, CoreError> {
+        let kind = ReplicationKind::Performance;
+        let _ops = self.repl(kind).ops.lock().await;
+        let config = self.require_primary(kind)?;
+        self.commit_repl_config(
+            kind,
+            ReplConfig {
+                mode: ReplicationMode::Secondary,
+                cluster_id: config.cluster_id.clone(),
+                last_reindex_epoch: config.last_reindex_epoch,
+                primary: config.primary.clone(),
+                secondaries: config.secondaries.clone(),
+                paths_filters: config.paths_filters.clone(),
+                ..ReplConfig::default()
+            },
+        )
+        .await?;
+        tracing::info!("performance primary demoted to an idle secondary");
+        Ok(warning(DEMOTE_WARNING))
     }
 
     /// `sys/replication/dr/primary/demote`: becomes an idle secondary of the same set.
     pub(super) async fn dr_primary_demote(&self) -> Result<Response, CoreError> {
         let _ops = self.replication.ops.lock().await;
-        let config = self.require_primary()?;
+        let config = self.require_primary(ReplicationKind::Dr)?;
         // The demoted cluster takes no more writes, but it keeps its replication identity and
         // its secondaries' grants until it follows a new primary: connected secondaries drain
         // the final WAL entries, so a planned failover loses nothing that was acknowledged.
-        self.commit_dr_config(DrConfig {
-            mode: ReplicationMode::Secondary,
-            cluster_id: config.cluster_id.clone(),
-            last_reindex_epoch: config.last_reindex_epoch,
-            primary: config.primary.clone(),
-            secondaries: config.secondaries.clone(),
-            ..DrConfig::default()
-        })
+        self.commit_repl_config(
+            ReplicationKind::Dr,
+            ReplConfig {
+                mode: ReplicationMode::Secondary,
+                cluster_id: config.cluster_id.clone(),
+                last_reindex_epoch: config.last_reindex_epoch,
+                primary: config.primary.clone(),
+                secondaries: config.secondaries.clone(),
+                ..ReplConfig::default()
+            },
+        )
         .await?;
         // No more background lease revocations, then wait (bounded) for the client requests
         // admitted before the switch: their writes are in the WAL, and so reach the
@@ -148,19 +191,29 @@ impl Core {
         })
     }
 
-    /// `sys/replication/dr/primary/disable`: forgets the set; every secondary is cut off.
-    pub(super) async fn dr_primary_disable(&self) -> Result<Response, CoreError> {
-        let _ops = self.replication.ops.lock().await;
-        self.require_primary()?;
-        self.commit_dr_config(DrConfig::default()).await?;
-        tracing::info!("DR replication disabled on the primary");
+    /// `sys/replication/{dr,performance}/primary/disable`: forgets the set; every secondary
+    /// is cut off.
+    pub(super) async fn primary_disable(
+        &self,
+        kind: ReplicationKind,
+    ) -> Result<Response, CoreError> {
+        let set = self.repl(kind);
+        let _ops = set.ops.lock().await;
+        self.require_primary(kind)?;
+        self.commit_repl_config(kind, ReplConfig::default()).await?;
+        tracing::info!(kind = set.label(), "replication disabled on the primary");
         Ok(warning(DISABLE_WARNING))
     }
 
-    /// `sys/replication/dr/primary/revoke-secondary`.
-    pub(super) async fn dr_primary_revoke(&self, req: &Request) -> Result<Response, CoreError> {
-        let _ops = self.replication.ops.lock().await;
-        let mut config = self.require_primary()?;
+    /// `sys/replication/{dr,performance}/primary/revoke-secondary`.
+    pub(super) async fn primary_revoke(
+        &self,
+        kind: ReplicationKind,
+        req: &Request,
+    ) -> Result<Response, CoreError> {
+        let set = self.repl(kind);
+        let _ops = set.ops.lock().await;
+        let mut config = self.require_primary(kind)?;
         let id = str_param_opt(&req.data, "id")?
             .filter(|s| !s.is_empty())
             .ok_or_else(|| CoreError::InvalidRequest("missing secondary id".into()))?;
@@ -170,19 +223,23 @@ impl Core {
             )));
         };
         record.revoked = true;
-        self.write_dr_config(&config).await?;
-        self.replication.registry.refresh(Some(&config));
-        *lock(&self.replication.config) = Some(config);
-        tracing::info!(secondary_id = %id, "DR secondary revoked");
+        config.paths_filters.remove(&id);
+        self.write_repl_config(kind, &config).await?;
+        set.registry.refresh(Some(&config));
+        set.filters.refresh(Some(&config));
+        *lock(&set.config) = Some(config);
+        tracing::info!(secondary_id = %id, kind = set.label(), "secondary revoked");
         Ok(Response::no_content())
     }
 
-    /// `sys/replication/dr/primary/secondary-token` (sudo): a wrapped activation bundle whose
-    /// wrapping token is replaced by an ES512 JWT naming this primary.
-    pub(super) async fn dr_primary_secondary_token(
+    /// `sys/replication/{dr,performance}/primary/secondary-token` (sudo): a wrapped
+    /// activation bundle whose wrapping token is replaced by an ES512 JWT naming this primary.
+    pub(super) async fn primary_secondary_token(
         &self,
+        kind: ReplicationKind,
         req: &Request,
     ) -> Result<Response, CoreError> {
+        let set = self.repl(kind);
         let public_key =
             str_param_opt(&req.data, "secondary_public_key")?.filter(|k| !k.is_empty());
         let id = match str_param_opt(&req.data, "id")?.filter(|s| !s.is_empty()) {
@@ -204,8 +261,8 @@ impl Core {
             ));
         }
 
-        let _ops = self.replication.ops.lock().await;
-        let mut config = self.require_primary()?;
+        let _ops = set.ops.lock().await;
+        let mut config = self.require_primary(kind)?;
         match config.secondaries.get(&id) {
             Some(r) if r.revoked => {
                 // A revoked id stays dead: its old client certificate carries the same name.
@@ -239,6 +296,7 @@ impl Core {
         let root_key = self.barrier.root_key()?;
         let api_addr = lock(&self.node.advertised).0.clone();
         let bundle = ActivationBundle {
+            kind: kind.as_str().to_owned(),
             cluster_id: config.cluster_id.clone(),
             secondary_id: id.clone(),
             primary_api_addr: api_addr.clone(),
@@ -257,9 +315,10 @@ impl Core {
                 issued_at: now_secs(),
             },
         );
-        self.write_dr_config(&config).await?;
-        self.replication.registry.refresh(Some(&config));
-        *lock(&self.replication.config) = Some(config);
+        self.write_repl_config(kind, &config).await?;
+        set.registry.refresh(Some(&config));
+        set.filters.refresh(Some(&config));
+        *lock(&set.config) = Some(config);
 
         if let Some(public_key) = public_key {
             // Public-key mode: the bundle encrypted to the secondary's key, unwrapped.
@@ -270,7 +329,7 @@ impl Core {
             )?;
             let mut data = serde_json::Map::new();
             data.insert("token".into(), serde_json::Value::String(token));
-            tracing::info!(secondary_id = %id, "DR activation token issued (public-key mode)");
+            tracing::info!(secondary_id = %id, kind = set.label(), "activation token issued (public-key mode)");
             return Ok(Response::with_data(data));
         }
         let mut resp = self
@@ -279,7 +338,7 @@ impl Core {
         let Some(info) = resp.wrap_info.as_mut() else {
             return Err(CoreError::Internal("wrapping produced no wrap_info".into()));
         };
-        let key = self.activation_signing_key().ok_or_else(|| {
+        let key = self.activation_signing_key(kind).ok_or_else(|| {
             CoreError::Internal("the activation signing key is unavailable".into())
         })?;
         let now = now_secs();
@@ -293,7 +352,7 @@ impl Core {
         };
         info.token = jwt::sign(&key, &claims)
             .map_err(|e| CoreError::Internal(format!("signing the activation token: {e}")))?;
-        tracing::info!(secondary_id = %id, "DR activation token issued");
+        tracing::info!(secondary_id = %id, kind = set.label(), "activation token issued");
         Ok(resp)
     }
 }

@@ -16,7 +16,7 @@ use std::sync::Mutex;
 
 use strongroom_replication::{NodeRole, PeerInfo, SecondaryRegistry};
 
-use super::config::{DrConfig, ReplicationMode};
+use super::config::{ReplConfig, ReplicationMode};
 use crate::util::lock;
 
 struct View {
@@ -52,7 +52,7 @@ pub(crate) struct Registry {
 
 impl Registry {
     /// Adopts `config` (or nothing: replication disabled or sealed).
-    pub(crate) fn refresh(&self, config: Option<&DrConfig>) {
+    pub(crate) fn refresh(&self, config: Option<&ReplConfig>) {
         let mut v = lock(&self.view);
         match config {
             // A primary, or a demoted primary that follows nobody yet (draining its final
@@ -148,10 +148,10 @@ mod tests {
     fn only_unrevoked_ids_of_a_primary_are_allowed() {
         // Why: revocation and demotion must cut secondaries off at their next heartbeat.
         let registry = Registry::default();
-        let mut config = DrConfig {
+        let mut config = ReplConfig {
             mode: ReplicationMode::Primary,
             cluster_id: "c1".into(),
-            ..DrConfig::default()
+            ..ReplConfig::default()
         };
         config.secondaries.insert(
             "east".into(),

@@ -4,7 +4,12 @@
 //! (token, sudo, unauthenticated DR-op) is declared in `routing.rs`, and DR-op paths check
 //! their `dr_operation_token` in their handlers.
 
+use strongroom_replication::ReplicationKind;
+
 use crate::{Core, CoreError, Operation, Request, Response};
+
+const DR: ReplicationKind = ReplicationKind::Dr;
+const PERF: ReplicationKind = ReplicationKind::Performance;
 
 /// `sys/replication/...`.
 pub(crate) async fn route(core: &Core, req: &Request) -> Result<Response, CoreError> {
@@ -17,17 +22,17 @@ pub(crate) async fn route(core: &Core, req: &Request) -> Result<Response, CoreEr
     let read = op == Operation::Read;
     let mut resp = match rest {
         "status" if read => core.replication_status_response(),
-        "dr/status" if read => Response::with_data(core.dr_status()),
-        "performance/status" if read => Core::performance_status_response(),
-        "dr/primary/enable" if write => core.dr_primary_enable(req).await?,
+        "dr/status" if read => Response::with_data(core.repl_status(DR)),
+        "performance/status" if read => Response::with_data(core.repl_status(PERF)),
+        "dr/primary/enable" if write => core.primary_enable(DR, req).await?,
         "dr/primary/demote" if write => core.dr_primary_demote().await?,
-        "dr/primary/disable" if write => core.dr_primary_disable().await?,
-        "dr/primary/secondary-token" if write => core.dr_primary_secondary_token(req).await?,
-        "dr/primary/revoke-secondary" if write => core.dr_primary_revoke(req).await?,
-        "dr/secondary/enable" if write => core.dr_secondary_enable(req).await?,
+        "dr/primary/disable" if write => core.primary_disable(DR).await?,
+        "dr/primary/secondary-token" if write => core.primary_secondary_token(DR, req).await?,
+        "dr/primary/revoke-secondary" if write => core.primary_revoke(DR, req).await?,
+        "dr/secondary/enable" if write => core.secondary_enable(DR, req).await?,
         "dr/secondary/promote" if write => core.dr_secondary_promote(req).await?,
-        "dr/secondary/disable" if write => core.dr_secondary_disable(req).await?,
-        "dr/secondary/update-primary" if write => core.dr_secondary_update_primary(req).await?,
+        "dr/secondary/disable" if write => core.secondary_disable(DR, req).await?,
+        "dr/secondary/update-primary" if write => core.secondary_update_primary(DR, req).await?,
         "dr/secondary/recover" if write => {
             core.authorize_dr_op(req).await?;
             core.dr_recover().await?
@@ -56,6 +61,13 @@ pub(crate) async fn route(core: &Core, req: &Request) -> Result<Response, CoreEr
         "dr/secondary/generate-public-key" if write => {
             Response::with_data(core.dr_generate_public_key()?)
         }
+        _ if rest.starts_with("performance/")
+            || rest.starts_with("primary/")
+            || rest.starts_with("secondary/") =>
+        {
+            let rest = rest.strip_prefix("performance/").unwrap_or(rest);
+            perf_route(core, req, rest).await?
+        }
         "recover" if write => core.dr_recover().await?,
         "reindex" if write => core.dr_reindex().await?,
         "status"
@@ -77,20 +89,66 @@ pub(crate) async fn route(core: &Core, req: &Request) -> Result<Response, CoreEr
         | "dr/secondary/generate-public-key"
         | "recover"
         | "reindex" => return Err(CoreError::UnsupportedOperation),
-        _ if rest.starts_with("performance/")
-            || rest.starts_with("primary/")
-            || rest.starts_with("secondary/") =>
-        {
-            return Err(CoreError::InvalidRequest(
-                "performance replication is not supported by this server; use the sys/replication/dr/ paths".into(),
-            ));
-        }
         _ => return Err(CoreError::UnsupportedPath(req.path.clone())),
     };
     if resp.mount_type.is_empty() {
         resp.mount_type = "system".into();
     }
     Ok(resp)
+}
+
+/// `sys/replication/performance/...` below `performance/` (and the legacy un-typed paths).
+async fn perf_route(core: &Core, req: &Request, rest: &str) -> Result<Response, CoreError> {
+    let op = req.operation;
+    let write = matches!(op, Operation::Update | Operation::Create);
+    let read = op == Operation::Read;
+    if let Some(id) = rest.strip_prefix("primary/paths-filter/") {
+        return match op {
+            Operation::Read => core.paths_filter_read(id),
+            Operation::Update | Operation::Create => core.paths_filter_write(id, req).await,
+            Operation::Delete => core.paths_filter_delete(id).await,
+            _ => Err(CoreError::UnsupportedOperation),
+        };
+    }
+    if let Some(id) = rest.strip_prefix("primary/dynamic-filter/") {
+        return if read {
+            core.primary_dynamic_filter(id).await
+        } else {
+            Err(CoreError::UnsupportedOperation)
+        };
+    }
+    if let Some(id) = rest.strip_prefix("secondary/dynamic-filter/") {
+        return if read {
+            core.secondary_dynamic_filter(id)
+        } else {
+            Err(CoreError::UnsupportedOperation)
+        };
+    }
+    match rest {
+        "primary/enable" if write => core.primary_enable(PERF, req).await,
+        "primary/demote" if write => core.perf_primary_demote().await,
+        "primary/disable" if write => core.primary_disable(PERF).await,
+        "primary/secondary-token" if write => core.primary_secondary_token(PERF, req).await,
+        "primary/revoke-secondary" if write => core.primary_revoke(PERF, req).await,
+        "secondary/generate-public-key" if write => {
+            Ok(Response::with_data(core.dr_generate_public_key()?))
+        }
+        "secondary/enable" if write => core.secondary_enable(PERF, req).await,
+        "secondary/promote" if write => core.perf_secondary_promote(req).await,
+        "secondary/disable" if write => core.secondary_disable(PERF, req).await,
+        "secondary/update-primary" if write => core.secondary_update_primary(PERF, req).await,
+        "primary/enable"
+        | "primary/demote"
+        | "primary/disable"
+        | "primary/secondary-token"
+        | "primary/revoke-secondary"
+        | "secondary/generate-public-key"
+        | "secondary/enable"
+        | "secondary/promote"
+        | "secondary/disable"
+        | "secondary/update-primary" => Err(CoreError::UnsupportedOperation),
+        _ => Err(CoreError::UnsupportedPath(req.path.clone())),
+    }
 }
 
 fn require_dr_secondary(core: &Core) -> Result<(), CoreError> {

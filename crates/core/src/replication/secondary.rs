@@ -1,20 +1,25 @@
-//! The DR secondary side: enable, promote, update-primary, disable, recover, reindex.
+//! The secondary side of both kinds: enable, promote, update-primary, disable, recover,
+//! reindex.
 //!
 //! Enabling is the one destructive step: after the bundle is fetched and checked, the
 //! secondary's replicated data is wiped and replaced by the primary's keyring, root key and
 //! seal configuration, so it can decrypt what it receives and later unseal with the primary's
-//! shares. Every check that can fail runs before the wipe.
+//! shares. Every check that can fail runs before the wipe. The kinds differ in who may ask
+//! (a DR secondary serves no tokens, so its operations take a DR operation token; a
+//! performance secondary's take its own ordinary tokens) and in what a secondary does after
+//! (a DR secondary stops serving; a performance secondary keeps serving reads and its own
+//! tokens and leases).
 
 use std::time::SystemTime;
 
 use strongroom_barrier::{BarrierError, BarrierOp};
-use strongroom_replication::SecondaryStatus;
 use strongroom_replication::activation::{self, ActivationError, UnwrapTls, jwt};
+use strongroom_replication::{ReplicationKind, SecondaryStatus};
 use strongroom_storage::{Op, ReplCommand};
 use zeroize::Zeroizing;
 
 use super::bundle::ActivationBundle;
-use super::config::{DrConfig, ReplicationMode, SecondaryMaterial};
+use super::config::{ReplConfig, ReplicationMode, SecondaryMaterial};
 use super::primary::DISABLE_WARNING;
 use super::{now_secs, string_param, warning};
 use crate::params::bool_param;
@@ -89,11 +94,30 @@ impl Core {
         ActivationBundle::from_data(serde_json::Value::Object(data))
     }
 
-    fn require_secondary(&self) -> Result<DrConfig, CoreError> {
-        self.replication
+    fn require_secondary(&self, kind: ReplicationKind) -> Result<ReplConfig, CoreError> {
+        self.repl(kind)
             .config()
             .filter(|c| c.mode == ReplicationMode::Secondary)
-            .ok_or_else(|| CoreError::InvalidRequest("Not a DR secondary.".into()))
+            .ok_or_else(|| {
+                CoreError::InvalidRequest(match kind {
+                    ReplicationKind::Dr => "Not a DR secondary.".into(),
+                    ReplicationKind::Performance => "Not a performance secondary.".into(),
+                })
+            })
+    }
+
+    /// Authorizes an operation on a secondary of `kind`: DR operations carry a DR operation
+    /// token (the door admitted them unauthenticated); performance ones passed the door's
+    /// ordinary token and ACL check already.
+    async fn authorize_secondary_op(
+        &self,
+        kind: ReplicationKind,
+        req: &Request,
+    ) -> Result<(), CoreError> {
+        match kind {
+            ReplicationKind::Dr => self.authorize_dr_op(req).await,
+            ReplicationKind::Performance => Ok(()),
+        }
     }
 
     /// Reloads what an unsealed, serving core keeps in memory (after promote or disable: the
@@ -128,27 +152,49 @@ impl Core {
         }
     }
 
-    /// `sys/replication/dr/secondary/enable`.
-    pub(super) async fn dr_secondary_enable(&self, req: &Request) -> Result<Response, CoreError> {
+    /// `sys/replication/{dr,performance}/secondary/enable`.
+    pub(super) async fn secondary_enable(
+        &self,
+        kind: ReplicationKind,
+        req: &Request,
+    ) -> Result<Response, CoreError> {
         let token = string_param(&req.data, "token")?
             .map(|t| t.trim().to_owned())
             .filter(|t| !t.is_empty())
             .ok_or_else(|| CoreError::InvalidRequest("missing activation token".into()))?;
-        let _ops = self.replication.ops.lock().await;
-        match self.replication.mode() {
+        let set = self.repl(kind);
+        let _ops = set.ops.lock().await;
+        let label = set.label();
+        match set.mode() {
             ReplicationMode::Primary => {
-                return Err(CoreError::InvalidRequest(
-                    "this cluster is a DR primary; disable or demote it before enabling it as a secondary".into(),
-                ));
+                return Err(CoreError::InvalidRequest(format!(
+                    "this cluster is a {label} primary; disable or demote it before enabling it as a secondary"
+                )));
             }
             ReplicationMode::Secondary => {
-                return Err(CoreError::InvalidRequest(
-                    "this cluster is already a DR secondary; use update-primary to follow another primary".into(),
-                ));
+                return Err(CoreError::InvalidRequest(format!(
+                    "this cluster is already a {label} secondary; use update-primary to follow another primary"
+                )));
             }
             ReplicationMode::Disabled => {}
         }
+        if kind == ReplicationKind::Performance && self.perf_is_primary_of_dr_secondary() {
+            return Err(CoreError::InvalidRequest(
+                "this cluster is a DR secondary; promote it before enabling performance replication".into(),
+            ));
+        }
         let bundle = self.fetch_activation(req, &token).await?;
+        let bundle_kind = if bundle.kind.is_empty() {
+            ReplicationKind::Dr.as_str()
+        } else {
+            bundle.kind.as_str()
+        };
+        if bundle_kind != kind.as_str() {
+            return Err(CoreError::InvalidRequest(format!(
+                "the activation token was issued for {bundle_kind} replication; generate one with sys/replication/{}/primary/secondary-token",
+                kind.as_str()
+            )));
+        }
         let root_key = bundle.root_key()?;
         let records = bundle.stored_records()?;
         let cluster_local = self.read_cluster_local().await?;
@@ -189,27 +235,49 @@ impl Core {
         self.policies.clear();
         self.mounts.write().await.clear();
         self.clear_audit();
+        if kind == ReplicationKind::Performance {
+            // A performance secondary serves from the start: built-in mounts and its own
+            // lease timer (the shared data then arrives with the stream). Loaded before the
+            // mode changes, while this cluster may still write its own built-ins.
+            self.load_mounts().await?;
+            self.load_audit().await?;
+            self.expiration_start().await?;
+        }
 
         let first_addr = bundle
             .primary_cluster_addrs
             .first()
             .cloned()
             .unwrap_or_default();
-        self.commit_dr_config(DrConfig {
-            mode: ReplicationMode::Secondary,
-            cluster_id: bundle.cluster_id.clone(),
-            primary_cluster_addr: first_addr,
-            secondary: Some(secondary_material(&bundle)),
-            ..DrConfig::default()
-        })
+        self.commit_repl_config(
+            kind,
+            ReplConfig {
+                mode: ReplicationMode::Secondary,
+                cluster_id: bundle.cluster_id.clone(),
+                primary_cluster_addr: first_addr,
+                secondary: Some(secondary_material(&bundle)),
+                ..ReplConfig::default()
+            },
+        )
         .await?;
-        tracing::info!(secondary_id = %bundle.secondary_id, "DR replication enabled as secondary; data wiped");
+        if kind == ReplicationKind::Dr {
+            // The wipe took this cluster's performance record; the primary's (which arrives
+            // with the data) is not ours to act on while we are its DR secondary.
+            self.apply_repl_config(ReplicationKind::Performance, None)
+                .await;
+        }
+        tracing::info!(secondary_id = %bundle.secondary_id, kind = label, "replication enabled as secondary; data wiped");
         Ok(warning(ENABLE_WARNING))
     }
 
-    /// Whether the runner has applied everything the primary reported having.
-    fn caught_up(&self) -> bool {
-        let runner = lock(&self.replication.runner);
+    /// Whether this cluster is a DR secondary (performance operations are refused there).
+    fn perf_is_primary_of_dr_secondary(&self) -> bool {
+        self.replication.is_dr_secondary()
+    }
+
+    /// Whether the runner of `kind` has applied everything the primary reported having.
+    fn caught_up(&self, kind: ReplicationKind) -> bool {
+        let runner = lock(&self.repl(kind).runner);
         match runner.as_ref() {
             // No primary configured (demoted or forgotten): nothing to wait for.
             None => true,
@@ -223,67 +291,150 @@ impl Core {
         let force = bool_param(&req.data, "force")?.unwrap_or(false);
         let addr = string_param(&req.data, "primary_cluster_addr")?.unwrap_or_default();
         let _ops = self.replication.ops.lock().await;
-        let config = self.require_secondary()?;
-        if !force && !self.caught_up() {
+        let config = self.require_secondary(ReplicationKind::Dr)?;
+        if !force && !self.caught_up(ReplicationKind::Dr) {
             return Err(CoreError::Unavailable(CATCHING_UP.into()));
         }
-        self.stop_runner().await;
+        self.stop_runner(ReplicationKind::Dr).await;
         self.storage
             .apply_replication(ReplCommand::BumpEpoch)
             .await?;
         // DR operation tokens authorize operations on a secondary only: none outlive promotion.
         self.delete_prefix(super::op_token::OP_TOKEN_PREFIX).await?;
         let material = self.new_primary_material(&config.cluster_id, &addr)?;
-        self.commit_dr_config(DrConfig {
-            mode: ReplicationMode::Primary,
-            cluster_id: config.cluster_id.clone(),
-            primary_cluster_addr: addr,
-            primary: Some(material),
-            last_reindex_epoch: config.last_reindex_epoch,
-            ..DrConfig::default()
-        })
+        self.commit_repl_config(
+            ReplicationKind::Dr,
+            ReplConfig {
+                mode: ReplicationMode::Primary,
+                cluster_id: config.cluster_id.clone(),
+                primary_cluster_addr: addr,
+                primary: Some(material),
+                last_reindex_epoch: config.last_reindex_epoch,
+                ..ReplConfig::default()
+            },
+        )
         .await?;
         self.resume_service().await?;
+        // Whatever our primary was in performance replication, we now are (spec §2.6).
+        let perf = self.read_repl_config(ReplicationKind::Performance).await?;
+        self.apply_repl_config(ReplicationKind::Performance, perf)
+            .await;
         tracing::info!("DR secondary promoted to primary");
         Ok(warning(PROMOTE_WARNING))
     }
 
-    /// `sys/replication/dr/secondary/disable` (DR-op): stops replicating and serves the data
-    /// it has as a standalone cluster.
-    pub(super) async fn dr_secondary_disable(&self, req: &Request) -> Result<Response, CoreError> {
-        self.authorize_dr_op(req).await?;
-        let _ops = self.replication.ops.lock().await;
-        self.require_secondary()?;
-        self.commit_dr_config(DrConfig::default()).await?;
-        self.resume_service().await?;
-        tracing::info!("DR replication disabled on the secondary");
-        Ok(warning(DISABLE_WARNING))
-    }
-
-    /// `sys/replication/dr/secondary/update-primary` (DR-op): follow another primary of the
-    /// same set (no wipe), or forget the primary with `token=""`.
-    pub(super) async fn dr_secondary_update_primary(
+    /// `sys/replication/performance/secondary/promote`: this cluster becomes the performance
+    /// primary of its set. Its own tokens and leases stay; other secondaries need
+    /// `update-primary`.
+    pub(super) async fn perf_secondary_promote(
         &self,
         req: &Request,
     ) -> Result<Response, CoreError> {
-        self.authorize_dr_op(req).await?;
-        if req.data.contains_key("update_primary_addrs") {
+        let kind = ReplicationKind::Performance;
+        let force = bool_param(&req.data, "force")?.unwrap_or(false);
+        let addr = string_param(&req.data, "primary_cluster_addr")?.unwrap_or_default();
+        let _ops = self.perf.ops.lock().await;
+        let config = self.require_secondary(kind)?;
+        if !force && !self.caught_up(kind) {
+            return Err(CoreError::Unavailable(CATCHING_UP.into()));
+        }
+        self.stop_runner(kind).await;
+        let material = self.new_primary_material(&config.cluster_id, &addr)?;
+        self.commit_repl_config(
+            kind,
+            ReplConfig {
+                mode: ReplicationMode::Primary,
+                cluster_id: config.cluster_id.clone(),
+                primary_cluster_addr: addr,
+                primary: Some(material),
+                last_reindex_epoch: config.last_reindex_epoch,
+                ..ReplConfig::default()
+            },
+        )
+        .await?;
+        tracing::info!("performance secondary promoted to primary");
+        Ok(warning(PROMOTE_WARNING))
+    }
+
+    /// `sys/replication/{dr,performance}/secondary/disable` (DR: DR-op): stops replicating
+    /// and serves the data it has as a standalone cluster.
+    pub(super) async fn secondary_disable(
+        &self,
+        kind: ReplicationKind,
+        req: &Request,
+    ) -> Result<Response, CoreError> {
+        self.authorize_secondary_op(kind, req).await?;
+        let set = self.repl(kind);
+        let _ops = set.ops.lock().await;
+        self.require_secondary(kind)?;
+        self.commit_repl_config(kind, ReplConfig::default()).await?;
+        if kind == ReplicationKind::Dr {
+            self.resume_service().await?;
+            let perf = self.read_repl_config(ReplicationKind::Performance).await?;
+            self.apply_repl_config(ReplicationKind::Performance, perf)
+                .await;
+        }
+        tracing::info!(kind = set.label(), "replication disabled on the secondary");
+        Ok(warning(DISABLE_WARNING))
+    }
+
+    /// `sys/replication/{dr,performance}/secondary/update-primary` (DR: DR-op): follow
+    /// another primary of the same set (no wipe), or forget the primary with `token=""`.
+    /// A performance secondary may instead name the new primary's cluster addresses
+    /// (`update_primary_addrs`) and keep its activation identity.
+    pub(super) async fn secondary_update_primary(
+        &self,
+        kind: ReplicationKind,
+        req: &Request,
+    ) -> Result<Response, CoreError> {
+        self.authorize_secondary_op(kind, req).await?;
+        let addrs = crate::params::string_list_param(&req.data, "update_primary_addrs")?;
+        let token = string_param(&req.data, "token")?;
+        if addrs.is_some() && kind == ReplicationKind::Dr {
             return Err(CoreError::InvalidRequest(
                 "update_primary_addrs is not supported for DR secondaries; pass an activation token".into(),
             ));
         }
-        let Some(token) = string_param(&req.data, "token")? else {
+        if let (Some(_), Some(t)) = (&addrs, &token)
+            && !t.is_empty()
+        {
+            return Err(CoreError::InvalidRequest(
+                "token and update_primary_addrs are mutually exclusive".into(),
+            ));
+        }
+        let set = self.repl(kind);
+        if let Some(addrs) = addrs.filter(|a| !a.is_empty()) {
+            let _ops = set.ops.lock().await;
+            let mut config = self.require_secondary(kind)?;
+            let Some(s) = config.secondary.as_mut() else {
+                return Err(CoreError::InvalidRequest(
+                    "this secondary holds no activation identity to reconnect with; pass an activation token from the primary".into(),
+                ));
+            };
+            s.primary_cluster_addrs = addrs.iter().map(|a| normalize_cluster_addr(a)).collect();
+            s.known_primary_cluster_addrs.clear();
+            self.commit_repl_config(kind, config).await?;
+            tracing::info!(
+                kind = set.label(),
+                "secondary follows the primary at new addresses"
+            );
+            return Ok(Response::no_content());
+        }
+        let Some(token) = token else {
             return Err(CoreError::InvalidRequest(
                 "token is required (an activation token from the new primary, or \"\" to forget the primary)".into(),
             ));
         };
         let token = token.trim().to_owned();
-        let _ops = self.replication.ops.lock().await;
-        let mut config = self.require_secondary()?;
+        let _ops = set.ops.lock().await;
+        let mut config = self.require_secondary(kind)?;
         if token.is_empty() {
             config.secondary = None;
-            self.commit_dr_config(config).await?;
-            tracing::info!("DR secondary forgot its primary; replication idle");
+            self.commit_repl_config(kind, config).await?;
+            tracing::info!(
+                kind = set.label(),
+                "secondary forgot its primary; replication idle"
+            );
             return Ok(Response::no_content());
         }
         let bundle = self.fetch_activation(req, &token).await?;
@@ -300,8 +451,8 @@ impl Core {
             .cloned()
             .unwrap_or_default();
         config.secondary = Some(secondary_material(&bundle));
-        self.commit_dr_config(config).await?;
-        tracing::info!(secondary_id = %bundle.secondary_id, "DR secondary follows a new primary");
+        self.commit_repl_config(kind, config).await?;
+        tracing::info!(secondary_id = %bundle.secondary_id, kind = set.label(), "secondary follows a new primary");
         Ok(Response::no_content())
     }
 
@@ -309,7 +460,7 @@ impl Core {
     pub(super) async fn dr_recover(&self) -> Result<Response, CoreError> {
         let _ops = self.replication.ops.lock().await;
         let config = self.replication.config();
-        self.apply_dr_config(config).await;
+        self.apply_repl_config(ReplicationKind::Dr, config).await;
         Ok(warning("replication recovery started"))
     }
 
@@ -319,10 +470,20 @@ impl Core {
         self.storage.rebuild_merkle().await?;
         if let Some(mut config) = self.replication.config() {
             config.last_reindex_epoch = now_secs();
-            self.write_dr_config(&config).await?;
+            self.write_repl_config(ReplicationKind::Dr, &config).await?;
             *lock(&self.replication.config) = Some(config);
         }
         Ok(warning("reindex complete"))
+    }
+}
+
+/// `https://host:port` for an address given with or without a scheme.
+fn normalize_cluster_addr(addr: &str) -> String {
+    let addr = addr.trim();
+    if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("https://{addr}")
     }
 }
 

@@ -1,10 +1,13 @@
 //! Core's in-memory replication state and the transitions between modes.
 //!
-//! The persisted record ([`DrConfig`]) says what this cluster is; this module keeps the live
-//! pieces that follow from it in step: the mode the request gate reads on every request, the
-//! registry the cluster-port server consults, the cluster listener's TLS identity, the
-//! secondary's streaming runner and the primary's canary writer. Every transition goes
-//! through [`Core::apply_dr_config`], so the pieces cannot disagree for longer than one call.
+//! A cluster takes part in two independent replication sets, DR and performance, each with
+//! its own [`ReplicationState`]: a cluster may be a DR primary and a PR secondary at once.
+//! The persisted record ([`ReplConfig`]) of each says what this cluster is; this module keeps
+//! the live pieces that follow from it in step: the mode the request gate reads on every
+//! request, the registry the cluster-port server consults, the cluster listener's TLS
+//! identity, the secondary's streaming runner and the primary's canary writer. Every
+//! transition goes through [`Core::apply_repl_config`], so the pieces cannot disagree for
+//! longer than one call.
 
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -12,11 +15,13 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use strongroom_replication::{
-    ClusterListener, PrimaryServer, SecondaryConfig, SecondaryHandle, SecondaryRunner,
+    ClusterListener, PrimaryServer, ReplicationKind, SecondaryConfig, SecondaryHandle,
+    SecondaryRunner,
 };
 use zeroize::Zeroizing;
 
-use super::config::{DrConfig, ReplicationMode};
+use super::config::{ReplConfig, ReplicationMode};
+use super::filter::PathFilters;
 use super::hooks::Hooks;
 use super::op_token::OpTokenAttempt;
 use super::registry::Registry;
@@ -28,13 +33,14 @@ const CANARY_INTERVAL: Duration = Duration::from_secs(1);
 /// Storage key of the canary (replicated to every secondary).
 pub(crate) const CANARY_KEY: &str = "core/replication-canary";
 
-/// Live replication state of one core.
+/// Live state of one replication kind (DR or performance) of one core.
 pub(crate) struct ReplicationState {
+    pub(super) kind: ReplicationKind,
     pub(super) me: Weak<Core>,
     pub(super) mode: AtomicU8,
     /// Serializes mode changes (enable, promote, demote, ...) against each other.
     pub(super) ops: tokio::sync::Mutex<()>,
-    pub(super) config: Mutex<Option<DrConfig>>,
+    pub(super) config: Mutex<Option<ReplConfig>>,
     /// The private half of `dr/secondary/generate-public-key`, kept in memory until the
     /// activation token encrypted to it is used (single use; gone on restart).
     pub(super) activation_key: Mutex<Option<ring::agreement::EphemeralPrivateKey>>,
@@ -49,13 +55,34 @@ pub(crate) struct ReplicationState {
     pub(super) canary_written_ms: AtomicU64,
     /// This node's own cluster-port certificate from the replication CA (see `topology`).
     pub(super) node_identity: Mutex<Option<super::topology::NodeIdentity>>,
+    /// Performance primary: what each secondary may receive (empty for DR).
+    pub(crate) filters: Arc<PathFilters>,
+    /// The last primary WAL index the previous runner applied (status of an idle secondary).
+    pub(super) last_applied: AtomicU64,
+    /// Kept true while this kind's mode is secondary (performance: core's storage wrapper
+    /// reads it to hand shared writes to the primary).
+    secondary_flag: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl ReplicationState {
-    pub(crate) fn new(me: Weak<Core>, storage: Arc<dyn strongroom_storage::Storage>) -> Self {
+    pub(crate) fn new(
+        kind: ReplicationKind,
+        me: Weak<Core>,
+        storage: Arc<dyn strongroom_storage::Storage>,
+    ) -> Self {
         let registry = Arc::new(Registry::default());
-        let primary_server = Arc::new(PrimaryServer::new(storage, registry.clone()));
+        let filters = Arc::new(PathFilters::default());
+        let primary_server = Arc::new(match kind {
+            ReplicationKind::Dr => PrimaryServer::new(storage, registry.clone()),
+            ReplicationKind::Performance => {
+                PrimaryServer::new_performance(storage, registry.clone(), filters.clone())
+            }
+        });
         ReplicationState {
+            kind,
+            filters,
+            last_applied: AtomicU64::new(0),
+            secondary_flag: None,
             me,
             mode: AtomicU8::new(ReplicationMode::Disabled.as_u8()),
             ops: tokio::sync::Mutex::new(()),
@@ -72,14 +99,49 @@ impl ReplicationState {
         }
     }
 
-    /// The current DR mode (cheap: read on every request by the gate).
+    /// Keeps `flag` equal to "this kind's mode is secondary".
+    pub(crate) fn marking_secondary(mut self, flag: Arc<std::sync::atomic::AtomicBool>) -> Self {
+        self.secondary_flag = Some(flag);
+        self
+    }
+
+    /// Sets the mode (and the secondary flag with it).
+    pub(super) fn set_mode(&self, mode: ReplicationMode) {
+        self.mode.store(mode.as_u8(), Ordering::Release);
+        if let Some(flag) = &self.secondary_flag {
+            flag.store(mode == ReplicationMode::Secondary, Ordering::Release);
+        }
+    }
+
+    /// The current mode (cheap: read on every request by the gate).
     pub(crate) fn mode(&self) -> ReplicationMode {
         ReplicationMode::from_u8(self.mode.load(Ordering::Acquire))
     }
 
-    /// Whether this cluster is a DR secondary (including a demoted, idle one).
+    /// Whether this cluster is a secondary of this kind (including a demoted, idle one).
+    /// On the DR state: a DR secondary, which serves no client.
     pub(crate) fn is_dr_secondary(&self) -> bool {
         self.mode() == ReplicationMode::Secondary
+    }
+
+    /// The last primary WAL index applied here (0 when not streaming).
+    pub(crate) fn applied_remote_wal(&self) -> u64 {
+        lock(&self.runner)
+            .as_ref()
+            .map_or(0, |h| *h.applied().borrow())
+    }
+
+    /// A watch of the last primary WAL index applied here, while a runner streams.
+    pub(crate) fn applied_watch(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        lock(&self.runner).as_ref().map(|h| h.applied())
+    }
+
+    /// Words for log lines and errors: `DR` or `performance`.
+    pub(super) fn label(&self) -> &'static str {
+        match self.kind {
+            ReplicationKind::Dr => "DR",
+            ReplicationKind::Performance => "performance",
+        }
     }
 
     /// Age of the newest primary canary applied here, in milliseconds (0 when none yet).
@@ -91,21 +153,38 @@ impl ReplicationState {
     }
 
     /// A copy of the configuration in force.
-    pub(super) fn config(&self) -> Option<DrConfig> {
+    pub(super) fn config(&self) -> Option<ReplConfig> {
         lock(&self.config).clone()
     }
 }
 
 impl Core {
+    /// The live state of `kind`.
+    pub(crate) fn repl(&self, kind: ReplicationKind) -> &ReplicationState {
+        match kind {
+            ReplicationKind::Dr => &self.replication,
+            ReplicationKind::Performance => &self.perf,
+        }
+    }
+
+    /// Whether this cluster is a performance secondary (streaming or idle): it serves reads
+    /// and its own tokens, and hands changes of shared state to the primary.
+    pub fn is_perf_secondary(&self) -> bool {
+        self.perf.mode() == ReplicationMode::Secondary
+    }
+
     /// Injects the cluster-port listener (the server owns the socket). Without one a primary
     /// can still be enabled and mint tokens, but nothing listens for secondaries.
     pub fn set_cluster_listener(&self, listener: Arc<ClusterListener>) {
-        *lock(&self.replication.listener) = Some(listener);
-        let config = self.replication.config();
-        self.push_listener_identity(config.as_ref());
+        listener.set_performance_primary(self.perf.primary_server.clone());
+        for kind in [ReplicationKind::Dr, ReplicationKind::Performance] {
+            *lock(&self.repl(kind).listener) = Some(listener.clone());
+            let config = self.repl(kind).config();
+            self.push_listener_identity(kind, config.as_ref());
+        }
     }
 
-    /// The replication server the cluster listener hands connections to.
+    /// The DR replication server the cluster listener hands connections to.
     pub fn replication_primary_server(&self) -> Arc<PrimaryServer> {
         self.replication.primary_server.clone()
     }
@@ -115,73 +194,110 @@ impl Core {
         self.replication.mode().as_str()
     }
 
-    /// Loads the persisted configuration after unseal and starts what it calls for.
+    /// The performance mode, as `sys/health` reports it.
+    pub fn replication_performance_mode(&self) -> &'static str {
+        self.perf.mode().as_str()
+    }
+
+    /// Loads the persisted configurations after unseal and starts what they call for. A DR
+    /// secondary loads only its DR record: the performance record it holds is its primary's,
+    /// which it adopts on promotion.
     pub(crate) async fn load_replication(&self) -> Result<(), CoreError> {
         let config = self.read_dr_config().await?;
-        self.apply_dr_config(config).await;
+        let dr_secondary = config
+            .as_ref()
+            .is_some_and(|c| c.mode == ReplicationMode::Secondary);
+        self.apply_repl_config(ReplicationKind::Dr, config).await;
+        let perf = if dr_secondary {
+            None
+        } else {
+            self.read_repl_config(ReplicationKind::Performance).await?
+        };
+        self.apply_repl_config(ReplicationKind::Performance, perf)
+            .await;
         Ok(())
     }
 
-    /// Stops the runner and canary and forgets the in-memory state (seal).
+    /// Stops the runners and canary and forgets the in-memory state (seal).
     pub(crate) async fn clear_replication(&self) {
-        self.stop_runner().await;
         self.stop_canary();
-        *lock(&self.replication.config) = None;
-        *lock(&self.replication.op_attempt) = None;
-        self.replication
-            .canary_written_ms
-            .store(0, Ordering::Relaxed);
-        self.replication
-            .mode
-            .store(ReplicationMode::Disabled.as_u8(), Ordering::Release);
-        self.replication.registry.refresh(None);
-        if self.cluster().is_some() {
-            // No longer the active node (or sealed): live streams end with a redirect at
-            // their next heartbeat, until the lifecycle tick names the new active node.
-            let addrs = self.replication.registry.cluster_addrs();
-            self.replication.registry.set_topology(
-                strongroom_replication::NodeRole::Standby {
-                    active_cluster_addr: None,
-                },
-                addrs,
-            );
+        for kind in [ReplicationKind::Dr, ReplicationKind::Performance] {
+            self.stop_runner(kind).await;
+            let set = self.repl(kind);
+            *lock(&set.config) = None;
+            *lock(&set.op_attempt) = None;
+            set.canary_written_ms.store(0, Ordering::Relaxed);
+            set.set_mode(ReplicationMode::Disabled);
+            set.registry.refresh(None);
+            if self.cluster().is_some() {
+                // No longer the active node (or sealed): live streams end with a redirect at
+                // their next heartbeat, until the lifecycle tick names the new active node.
+                let addrs = set.registry.cluster_addrs();
+                set.registry.set_topology(
+                    strongroom_replication::NodeRole::Standby {
+                        active_cluster_addr: None,
+                    },
+                    addrs,
+                );
+            }
+            self.push_listener_identity(kind, None);
+            self.record_mode_metric(kind);
         }
-        self.push_listener_identity(None);
-        self.record_dr_mode_metric();
     }
 
-    /// Makes `config` the configuration in force: mode, registry, listener identity, runner
-    /// and canary. Does not persist it (callers write first, then apply).
-    pub(super) async fn apply_dr_config(&self, config: Option<DrConfig>) {
+    /// Makes `config` the configuration of `kind` in force: mode, registry, filters,
+    /// listener identity, runner and canary. Does not persist it (callers write first, then
+    /// apply).
+    pub(super) async fn apply_repl_config(
+        &self,
+        kind: ReplicationKind,
+        config: Option<ReplConfig>,
+    ) {
+        let set = self.repl(kind);
         let mode = config.as_ref().map(|c| c.mode).unwrap_or_default();
-        self.stop_runner().await;
-        if mode != ReplicationMode::Primary {
+        self.stop_runner(kind).await;
+        set.registry.refresh(config.as_ref());
+        set.filters.refresh(config.as_ref());
+        self.push_listener_identity(kind, config.as_ref());
+        set.set_mode(mode);
+        *lock(&set.config) = config.clone();
+        self.record_mode_metric(kind);
+        if self.writes_canary() {
+            self.start_canary();
+        } else {
             self.stop_canary();
         }
-        self.replication.registry.refresh(config.as_ref());
-        self.push_listener_identity(config.as_ref());
-        self.replication.mode.store(mode.as_u8(), Ordering::Release);
-        *lock(&self.replication.config) = config.clone();
-        self.record_dr_mode_metric();
-        match mode {
-            ReplicationMode::Primary => self.start_canary(),
-            ReplicationMode::Secondary => {
-                if let Some(c) = &config {
-                    self.start_runner(c);
-                }
-            }
-            ReplicationMode::Disabled => {}
+        if mode == ReplicationMode::Secondary
+            && let Some(c) = &config
+        {
+            self.start_runner(kind, c);
         }
     }
 
-    fn record_dr_mode_metric(&self) {
-        metrics::gauge!("vault_replication_dr_mode")
-            .set(f64::from(self.replication.mode().as_u8()));
+    /// Whether this cluster is a primary of either kind (and so writes the canary).
+    fn writes_canary(&self) -> bool {
+        self.replication.mode() == ReplicationMode::Primary
+            || self.perf.mode() == ReplicationMode::Primary
     }
 
-    /// Serves as the primary's identity on the cluster port, or refuses everyone.
-    pub(super) fn push_listener_identity(&self, config: Option<&DrConfig>) {
-        let Some(listener) = lock(&self.replication.listener).clone() else {
+    fn record_mode_metric(&self, kind: ReplicationKind) {
+        let mode = f64::from(self.repl(kind).mode().as_u8());
+        match kind {
+            ReplicationKind::Dr => metrics::gauge!("vault_replication_dr_mode").set(mode),
+            ReplicationKind::Performance => {
+                metrics::gauge!("vault_replication_performance_mode").set(mode)
+            }
+        }
+    }
+
+    /// Serves as the primary's identity of `kind` on the cluster port, or refuses everyone.
+    pub(super) fn push_listener_identity(
+        &self,
+        kind: ReplicationKind,
+        config: Option<&ReplConfig>,
+    ) {
+        let set = self.repl(kind);
+        let Some(listener) = lock(&set.listener).clone() else {
             return;
         };
         let identity = config
@@ -192,19 +308,35 @@ impl Core {
             .and_then(|c| c.primary.as_ref());
         let result = match identity {
             Some(p) => {
-                match self.node_replication_identity(
+                let (cert, key) = match self.node_replication_identity(
+                    kind,
                     &p.ca_cert_pem,
                     &p.ca_key_pem,
                     &p.cluster_addrs,
                 ) {
-                    Ok((cert, key)) => listener.set_identity(&cert, &key, &p.ca_cert_pem),
+                    Ok((cert, key)) => (cert, key),
                     Err(e) => {
                         tracing::error!(error = %e, "issuing this node's replication certificate failed; serving the one made at enable");
-                        listener.set_identity(&p.server_cert_pem, &p.server_key_pem, &p.ca_cert_pem)
+                        (
+                            p.server_cert_pem.clone(),
+                            zeroize::Zeroizing::new(p.server_key_pem.clone()),
+                        )
+                    }
+                };
+                match kind {
+                    ReplicationKind::Dr => listener.set_identity(&cert, &key, &p.ca_cert_pem),
+                    ReplicationKind::Performance => {
+                        listener.set_performance_identity(&cert, &key, &p.ca_cert_pem)
                     }
                 }
             }
-            None => listener.clear_identity(),
+            None => match kind {
+                ReplicationKind::Dr => listener.clear_identity(),
+                ReplicationKind::Performance => {
+                    listener.clear_performance_identity();
+                    Ok(())
+                }
+            },
         };
         if let Err(e) = result {
             tracing::error!(error = %e, "updating the cluster port's replication identity failed");
@@ -212,7 +344,7 @@ impl Core {
     }
 
     /// Starts streaming from the configured primary (no-op for an idle secondary).
-    fn start_runner(&self, config: &DrConfig) {
+    fn start_runner(&self, kind: ReplicationKind, config: &ReplConfig) {
         let Some(s) = &config.secondary else {
             return;
         };
@@ -224,6 +356,7 @@ impl Core {
         }
         let (api_address, cluster_address) = lock(&self.node.advertised).clone();
         let cfg = SecondaryConfig {
+            kind,
             secondary_id: s.secondary_id.clone(),
             cluster_id: config.cluster_id.clone(),
             primary_cluster_addrs: addrs,
@@ -233,22 +366,26 @@ impl Core {
             api_address,
             cluster_address,
         };
-        let hooks = Arc::new(Hooks::new(self.replication.me.clone()));
+        let set = self.repl(kind);
+        let hooks = Arc::new(Hooks::new(set.me.clone(), kind));
         match SecondaryRunner::start(cfg, self.storage.clone(), hooks) {
             Ok(handle) => {
-                *lock(&self.replication.runner) = Some(handle);
-                tracing::info!(secondary_id = %s.secondary_id, "DR secondary replication started");
+                *lock(&set.runner) = Some(handle);
+                tracing::info!(secondary_id = %s.secondary_id, kind = set.label(), "secondary replication started");
             }
             Err(e) => {
-                tracing::error!(error = %e, "starting DR secondary replication failed; fix the activation material with update-primary");
+                tracing::error!(error = %e, kind = set.label(), "starting secondary replication failed; fix the activation material with update-primary");
             }
         }
     }
 
-    pub(super) async fn stop_runner(&self) {
-        let handle = lock(&self.replication.runner).take();
+    pub(super) async fn stop_runner(&self, kind: ReplicationKind) {
+        let set = self.repl(kind);
+        let handle = lock(&set.runner).take();
         if let Some(handle) = handle {
             handle.stop().await;
+            set.last_applied
+                .store(handle.status().last_remote_wal, Ordering::Relaxed);
         }
     }
 
@@ -265,7 +402,7 @@ impl Core {
             loop {
                 tick.tick().await;
                 let Some(core) = me.upgrade() else { return };
-                if core.replication.mode() != ReplicationMode::Primary || core.barrier.sealed() {
+                if !core.writes_canary() || core.barrier.sealed() {
                     return;
                 }
                 let now = super::now_ms().to_string();
@@ -282,9 +419,12 @@ impl Core {
         }
     }
 
-    /// The signing key of activation tokens, when this cluster is a primary.
-    pub(super) fn activation_signing_key(&self) -> Option<Zeroizing<Vec<u8>>> {
-        let config = lock(&self.replication.config);
+    /// The signing key of activation tokens of `kind`, when this cluster is its primary.
+    pub(super) fn activation_signing_key(
+        &self,
+        kind: ReplicationKind,
+    ) -> Option<Zeroizing<Vec<u8>>> {
+        let config = lock(&self.repl(kind).config);
         let c = config.as_ref()?;
         if c.mode != ReplicationMode::Primary {
             return None;

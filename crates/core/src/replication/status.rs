@@ -7,7 +7,9 @@
 use std::time::SystemTime;
 
 use serde_json::{Map, Value, json};
-use strongroom_replication::PeerInfo;
+use sha2::{Digest, Sha256};
+use strongroom_replication::{PeerInfo, ReplicationKind};
+use strongroom_storage::MerkleTree;
 
 use super::config::ReplicationMode;
 use crate::{Core, Response};
@@ -46,8 +48,24 @@ fn rfc3339(t: Option<SystemTime>) -> String {
 impl Core {
     /// The `dr` object.
     pub(crate) fn dr_status(&self) -> Map<String, Value> {
+        self.repl_status(ReplicationKind::Dr)
+    }
+
+    /// The root of the shared merkle tree, 40 hex characters: what a performance secondary
+    /// and its primary compare (the local tree never travels on that stream).
+    fn shared_merkle_root(&self) -> String {
+        let mut h = Sha256::new();
+        for page in self.storage.merkle_hashes(MerkleTree::Shared, None) {
+            h.update(page);
+        }
+        hex::encode(&h.finalize()[..20])
+    }
+
+    /// The `dr` or `performance` object.
+    pub(crate) fn repl_status(&self, kind: ReplicationKind) -> Map<String, Value> {
+        let set = self.repl(kind);
         let mut m = Map::new();
-        let Some(config) = self.replication.config() else {
+        let Some(config) = set.config() else {
             m.insert("mode".into(), json!("disabled"));
             return m;
         };
@@ -63,7 +81,11 @@ impl Core {
             "last_reindex_epoch".into(),
             json!(config.last_reindex_epoch.to_string()),
         );
-        m.insert("merkle_root".into(), json!(repl.merkle_root));
+        let merkle_root = match kind {
+            ReplicationKind::Dr => repl.merkle_root.clone(),
+            ReplicationKind::Performance => self.shared_merkle_root(),
+        };
+        m.insert("merkle_root".into(), json!(merkle_root));
         m.insert("mode".into(), json!(config.mode.as_str()));
         m.insert(
             "primary_cluster_addr".into(),
@@ -77,9 +99,15 @@ impl Core {
                     json!(config.known_secondaries()),
                 );
                 m.insert("last_wal".into(), json!(repl.last_wal));
-                m.insert("last_dr_wal".into(), json!(repl.last_wal));
-                let secondaries: Vec<Value> = self
-                    .replication
+                // Every WAL index travels on both streams (a performance secondary receives
+                // entries without shared ops empty), so both count in the same indexes and
+                // compare with a secondary's `last_remote_wal`.
+                let shipped = match kind {
+                    ReplicationKind::Dr => "last_dr_wal",
+                    ReplicationKind::Performance => "last_performance_wal",
+                };
+                m.insert(shipped.into(), json!(repl.last_wal));
+                let secondaries: Vec<Value> = set
                     .registry
                     .peers()
                     .iter()
@@ -89,7 +117,7 @@ impl Core {
                 m.insert("state".into(), json!("running"));
             }
             _ => {
-                let canary = self.replication.canary_age_ms();
+                let canary = set.canary_age_ms();
                 let secondary = config.secondary.as_ref();
                 m.insert(
                     "secondary_id".into(),
@@ -99,9 +127,14 @@ impl Core {
                             .unwrap_or_default()
                     ),
                 );
-                let runner = crate::util::lock(&self.replication.runner)
-                    .as_ref()
-                    .map(|h| h.status());
+                let runner = crate::util::lock(&set.runner).as_ref().map(|h| h.status());
+                let last_remote_wal = match kind {
+                    ReplicationKind::Dr => repl.last_remote_wal,
+                    ReplicationKind::Performance => runner.as_ref().map_or_else(
+                        || set.last_applied.load(std::sync::atomic::Ordering::Relaxed),
+                        |s| s.last_remote_wal,
+                    ),
+                };
                 let mut known: Vec<String> = secondary
                     .map(|s| s.known_primary_cluster_addrs.clone())
                     .unwrap_or_default();
@@ -150,7 +183,7 @@ impl Core {
                     }
                 }
                 m.insert("known_primary_cluster_addrs".into(), json!(known));
-                m.insert("last_remote_wal".into(), json!(repl.last_remote_wal));
+                m.insert("last_remote_wal".into(), json!(last_remote_wal));
             }
         }
         m
@@ -160,14 +193,10 @@ impl Core {
     pub(super) fn replication_status_response(&self) -> Response {
         let mut data = Map::new();
         data.insert("dr".into(), Value::Object(self.dr_status()));
-        data.insert("performance".into(), json!({"mode": "disabled"}));
-        Response::with_data(data)
-    }
-
-    /// `sys/replication/performance/status`.
-    pub(super) fn performance_status_response() -> Response {
-        let mut data = Map::new();
-        data.insert("mode".into(), json!("disabled"));
+        data.insert(
+            "performance".into(),
+            Value::Object(self.repl_status(ReplicationKind::Performance)),
+        );
         Response::with_data(data)
     }
 }

@@ -7,18 +7,17 @@
 //! every lifecycle tick and holds a *standby view* of it: the mode for the request gate, the
 //! registry and a server certificate of its own for the cluster port, so it can check a
 //! secondary's Hello and tell it where the active node is. Nothing here starts a stream or a
-//! canary; those belong to the active node ([`Core::apply_dr_config`]).
+//! canary; those belong to the active node ([`Core::apply_repl_config`]). Both kinds, DR and
+//! performance, are followed alike.
 //!
 //! The same tick catches the one change a standby cannot follow with the keys it holds: a
 //! DR secondary enabled on the active node replaces the root key with the primary's. The
 //! standby then seals itself (Vault's "poison pill"), and the operator unseals it with the
 //! primary's keys.
 
-use std::sync::atomic::Ordering;
+use strongroom_replication::{NodeRole, ReplicationCa, ReplicationKind};
 
-use strongroom_replication::{NodeRole, ReplicationCa};
-
-use super::config::DrConfig;
+use super::config::ReplConfig;
 use crate::util::lock;
 use crate::{Core, CoreError};
 
@@ -40,6 +39,9 @@ fn with_scheme(addr: &str) -> String {
     }
 }
 
+/// Both replication kinds, in the order their records are applied.
+const KINDS: [ReplicationKind; 2] = [ReplicationKind::Dr, ReplicationKind::Performance];
+
 impl Core {
     /// Every node's cluster address, the active node's first, for secondaries to fail over
     /// with (empty when this node is not clustered).
@@ -52,7 +54,9 @@ impl Core {
         let mut out: Vec<String> = Vec::new();
         for s in servers {
             let addr = with_scheme(&s.cluster_addr);
-            if !s.cluster_addr.is_empty() && !out.contains(&addr) {
+            // A configured `cluster_address` with port 0 names no reachable port.
+            let unbound = s.cluster_addr.ends_with(":0");
+            if !s.cluster_addr.is_empty() && !unbound && !out.contains(&addr) {
                 out.push(addr);
             }
         }
@@ -69,9 +73,11 @@ impl Core {
         }
         let addrs = self.cluster_node_addrs();
         if self.serving() {
-            self.replication
-                .registry
-                .set_topology(NodeRole::Active, addrs);
+            for kind in KINDS {
+                self.repl(kind)
+                    .registry
+                    .set_topology(NodeRole::Active, addrs.clone());
+            }
             return false;
         }
         if !self.keyring_still_opens().await {
@@ -84,16 +90,35 @@ impl Core {
             .active_node()
             .await
             .map(|a| with_scheme(&a.cluster_addr));
-        self.replication.registry.set_topology(
-            NodeRole::Standby {
-                active_cluster_addr,
-            },
-            addrs,
-        );
-        match self.read_dr_config().await {
-            Ok(config) => self.apply_standby_view(config),
+        for kind in KINDS {
+            self.repl(kind).registry.set_topology(
+                NodeRole::Standby {
+                    active_cluster_addr: active_cluster_addr.clone(),
+                },
+                addrs.clone(),
+            );
+        }
+        let dr = match self.read_dr_config().await {
+            Ok(config) => config,
             Err(e) => {
-                tracing::warn!(error = %e, "reading the replication configuration on a standby failed")
+                tracing::warn!(error = %e, "reading the replication configuration on a standby failed");
+                return false;
+            }
+        };
+        // A DR secondary's performance record is its primary's: not ours until promotion.
+        let dr_secondary = dr
+            .as_ref()
+            .is_some_and(|c| c.mode == super::config::ReplicationMode::Secondary);
+        self.apply_standby_view(ReplicationKind::Dr, dr);
+        let perf = if dr_secondary {
+            Ok(None)
+        } else {
+            self.read_repl_config(ReplicationKind::Performance).await
+        };
+        match perf {
+            Ok(config) => self.apply_standby_view(ReplicationKind::Performance, config),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the performance replication configuration on a standby failed")
             }
         }
         false
@@ -110,27 +135,30 @@ impl Core {
 
     /// Adopts `config` on a standby: mode, registry, listener identity; never a runner or a
     /// canary, which only the active node runs.
-    fn apply_standby_view(&self, config: Option<DrConfig>) {
+    fn apply_standby_view(&self, kind: ReplicationKind, config: Option<ReplConfig>) {
+        let set = self.repl(kind);
         let mode = config.as_ref().map(|c| c.mode).unwrap_or_default();
         // Compared by encoding (the record holds key material and derives no equality):
         // most ticks change nothing, and rebuilding the listener's TLS config each second
         // would be waste.
-        let fingerprint = |c: Option<&DrConfig>| {
+        let fingerprint = |c: Option<&ReplConfig>| {
             c.and_then(|c| serde_json::to_vec(c).ok())
                 .map(zeroize::Zeroizing::new)
         };
         let unchanged = {
-            let current = lock(&self.replication.config);
+            let current = lock(&set.config);
             fingerprint(current.as_ref()) == fingerprint(config.as_ref())
         };
-        if unchanged && self.replication.mode() == mode {
+        if unchanged && set.mode() == mode {
             return;
         }
-        self.replication.registry.refresh(config.as_ref());
-        self.push_listener_identity(config.as_ref());
-        self.replication.mode.store(mode.as_u8(), Ordering::Release);
-        *lock(&self.replication.config) = config;
+        set.registry.refresh(config.as_ref());
+        set.filters.refresh(config.as_ref());
+        self.push_listener_identity(kind, config.as_ref());
+        set.set_mode(mode);
+        *lock(&set.config) = config;
         tracing::debug!(
+            kind = set.label(),
             mode = mode.as_str(),
             "standby adopted the replication configuration"
         );
@@ -141,6 +169,7 @@ impl Core {
     /// from the replication CA, so a secondary can verify whichever node it dials.
     pub(super) fn node_replication_identity(
         &self,
+        kind: ReplicationKind,
         ca_cert_pem: &str,
         ca_key_pem: &str,
         configured: &[String],
@@ -155,7 +184,7 @@ impl Core {
         if hosts.is_empty() {
             hosts.push("localhost".to_owned());
         }
-        let mut slot = lock(&self.replication.node_identity);
+        let mut slot = lock(&self.repl(kind).node_identity);
         if let Some(id) = slot.as_ref()
             && id.ca_cert_pem == ca_cert_pem
             && id.hosts == hosts

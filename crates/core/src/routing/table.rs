@@ -344,23 +344,25 @@ pub const ROUTES: &[RouteSpec] = &[
         "sys/replication/reindex",
         Update,
     ),
-    // Performance replication is not built yet; its paths answer a clear 400.
+    // Performance replication: every operation takes an ordinary token (a performance
+    // secondary serves its own tokens), `secondary-token` with sudo. The un-typed
+    // `primary/*` and `secondary/*` paths are Vault's legacy aliases of `performance/`.
     row(
         "sys/replication/performance/*",
         Token,
-        "sys/replication/performance/primary/enable",
-        Update,
+        "sys/replication/performance/primary/paths-filter/sample",
+        Read,
     ),
     row(
         "sys/replication/primary/*",
         Token,
-        "sys/replication/primary/enable",
+        "sys/replication/primary/revoke-secondary",
         Update,
     ),
     row(
         "sys/replication/secondary/*",
         Token,
-        "sys/replication/secondary/enable",
+        "sys/replication/secondary/disable",
         Update,
     ),
     // The token store.

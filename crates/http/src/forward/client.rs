@@ -15,8 +15,9 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use strongroom_replication::ClusterDialer;
-use strongroom_replication::wire::ALPN_FORWARD;
+use strongroom_replication::wire::{ALPN_FORWARD, ALPN_PERFORMANCE_FORWARD};
+use strongroom_replication::{ClientTls, ClusterDialer};
+use strongroom_storage::BoxStream;
 use tokio::sync::Mutex;
 
 use super::{FORWARD_AUTHORITY, FORWARDED_FOR_HEADER, ForwardError};
@@ -45,9 +46,32 @@ struct Cached {
     sender: SendRequest<Full<Bytes>>,
 }
 
-/// Forwards client requests to the active node over the cluster port.
+/// How a forwarder reaches its target's cluster port.
+enum Dial {
+    /// A standby to its active node: the cluster-internal identity, `req_fw_v1`.
+    Cluster(Arc<ClusterDialer>),
+    /// A performance secondary to its primary: the activation identity, `repl_fw_v1`.
+    Primary(ClientTls),
+}
+
+impl Dial {
+    async fn dial(&self, addr: &str) -> std::io::Result<BoxStream> {
+        match self {
+            Dial::Cluster(d) => d.dial_alpn(addr, ALPN_FORWARD).await,
+            Dial::Primary(tls) => {
+                strongroom_replication::connect_alpn(tls, addr, ALPN_PERFORMANCE_FORWARD)
+                    .await
+                    .map(|s| Box::new(s) as BoxStream)
+                    .map_err(std::io::Error::other)
+            }
+        }
+    }
+}
+
+/// Forwards client requests to the active node (or a performance secondary's writes to its
+/// primary) over the cluster port.
 pub struct Forwarder {
-    dialer: Arc<ClusterDialer>,
+    dial: Dial,
     opts: ForwarderOptions,
     conn: Mutex<Option<Cached>>,
 }
@@ -62,12 +86,21 @@ impl std::fmt::Debug for Forwarder {
 
 impl Forwarder {
     /// A forwarder dialing with `dialer` (the node's cluster identity).
-    pub fn new(dialer: Arc<ClusterDialer>, mut opts: ForwarderOptions) -> Self {
+    pub fn new(dialer: Arc<ClusterDialer>, opts: ForwarderOptions) -> Self {
+        Self::with_dial(Dial::Cluster(dialer), opts)
+    }
+
+    /// A performance secondary's forwarder to its primary, as `tls` (its activation identity).
+    pub fn to_primary(tls: ClientTls, opts: ForwarderOptions) -> Self {
+        Self::with_dial(Dial::Primary(tls), opts)
+    }
+
+    fn with_dial(dial: Dial, mut opts: ForwarderOptions) -> Self {
         if opts.max_request_size == 0 {
             opts.max_request_size = DEFAULT_MAX_REQUEST_SIZE;
         }
         Forwarder {
-            dialer,
+            dial,
             opts,
             conn: Mutex::new(None),
         }
@@ -163,8 +196,8 @@ impl Forwarder {
         }
         *cached = None;
         let stream = self
-            .dialer
-            .dial_alpn(addr, ALPN_FORWARD)
+            .dial
+            .dial(addr)
             .await
             .map_err(|source| ForwardError::Connect {
                 addr: addr.to_owned(),

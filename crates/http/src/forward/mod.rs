@@ -13,10 +13,12 @@
 
 mod client;
 mod error;
+pub(crate) mod performance;
 mod server;
 
 pub use client::{Forwarder, ForwarderOptions};
 pub use error::ForwardError;
+pub use performance::{BEST_EFFORT_WAL_WAIT, PrimaryForwardHandler, PrimaryForwarder};
 pub use server::{ForwardHandler, serve_forwarded};
 
 /// Marks a request that arrived over the forwarding channel, with the sending node's id

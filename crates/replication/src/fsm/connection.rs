@@ -44,7 +44,7 @@ impl SecondaryFsm {
     ) {
         self.status.redirects += 1;
         self.short_pauses = FREE_REDIRECTS;
-        metrics::counter!(m::REDIRECTS_TOTAL).increment(1);
+        metrics::counter!(m::names(self.cfg.kind).redirects_total).increment(1);
         let active = active_cluster_addr.filter(|a| !a.is_empty());
         let delay = match &active {
             Some(_) => {
@@ -62,7 +62,7 @@ impl SecondaryFsm {
             Some(a) => format!("redirected by a primary standby to the active node {a}"),
             None => "the primary cluster has no active node yet (election in progress)".to_owned(),
         };
-        tracing::debug!(%reason, "DR primary standby redirected us");
+        tracing::debug!(%reason, "{} primary standby redirected us", self.cfg.kind.label());
         self.prefer = active;
         out.push(Output::Disconnect);
         self.status.last_error = Some(reason);

@@ -79,7 +79,8 @@ impl SecondaryFsm {
             return Ok(());
         }
         let diff_ms = self.now_ms.saturating_sub(*started_ms);
-        metrics::histogram!(m::MERKLE_DIFF_SECONDS).record(diff_ms as f64 / 1000.0);
+        metrics::histogram!(m::names(self.cfg.kind).merkle_diff_seconds)
+            .record(diff_ms as f64 / 1000.0);
         let mut queue: VecDeque<(MerkleTree, Vec<u16>)> = VecDeque::new();
         for tree in [MerkleTree::Shared, MerkleTree::Local] {
             let buckets: Vec<u16> = differing
@@ -155,7 +156,7 @@ impl SecondaryFsm {
         }
         let received = puts.len() as u64;
         self.status.sync_keys_received += received;
-        metrics::counter!(m::MERKLE_SYNC_KEYS_TOTAL).increment(received);
+        metrics::counter!(m::names(self.cfg.kind).merkle_sync_keys_total).increment(received);
         if !puts.is_empty() {
             out.push(Output::ApplyStorage(ReplCommand::SyncOps(puts)));
         }
@@ -189,7 +190,8 @@ impl SecondaryFsm {
         }
         // Every differing bucket now holds the primary's data as of at least the sync point.
         let sync_ms = self.now_ms.saturating_sub(started);
-        metrics::histogram!(m::MERKLE_SYNC_SECONDS).record(sync_ms as f64 / 1000.0);
+        metrics::histogram!(m::names(self.cfg.kind).merkle_sync_seconds)
+            .record(sync_ms as f64 / 1000.0);
         self.status.sync_keys_estimated_total = self.status.sync_keys_received;
         self.status.syncs_completed += 1;
         tracing::info!(
@@ -199,6 +201,9 @@ impl SecondaryFsm {
             "merkle sync complete; streaming from the sync point"
         );
         out.push(Output::ApplyStorage(ReplCommand::SetPosition(point)));
+        // The sync changed data underneath the core (a performance secondary reloads the
+        // caches it serves reads from).
+        out.push(Output::AfterApply);
         self.enter_stream(point, out);
         Ok(())
     }

@@ -6,7 +6,9 @@
 //! clock, and answered with [`Output`]s the driver executes in order. Seeded tests replay
 //! exact schedules; the async [`crate::SecondaryRunner`] is a thin loop around it.
 //!
-//! States are Vault's: `idle`, `connecting`, `merkle-diff`, `merkle-sync`, `stream-wals`.
+//! States are Vault's: `idle`, `connecting`, `merkle-diff`, `merkle-sync`, `stream-wals`. One
+//! machine serves both DR and performance secondaries: the protocol is the same, only the
+//! check of an entry's own hash differs ([`FsmConfig::kind`]).
 
 mod backoff;
 mod connection;
@@ -18,6 +20,7 @@ use std::time::Duration;
 use strongroom_storage::replog::bucket_of;
 use strongroom_storage::{MerkleTree, Op, ReplCommand, Storage, WalEntry, WalPosition};
 
+use crate::ReplicationKind;
 use crate::metrics as m;
 use crate::wire::{PROTOCOL_VERSION, PrimaryMsg, SecondaryMsg, echo_rtt_ms};
 
@@ -205,6 +208,9 @@ pub struct FsmConfig {
     pub api_address: String,
     /// Our advertised cluster address, told to the primary in Hello.
     pub cluster_address: String,
+    /// DR checks every entry's own hash; a performance stream presents transformed hashes
+    /// (see `primary/performance.rs`), so only their chaining is checked.
+    pub kind: ReplicationKind,
 }
 
 /// What the FSM knows, for status endpoints. Times are unix milliseconds from the clock fed
@@ -355,7 +361,11 @@ impl SecondaryFsm {
         match self.step(event, local, &mut out) {
             Ok(()) => {}
             Err(Violation(reason)) => {
-                tracing::warn!(%reason, "DR replication stream broken; reconnecting");
+                tracing::warn!(
+                    %reason,
+                    "{} replication stream broken; reconnecting",
+                    self.cfg.kind.label()
+                );
                 self.reconnect(reason, true, &mut out);
             }
         }
@@ -500,15 +510,16 @@ impl SecondaryFsm {
                 self.learn_addrs(known_primary_cluster_addrs, out);
                 if resume {
                     self.status.resumes += 1;
-                    metrics::counter!(m::STREAM_RESUMES_TOTAL).increment(1);
+                    metrics::counter!(m::names(self.cfg.kind).stream_resumes_total).increment(1);
                     self.enter_stream(position, out);
                 } else {
                     self.status.diffs_started += 1;
-                    metrics::counter!(m::MERKLE_DIFFS_TOTAL).increment(1);
+                    metrics::counter!(m::names(self.cfg.kind).merkle_diffs_total).increment(1);
                     tracing::info!(
                         local_wal = position.index,
                         primary_wal = primary_position.index,
-                        "DR primary no longer holds our position; starting merkle diff"
+                        "{} primary no longer holds our position; starting merkle diff",
+                        self.cfg.kind.label()
                     );
                     self.state = State::MerkleDiff;
                     self.phase = Some(Phase::Diff {
@@ -565,7 +576,8 @@ impl SecondaryFsm {
                     entry.index
                 )));
             }
-            if entry.prev_hash != applied.hash || !entry.hash_is_valid() {
+            let content_ok = self.cfg.kind == ReplicationKind::Performance || entry.hash_is_valid();
+            if entry.prev_hash != applied.hash || !content_ok {
                 return Err(Violation(format!(
                     "WAL entry {} does not chain to ours",
                     entry.index

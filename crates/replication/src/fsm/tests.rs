@@ -11,6 +11,7 @@ use super::*;
 use crate::wire::{PrimaryMsg, SecondaryMsg};
 
 mod leader_changes;
+mod performance;
 
 /// splitmix64, for reproducible schedules.
 struct Rng(u64);
@@ -227,6 +228,7 @@ fn cfg() -> FsmConfig {
         primary_cluster_addrs: vec!["127.0.0.1:8201".into()],
         api_address: "https://127.0.0.1:8200".into(),
         cluster_address: "127.0.0.1:8201".into(),
+        kind: crate::ReplicationKind::Dr,
     }
 }
 
@@ -645,6 +647,7 @@ fn identical_trees_still_fetch_a_sync_point() {
         out,
         vec![
             Output::ApplyStorage(ReplCommand::SetPosition(primary.pos)),
+            Output::AfterApply,
             Output::Send(SecondaryMsg::StreamFrom {
                 position: primary.pos
             }),

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use strongroom_replication::{
-    ClusterListener, NodeRole, PeerInfo, PrimaryServer, ReplicationCa, SecondaryConfig,
-    SecondaryHandle, SecondaryHooks, SecondaryRegistry, SecondaryRunner,
+    ClusterListener, NodeRole, PeerInfo, PrimaryServer, ReplicationCa, ReplicationKind,
+    SecondaryConfig, SecondaryHandle, SecondaryHooks, SecondaryRegistry, SecondaryRunner,
 };
 use strongroom_storage::keyspace::{KeyClass, classify};
 use strongroom_storage::{InmemStorage, Op, Storage};
@@ -130,6 +130,7 @@ impl Primary {
             client_key_pem: key,
             api_address: format!("https://{id}.example:8200"),
             cluster_address: format!("{id}.example:8201"),
+            kind: ReplicationKind::Dr,
         }
     }
 

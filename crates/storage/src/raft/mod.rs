@@ -735,6 +735,12 @@ impl Storage for RaftStorage {
         .await
     }
 
+    async fn wal_position_at(&self, index: u64) -> Result<Option<WalPosition>, StorageError> {
+        self.read_point("wal_position_at", move |db| {
+            reads::wal_position_at(db, index)
+        })
+    }
+
     fn wal_watch(&self) -> tokio::sync::watch::Receiver<u64> {
         self.repl.watch()
     }

@@ -134,6 +134,20 @@ pub fn wal_read(
     )
 }
 
+/// The chain position of WAL entry `index`, with the meta read in the same transaction.
+pub fn wal_position_at(db: &Database, index: u64) -> io::Result<Option<WalPosition>> {
+    let table = data_table(db)?;
+    engine::wal_position_at(
+        |k| {
+            Ok(table
+                .get(k)
+                .map_err(|e| io_err("reading the WAL", e))?
+                .map(|v| v.value().to_vec()))
+        },
+        index,
+    )
+}
+
 /// Every pair (except the replication log's own bookkeeping) from one read transaction, so
 /// the result is one point in time.
 pub fn export(db: &Database, max_bytes: usize) -> io::Result<Export> {

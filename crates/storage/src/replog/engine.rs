@@ -20,7 +20,9 @@ use super::entry::{WalEntry, WalPosition};
 pub(crate) use super::merkle::MerkleIndex;
 use super::merkle::{LeafDelta, MerkleTree};
 use super::meta::WalMeta;
-pub(crate) use super::reads::{BucketSet, empty_merkle, merkle_from_pairs, wal_read};
+pub(crate) use super::reads::{
+    BucketSet, empty_merkle, merkle_from_pairs, wal_position_at, wal_read,
+};
 use super::{
     DEFAULT_RETAINED_BYTES, DEFAULT_RETAINED_ENTRIES, ReplCommand, ReplStatus, WAL_META_KEY,
     is_wal_key, wal_entry_key,

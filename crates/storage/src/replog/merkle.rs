@@ -185,6 +185,61 @@ impl MerkleIndex {
     }
 }
 
+/// A merkle index over pairs held outside storage, e.g. a performance primary's view of its
+/// shared keys through one secondary's path filter. Its hashes are exactly what
+/// [`crate::Storage::merkle_hashes`] answers for a keyspace holding the same pairs, so a
+/// secondary can diff its storage against it.
+pub struct PairIndex(MerkleIndex);
+
+impl Default for PairIndex {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for PairIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PairIndex")
+    }
+}
+
+impl PairIndex {
+    /// An index of no pairs.
+    pub fn new() -> Self {
+        PairIndex(MerkleIndex::new())
+    }
+
+    /// The index of these pairs (cluster-local keys are skipped, as storage skips them).
+    pub fn from_pairs<'a>(pairs: impl Iterator<Item = (&'a str, &'a [u8])>) -> Self {
+        PairIndex(MerkleIndex::from_pairs(pairs))
+    }
+
+    /// Adds one pair to the tree of its key's class.
+    pub fn insert(&mut self, key: &str, value: &[u8]) {
+        self.0.insert(key, value);
+    }
+
+    /// As [`crate::Storage::merkle_hashes`]: `None`, the 256 page hashes of `tree`;
+    /// `Some(p)`, the 256 bucket sums of page `p`.
+    pub fn hashes(&mut self, tree: MerkleTree, page: Option<u8>) -> Vec<[u8; 32]> {
+        self.0.hashes(tree, page)
+    }
+}
+
+/// What [`crate::Storage::merkle_hashes`] answers for a tree that holds no key.
+pub fn empty_tree_hashes(page: Option<u8>) -> Vec<[u8; 32]> {
+    match page {
+        Some(_) => vec![[0u8; 32]; PER_PAGE],
+        None => {
+            let mut h = Sha256::new();
+            for _ in 0..PER_PAGE {
+                h.update([0u8; 32]);
+            }
+            vec![h.finalize().into(); PAGES]
+        }
+    }
+}
+
 /// `a += b` modulo 2^256, big-endian.
 fn add256(a: &mut [u8; 32], b: &[u8; 32]) {
     let mut carry = 0u16;
@@ -243,6 +298,32 @@ mod tests {
         assert_ne!(with, empty);
         assert_eq!(m.combined_root(), empty);
         assert_eq!(empty.len(), 40);
+    }
+
+    #[test]
+    fn a_pair_index_hashes_like_the_storage_index() {
+        // Why: a performance primary diffs a secondary against a filtered PairIndex; its
+        // hashes must equal the storage index of the same pairs, and empty trees must agree.
+        let pairs = [("logical/a", &b"1"[..]), ("sys/token/x", &b"2"[..])];
+        let mut storage = MerkleIndex::from_pairs(pairs.iter().copied());
+        let mut view = PairIndex::from_pairs(pairs.iter().copied());
+        for tree in [MerkleTree::Shared, MerkleTree::Local] {
+            assert_eq!(view.hashes(tree, None), storage.hashes(tree, None));
+            assert_eq!(view.hashes(tree, Some(7)), storage.hashes(tree, Some(7)));
+        }
+        let mut empty = MerkleIndex::new();
+        assert_eq!(
+            empty_tree_hashes(None),
+            empty.hashes(MerkleTree::Local, None)
+        );
+        assert_eq!(
+            empty_tree_hashes(Some(3)),
+            empty.hashes(MerkleTree::Shared, Some(3))
+        );
+        assert_ne!(
+            empty_tree_hashes(None),
+            view.hashes(MerkleTree::Shared, None)
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ mod reads;
 
 pub use self::engine::SYNC_IN_PROGRESS;
 pub use entry::{WalEntry, WalPosition};
-pub use merkle::{MerkleTree, bucket_of, leaf_hash};
+pub use merkle::{MerkleTree, PairIndex, bucket_of, empty_tree_hashes, leaf_hash};
 
 use serde::{Deserialize, Serialize};
 

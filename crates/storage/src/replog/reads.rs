@@ -71,6 +71,41 @@ pub(crate) fn wal_read(
     Ok(WalRead::Entries(out))
 }
 
+/// Serves [`crate::Storage::wal_position_at`] from one consistent view of the keyspace: the
+/// tip from the meta record, an older index from its retained entry, `None` otherwise (and in
+/// the middle of a merkle sync, whose position describes no history).
+pub(crate) fn wal_position_at(
+    get: impl Fn(&str) -> io::Result<Option<Vec<u8>>>,
+    index: u64,
+) -> io::Result<Option<WalPosition>> {
+    let meta = get(WAL_META_KEY)?
+        .map(|raw| WalMeta::decode(&raw))
+        .transpose()?
+        .unwrap_or_default();
+    if meta.last_hash == super::engine::SYNC_IN_PROGRESS || index > meta.last_wal {
+        return Ok(None);
+    }
+    if index == meta.last_wal {
+        return Ok(Some(meta.position()));
+    }
+    if meta.retained_entries == 0 || index < meta.first_retained {
+        return Ok(None);
+    }
+    match get(&wal_entry_key(index))? {
+        Some(raw) => {
+            let entry = WalEntry::decode(&raw)?;
+            if entry.index != index {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("the WAL entry stored as {index} says it is {}", entry.index),
+                ));
+            }
+            Ok(Some(entry.position()))
+        }
+        None => Ok(None),
+    }
+}
+
 /// Bitmap of requested buckets.
 pub(crate) struct BucketSet(Vec<bool>);
 

@@ -1,106 +1,43 @@
-//! The async driver of a DR secondary: sockets, timers and storage around the sans-IO FSM.
+//! The async driver of a DR or performance secondary: sockets, timers and storage around the
+//! sans-IO FSM.
 //!
 //! All decisions are made by [`SecondaryFsm`]; this loop only performs its outputs in order
 //! (dial, send, apply, prune, sleep) and turns what happens back into events. Keeping it
-//! this thin is what makes the seeded FSM tests meaningful for the real thing.
+//! this thin is what makes the seeded FSM tests meaningful for the real thing. A performance
+//! secondary runs the same loop over a [`PerformanceStore`] instead of the raw storage.
+
+mod config;
+mod incoming;
+
+pub use config::{SecondaryConfig, SecondaryHooks, SecondaryStatus, SyncProgress};
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use async_trait::async_trait;
-use strongroom_storage::{Op, ReplCommand, Storage, WalEntry};
-use tokio::io::{ReadHalf, WriteHalf};
+use strongroom_storage::{Op, ReplCommand, Storage, StorageError};
+use tokio::io::WriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::client::TlsStream;
-use zeroize::Zeroizing;
 
-use crate::client::{ClientTls, connect};
+use crate::ReplicationKind;
+use crate::client::{ClientTls, connect_alpn};
 use crate::error::ReplicationError;
 use crate::fsm::{Event, FsmConfig, Output, SecondaryFsm, State, StorageView};
 use crate::metrics as m;
 use crate::peer::PeerInfo;
-use crate::wire::{PrimaryMsg, SecondaryMsg, read_frame, write_frame};
+use crate::perf_store::PerformanceStore;
+use crate::wire::{PrimaryMsg, SecondaryMsg, write_frame};
+use incoming::{note_commit_times, read_loop};
 
 /// How often the FSM is ticked (heartbeats, liveness).
 const TICK: Duration = Duration::from_millis(250);
 /// How long one frame may take to leave.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// What a secondary needs to replicate: its activation bundle.
-#[derive(Clone)]
-pub struct SecondaryConfig {
-    pub secondary_id: String,
-    pub cluster_id: String,
-    pub primary_cluster_addrs: Vec<String>,
-    /// The primary's replication CA (trusted for the server certificate).
-    pub ca_pem: String,
-    pub client_cert_pem: String,
-    /// Secret: the client private key issued by the primary.
-    pub client_key_pem: Zeroizing<String>,
-    /// Our advertised API address, shown in the primary's `secondaries[]`.
-    pub api_address: String,
-    /// Our advertised cluster address, shown in the primary's `secondaries[]`.
-    pub cluster_address: String,
-}
-
-impl std::fmt::Debug for SecondaryConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SecondaryConfig")
-            .field("secondary_id", &self.secondary_id)
-            .field("cluster_id", &self.cluster_id)
-            .field("primary_cluster_addrs", &self.primary_cluster_addrs)
-            .field("client_key_pem", &"<redacted>")
-            .finish_non_exhaustive()
-    }
-}
-
-/// Callbacks into the core.
-#[async_trait]
-pub trait SecondaryHooks: Send + Sync {
-    /// Replicated WAL entries were applied to storage (refresh caches of mounts, policies...).
-    async fn after_apply(&self) {}
-    /// The primary advertised a new set of node cluster addresses; persist them.
-    async fn known_addrs_changed(&self, _addrs: Vec<String>) {}
-}
-
-/// Merkle-sync progress, as `merkle_sync_progress` shows it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SyncProgress {
-    /// Keys received from the primary so far.
-    pub sync_progress: u64,
-    /// Estimated keys to receive (extrapolated from the buckets done so far).
-    pub sync_total_keys: u64,
-}
-
-/// A secondary's replication status, for `sys/replication/dr/status`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SecondaryStatus {
-    /// `idle`, `connecting`, `merkle-diff`, `merkle-sync` or `stream-wals`.
-    pub state: &'static str,
-    /// `idle`, `connecting`, `ready`, `transient_failure` or `shutdown`.
-    pub connection_state: &'static str,
-    pub last_remote_wal: u64,
-    /// The primary's last WAL index as of its latest HelloAck or heartbeat: caught up when
-    /// `last_remote_wal` reaches it.
-    pub primary_last_wal: u64,
-    pub known_primary_cluster_addrs: Vec<String>,
-    /// The primary we talk to (one entry while an address is selected).
-    pub primaries: Vec<PeerInfo>,
-    pub last_start: Option<SystemTime>,
-    pub last_heartbeat: Option<SystemTime>,
-    /// Present during `merkle-sync`.
-    pub sync_progress: Option<SyncProgress>,
-    /// Why the last connection ended, if it failed.
-    pub last_error: Option<String>,
-    pub syncs_completed: u64,
-    /// Keys written by the last completed merkle sync.
-    pub last_sync_written: u64,
-    /// Local keys deleted by the last completed merkle sync because the primary lacks them.
-    pub last_sync_discarded: u64,
-}
+/// Pause between attempts to read a performance secondary's position at start.
+const OPEN_RETRY: Duration = Duration::from_secs(1);
 
 /// Starts secondaries.
 pub struct SecondaryRunner;
@@ -110,6 +47,7 @@ pub struct SecondaryHandle {
     status: Arc<Mutex<SecondaryStatus>>,
     stop: watch::Sender<bool>,
     task: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+    applied: watch::Receiver<u64>,
 }
 
 impl std::fmt::Debug for SecondaryHandle {
@@ -125,6 +63,13 @@ impl SecondaryHandle {
             Ok(s) => s.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
+    }
+
+    /// The last primary WAL index applied here (as `last_remote_wal` reports it), updated
+    /// once the apply and the `after_apply` hook are done: a write forwarded to the primary is
+    /// visible here once this reaches its WAL index.
+    pub fn applied(&self) -> watch::Receiver<u64> {
+        self.applied.clone()
     }
 
     /// Stops replicating and waits until the connection is closed and no apply is running.
@@ -144,7 +89,8 @@ impl Drop for SecondaryHandle {
 }
 
 impl SecondaryRunner {
-    /// Starts replicating into `storage` in a background task.
+    /// Starts replicating into `storage` in a background task. A performance secondary
+    /// applies through a [`PerformanceStore`] over `storage`, opened in that task.
     pub fn start(
         cfg: SecondaryConfig,
         storage: Arc<dyn Storage>,
@@ -163,9 +109,15 @@ impl SecondaryRunner {
                 primary_cluster_addrs: cfg.primary_cluster_addrs.clone(),
                 api_address: cfg.api_address.clone(),
                 cluster_address: cfg.cluster_address.clone(),
+                kind: cfg.kind,
             },
             seed,
         );
+        let applied_at_start = match cfg.kind {
+            ReplicationKind::Dr => storage.replication_status().last_remote_wal,
+            ReplicationKind::Performance => 0,
+        };
+        let (applied_tx, applied_rx) = watch::channel(applied_at_start);
         let status = Arc::new(Mutex::new(SecondaryStatus {
             state: State::Idle.as_str(),
             connection_state: "idle",
@@ -174,7 +126,9 @@ impl SecondaryRunner {
         let (stop_tx, stop_rx) = watch::channel(false);
         let driver = Driver {
             fsm,
+            kind: cfg.kind,
             storage,
+            applied: applied_tx,
             hooks,
             tls,
             status: status.clone(),
@@ -191,6 +145,7 @@ impl SecondaryRunner {
             status,
             stop: stop_tx,
             task: tokio::sync::Mutex::new(Some(task)),
+            applied: applied_rx,
         })
     }
 }
@@ -211,7 +166,12 @@ impl Drop for Conn {
 
 struct Driver {
     fsm: SecondaryFsm,
+    kind: ReplicationKind,
+    /// What the FSM applies through: the storage itself (DR), or once `run` opened it, a
+    /// [`PerformanceStore`] over it.
     storage: Arc<dyn Storage>,
+    /// The last remote WAL index applied, published after each event's outputs.
+    applied: watch::Sender<u64>,
     hooks: Arc<dyn SecondaryHooks>,
     tls: ClientTls,
     status: Arc<Mutex<SecondaryStatus>>,
@@ -263,6 +223,12 @@ enum Flow {
 
 impl Driver {
     async fn run(mut self) {
+        if self.kind == ReplicationKind::Performance {
+            match self.open_performance_store().await {
+                Some(store) => self.storage = store,
+                None => return,
+            }
+        }
         let mut ticker = tokio::time::interval(TICK);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -319,6 +285,37 @@ impl Driver {
                     self.conn = None;
                     self.events.push_back(Event::Disconnected(reason));
                 }
+            }
+        }
+    }
+
+    /// The performance adapter over our storage, at its recorded position; `None` when stop
+    /// was requested first. A damaged record starts over from position zero (a merkle diff
+    /// repairs the data and rewrites the record); other failures are retried.
+    async fn open_performance_store(&mut self) -> Option<Arc<dyn Storage>> {
+        loop {
+            let error = match PerformanceStore::open(self.storage.clone()).await {
+                Ok(store) => return Some(Arc::new(store)),
+                Err(StorageError::Corrupt(e)) => {
+                    tracing::warn!(error = %e, "performance replication position is damaged; resynchronizing from scratch");
+                    return Some(Arc::new(PerformanceStore::starting_over(
+                        self.storage.clone(),
+                    )));
+                }
+                Err(e) => e,
+            };
+            tracing::warn!(error = %error, "cannot read the performance replication position; retrying");
+            if let Ok(mut status) = self.status.lock() {
+                status.last_error = Some(format!(
+                    "reading the performance replication position: {error}"
+                ));
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(OPEN_RETRY) => {}
+                _ = self.stop.changed() => return None,
+            }
+            if *self.stop.borrow() {
+                return None;
             }
         }
     }
@@ -399,7 +396,8 @@ impl Driver {
     async fn connect(&mut self, addr: String) -> Flow {
         self.conn = None;
         self.publish();
-        let dial = connect(&self.tls, &addr);
+        let dial = connect_alpn(&self.tls, &addr, self.kind.alpn());
+        let label = self.kind.label();
         let result = tokio::select! {
             r = dial => r,
             _ = self.stop.changed() => return Flow::Stop,
@@ -414,12 +412,12 @@ impl Driver {
                     incoming: rx,
                     reader,
                 });
-                tracing::info!(%addr, "connected to the DR primary");
+                tracing::info!(%addr, "connected to the {label} primary");
                 self.commit_times.clear();
                 self.events.push_back(Event::Connected);
             }
             Err(e) => {
-                tracing::warn!(%addr, error = %e, "cannot reach the DR primary");
+                tracing::warn!(%addr, error = %e, "cannot reach the {label} primary");
                 self.events.push_back(Event::Disconnected(e.to_string()));
             }
         }
@@ -464,13 +462,14 @@ impl Driver {
             self.events.push_back(Event::ApplyFailed(e.to_string()));
             return Flow::Abort;
         }
+        let names = m::names(self.kind);
         match kind {
             Some(true) => {
-                metrics::histogram!(m::STREAM_APPLY_SECONDS)
+                metrics::histogram!(names.stream_apply_seconds)
                     .record(started.elapsed().as_secs_f64());
                 let now = unix_us();
-                let lag = metrics::histogram!(m::STREAM_LAG_SECONDS);
-                let commit_lag = metrics::histogram!(m::STREAM_COMMIT_LAG_SECONDS);
+                let lag = metrics::histogram!(names.stream_lag_seconds);
+                let commit_lag = metrics::histogram!(names.stream_commit_lag_seconds);
                 let mut newest = 0;
                 for (index, proposed) in stamps {
                     if proposed != 0 {
@@ -529,10 +528,16 @@ impl Driver {
                 ..PeerInfo::default()
             })
             .collect();
+        let last_remote_wal = self.storage.replication_status().last_remote_wal;
+        self.applied.send_if_modified(|v| {
+            let changed = *v != last_remote_wal;
+            *v = last_remote_wal;
+            changed
+        });
         let next = SecondaryStatus {
             state: state.as_str(),
             connection_state: fs.connection_state,
-            last_remote_wal: self.storage.replication_status().last_remote_wal,
+            last_remote_wal,
             primary_last_wal: fs.primary_last_wal,
             known_primary_cluster_addrs: self.fsm.addresses(),
             primaries,
@@ -550,86 +555,6 @@ impl Driver {
         match self.status.lock() {
             Ok(mut s) => *s = next,
             Err(poisoned) => *poisoned.into_inner() = next,
-        }
-    }
-}
-
-/// Most commit times held for entries not applied yet.
-const MAX_PENDING_COMMIT_TIMES: usize = 100_000;
-
-/// Remembers when the primary committed these entries, until they are applied here; a time of
-/// 0 (the primary no longer knew it) forgets any older time for that index.
-fn note_commit_times(times: &mut BTreeMap<u64, u64>, entries: &[WalEntry], committed_us: &[u64]) {
-    if times.len() > MAX_PENDING_COMMIT_TIMES {
-        // Applies are failing or far behind: the figures would be stale anyway.
-        times.clear();
-    }
-    for (e, &t) in entries.iter().zip(committed_us) {
-        if t == 0 {
-            times.remove(&e.index);
-        } else {
-            times.insert(e.index, t);
-        }
-    }
-}
-
-/// Most WAL bytes merged into one apply step from messages already received.
-const MAX_COALESCED_BYTES: usize = 1024 * 1024;
-
-impl Driver {
-    /// Merges WAL messages that are already queued behind `entries` into one event, so a
-    /// secondary that fell behind applies its backlog in large storage steps (one fsync each)
-    /// instead of one step per message.
-    fn coalesce_wal(&mut self, mut entries: Vec<WalEntry>) {
-        let mut bytes: usize = entries.iter().map(WalEntry::payload_bytes).sum();
-        let mut next = None;
-        if let Some(conn) = self.conn.as_mut() {
-            while bytes < MAX_COALESCED_BYTES {
-                match conn.incoming.try_recv() {
-                    Ok(Ok(PrimaryMsg::Wal {
-                        entries: more,
-                        committed_us,
-                    })) => {
-                        note_commit_times(&mut self.commit_times, &more, &committed_us);
-                        bytes += more.iter().map(WalEntry::payload_bytes).sum::<usize>();
-                        entries.extend(more);
-                    }
-                    Ok(other) => {
-                        next = Some(other);
-                        break;
-                    }
-                    Err(_) => break,
-                }
-            }
-        }
-        self.events.push_back(Event::Wal(entries));
-        match next {
-            Some(Ok(msg)) => self.events.push_back(msg.into()),
-            Some(Err(e)) => {
-                self.conn = None;
-                self.events.push_back(Event::Disconnected(e.to_string()));
-            }
-            None => {}
-        }
-    }
-}
-
-async fn read_loop(
-    mut rd: ReadHalf<Stream>,
-    tx: mpsc::Sender<Result<PrimaryMsg, ReplicationError>>,
-) {
-    loop {
-        match read_frame::<_, PrimaryMsg>(&mut rd).await {
-            Ok(Some(msg)) => {
-                if tx.send(Ok(msg)).await.is_err() {
-                    return;
-                }
-            }
-            Ok(None) => return,
-            Err(e) => {
-                let _ = tx.send(Err(e)).await;
-                return;
-            }
         }
     }
 }

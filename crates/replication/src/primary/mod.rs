@@ -1,25 +1,35 @@
-//! The primary side of one DR replication connection.
+//! The primary side of one replication connection, DR or performance.
 //!
 //! A secondary connects with its chain position. If our retained WAL still holds that exact
 //! position (same index and hash) we stream from it; otherwise we serve merkle pages and
 //! buckets from a sync point taken before any of them was read, then stream from that point.
 //! Every heartbeat re-checks the registry, so revoking a secondary or demoting this cluster
-//! cuts live streams within about a second.
+//! cuts live streams within about a second. A performance session runs the same protocol
+//! through a filtered, hash-transformed view of our data (`performance.rs`), and also ends
+//! when the secondary's path filter changes.
+
+mod performance;
+mod session;
+
+pub use performance::PerformanceFilter;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use strongroom_storage::{Storage, WalPosition, WalRead};
-use tokio::io::{AsyncRead, AsyncWrite, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
 
+use crate::ReplicationKind;
 use crate::error::ReplicationError;
 use crate::metrics as m;
 use crate::peer::PeerInfo;
 use crate::wire::{
     MAX_FRAME, PROTOCOL_VERSION, PrimaryMsg, SecondaryMsg, chunk_pairs, codes, echo_rtt_ms,
-    read_frame, write_frame,
+    read_frame,
 };
+use performance::PerfSession;
+use session::{End, Session, bounded, check_filter, read_loop, send, unix_ms};
 
 /// Interval of primary heartbeats and registry checks.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
@@ -46,7 +56,8 @@ pub enum NodeRole {
 /// What the primary needs to know about its replication role and secondaries (implemented by
 /// the core, backed by its replicated state).
 pub trait SecondaryRegistry: Send + Sync {
-    /// The DR replication set this cluster is primary of; `None` when it is not a DR primary.
+    /// The replication set (DR, or performance for a performance primary's registry) this
+    /// cluster is primary of; `None` when it is not such a primary.
     fn cluster_id(&self) -> Option<String>;
     /// Whether `secondary_id` may replicate now (issued, not revoked, still primary).
     fn is_allowed(&self, secondary_id: &str) -> bool;
@@ -60,52 +71,58 @@ pub trait SecondaryRegistry: Send + Sync {
     }
 }
 
-/// Serves DR replication connections from one storage.
+/// Serves DR (or performance) replication connections from one storage.
 pub struct PrimaryServer {
     storage: Arc<dyn Storage>,
     registry: Arc<dyn SecondaryRegistry>,
+    /// Set for a performance primary: what each secondary may receive.
+    filter: Option<Arc<dyn PerformanceFilter>>,
 }
 
 impl std::fmt::Debug for PrimaryServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PrimaryServer")
+        write!(f, "PrimaryServer({})", self.kind().as_str())
     }
 }
 
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
-/// How a connection ended, for the log.
-enum End {
-    Closed,
-    Shutdown,
-    Refused(&'static str, String),
-    /// This node is a standby: the secondary was told where the active node is.
-    Redirected(Option<String>),
-    Failed(ReplicationError),
-}
-
-struct Session<S> {
-    wr: WriteHalf<S>,
-    peer_id: String,
-    cluster_id: String,
-    sync_point: WalPosition,
-    sync_point_sent: bool,
-    /// Set once the secondary asked to stream: the position after which to send.
-    cursor: Option<WalPosition>,
-    last_heard: Instant,
-    /// What the secondary advertised in its Hello, and what we measured since.
-    peer: PeerInfo,
-    /// The newest secondary heartbeat: its `unix_ms` and when it arrived (echoed back).
-    secondary_hb: Option<(u64, Instant)>,
-}
-
 impl PrimaryServer {
+    /// A DR primary: secondaries receive every replicated key and our chain as it is.
     pub fn new(storage: Arc<dyn Storage>, registry: Arc<dyn SecondaryRegistry>) -> Self {
-        PrimaryServer { storage, registry }
+        PrimaryServer {
+            storage,
+            registry,
+            filter: None,
+        }
+    }
+
+    /// A performance primary: secondaries receive the shared keys `filter` allows them, and
+    /// our chain presented through their filter's digest.
+    pub fn new_performance(
+        storage: Arc<dyn Storage>,
+        registry: Arc<dyn SecondaryRegistry>,
+        filter: Arc<dyn PerformanceFilter>,
+    ) -> Self {
+        PrimaryServer {
+            storage,
+            registry,
+            filter: Some(filter),
+        }
+    }
+
+    /// Which replication this server streams.
+    pub fn kind(&self) -> ReplicationKind {
+        match self.filter {
+            None => ReplicationKind::Dr,
+            Some(_) => ReplicationKind::Performance,
+        }
+    }
+
+    fn names(&self) -> &'static m::Names {
+        m::names(self.kind())
+    }
+
+    fn label(&self) -> &'static str {
+        self.kind().label()
     }
 
     /// Serves one authenticated connection whose client certificate names `peer_id`, until
@@ -146,14 +163,21 @@ impl PrimaryServer {
                 ..PeerInfo::default()
             },
             secondary_hb: None,
+            perf: self
+                .filter
+                .as_ref()
+                .map(|filter| PerfSession::start(filter.clone(), &peer_id)),
         };
+        let (names, label) = (self.names(), self.label());
         let end = match self.hello(&mut session, hello).await {
             Ok(()) => {
-                metrics::gauge!(m::SECONDARY_CONNECTED, "secondary_id" => peer_id.clone()).set(1.0);
+                metrics::gauge!(names.secondary_connected, "secondary_id" => peer_id.clone())
+                    .set(1.0);
                 self.record(&mut session.peer, "connected");
-                tracing::info!(secondary_id = %peer_id, "DR secondary connected");
+                tracing::info!(secondary_id = %peer_id, "{label} secondary connected");
                 let end = self.run(&mut session, rd, shutdown).await;
-                metrics::gauge!(m::SECONDARY_CONNECTED, "secondary_id" => peer_id.clone()).set(0.0);
+                metrics::gauge!(names.secondary_connected, "secondary_id" => peer_id.clone())
+                    .set(0.0);
                 self.record(&mut session.peer, "disconnected");
                 end
             }
@@ -177,18 +201,20 @@ impl PrimaryServer {
             _ => {}
         }
         match end {
-            End::Closed => tracing::info!(secondary_id = %peer_id, "DR secondary disconnected"),
+            End::Closed => {
+                tracing::info!(secondary_id = %peer_id, "{label} secondary disconnected")
+            }
             End::Shutdown => {
-                tracing::debug!(secondary_id = %peer_id, "DR stream closed for shutdown")
+                tracing::debug!(secondary_id = %peer_id, "{label} stream closed for shutdown")
             }
             End::Refused(code, message) => {
-                tracing::warn!(secondary_id = %peer_id, code, %message, "DR secondary refused")
+                tracing::warn!(secondary_id = %peer_id, code, %message, "{label} secondary refused")
             }
             End::Redirected(active) => {
-                tracing::info!(secondary_id = %peer_id, active = ?active, "DR secondary sent to the active node")
+                tracing::info!(secondary_id = %peer_id, active = ?active, "{label} secondary sent to the active node")
             }
             End::Failed(e) => {
-                tracing::warn!(secondary_id = %peer_id, error = %e, "DR replication stream failed")
+                tracing::warn!(secondary_id = %peer_id, error = %e, "{label} replication stream failed")
             }
         }
     }
@@ -239,7 +265,10 @@ impl PrimaryServer {
         if self.registry.cluster_id().as_deref() != Some(cluster_id.as_str()) {
             return Err(End::Refused(
                 codes::UNKNOWN_CLUSTER,
-                "this cluster is not the DR primary of that replication set".into(),
+                format!(
+                    "this cluster is not the {} primary of that replication set",
+                    self.label()
+                ),
             ));
         }
         if !self.registry.is_allowed(&s.peer_id) {
@@ -265,25 +294,35 @@ impl PrimaryServer {
         let current = self.storage.replication_status().position();
         // A secondary at position 0 (fresh or just wiped) always diffs: data that predates
         // the retained WAL would otherwise never reach it.
-        let resume = position.index != 0
-            && match self.storage.wal_read(position, 1, MAX_FRAME).await {
-                Ok(WalRead::Entries(_)) => true,
-                Ok(WalRead::Gone) => false,
-                Err(e) => return Err(End::Failed(e.into())),
-            };
+        let resume = match &mut s.perf {
+            Some(perf) => perf
+                .resume(&*self.storage, position)
+                .await
+                .map_err(|e| End::Failed(e.into()))?,
+            None => {
+                position.index != 0
+                    && match self.storage.wal_read(position, 1, MAX_FRAME).await {
+                        Ok(WalRead::Entries(_)) => true,
+                        Ok(WalRead::Gone) => false,
+                        Err(e) => return Err(End::Failed(e.into())),
+                    }
+            }
+        };
         s.sync_point = current;
         tracing::info!(
             secondary_id = %s.peer_id,
             resume,
             secondary_wal = position.index,
             primary_wal = current.index,
-            "DR secondary hello"
+            "{} secondary hello",
+            self.label()
         );
+        let presented = s.present(current);
         send(
             &mut s.wr,
             &PrimaryMsg::HelloAck {
                 resume,
-                primary_position: current,
+                primary_position: presented,
                 known_primary_cluster_addrs: self.registry.known_primary_cluster_addrs(),
             },
         )
@@ -360,11 +399,15 @@ impl PrimaryServer {
         {
             return Err(End::Refused(
                 codes::REVOKED,
-                "this secondary was revoked or this cluster is no longer its DR primary".into(),
+                format!(
+                    "this secondary was revoked or this cluster is no longer its {} primary",
+                    self.label()
+                ),
             ));
         }
+        check_filter(s)?;
         let silent = s.last_heard.elapsed();
-        metrics::gauge!(m::SECONDARY_LAST_HEARTBEAT_AGE_SECONDS, "secondary_id" => s.peer_id.clone())
+        metrics::gauge!(self.names().secondary_last_heartbeat_age_seconds, "secondary_id" => s.peer_id.clone())
             .set(silent.as_secs_f64());
         if silent > IDLE_TIMEOUT {
             return Err(End::Failed(ReplicationError::Timeout(format!(
@@ -415,7 +458,13 @@ impl PrimaryServer {
                 Ok(())
             }
             SecondaryMsg::PageHashesReq { tree, page } if s.cursor.is_none() => {
-                let hashes = self.storage.merkle_hashes(tree, page);
+                let hashes = match &mut s.perf {
+                    Some(perf) => perf
+                        .page_hashes(&*self.storage, tree, page)
+                        .await
+                        .map_err(|e| End::Failed(e.into()))?,
+                    None => self.storage.merkle_hashes(tree, page),
+                };
                 send(&mut s.wr, &PrimaryMsg::PageHashes(hashes))
                     .await
                     .map_err(End::Failed)
@@ -423,23 +472,39 @@ impl PrimaryServer {
             SecondaryMsg::FetchBuckets { tree, buckets } if s.cursor.is_none() => {
                 if !s.sync_point_sent {
                     let msg = PrimaryMsg::SyncPoint {
-                        position: s.sync_point,
+                        position: s.present(s.sync_point),
                     };
                     send(&mut s.wr, &msg).await.map_err(End::Failed)?;
                     s.sync_point_sent = true;
                 }
-                let pairs = self
-                    .storage
-                    .export_buckets(tree, buckets)
-                    .await
-                    .map_err(|e| End::Failed(e.into()))?;
+                let pairs = match &s.perf {
+                    Some(perf) => perf.bucket_pairs(&*self.storage, tree, buckets).await,
+                    None => self.storage.export_buckets(tree, buckets).await,
+                }
+                .map_err(|e| End::Failed(e.into()))?;
                 for chunk in chunk_pairs(pairs) {
                     send(&mut s.wr, &chunk).await.map_err(End::Failed)?;
                 }
                 Ok(())
             }
             SecondaryMsg::StreamFrom { position } if s.cursor.is_none() => {
-                s.cursor = Some(position);
+                let ours = match &s.perf {
+                    None => position,
+                    Some(perf) => perf
+                        .ours(&*self.storage, s.sync_point, position)
+                        .await
+                        .map_err(|e| End::Failed(e.into()))?
+                        .ok_or_else(|| {
+                            End::Refused(
+                                codes::WAL_GONE,
+                                format!(
+                                    "WAL position {} is not one this stream presents; reconnect to run a merkle sync",
+                                    position.index
+                                ),
+                            )
+                        })?,
+                };
+                s.cursor = Some(ours);
                 wal_watch.borrow_and_update();
                 self.pump(s).await
             }
@@ -468,6 +533,7 @@ impl PrimaryServer {
         {
             return Err(End::Redirected(active_cluster_addr));
         }
+        check_filter(s)?;
         loop {
             let read = self
                 .storage
@@ -495,6 +561,10 @@ impl PrimaryServer {
                 .iter()
                 .map(|e| self.storage.wal_committed_at(e.index).unwrap_or(0))
                 .collect();
+            let entries = match &s.perf {
+                Some(perf) => entries.into_iter().map(|e| perf.present_entry(e)).collect(),
+                None => entries,
+            };
             send(
                 &mut s.wr,
                 &PrimaryMsg::Wal {
@@ -505,48 +575,9 @@ impl PrimaryServer {
             .await
             .map_err(End::Failed)?;
             s.cursor = Some(cursor);
-            metrics::counter!(m::RPC_SERVER_STREAM_WALS_TOTAL).increment(n);
+            metrics::counter!(self.names().rpc_server_stream_wals_total).increment(n);
             tracing::trace!(secondary_id = %s.peer_id, entries = n, last_index = cursor.index, "streamed WAL entries");
         }
         Ok(())
     }
-}
-
-async fn send<W: AsyncWrite + Unpin>(wr: &mut W, msg: &PrimaryMsg) -> Result<(), ReplicationError> {
-    tokio::time::timeout(WRITE_TIMEOUT, write_frame(wr, msg))
-        .await
-        .map_err(|_| ReplicationError::Timeout("sending to the secondary".into()))?
-}
-
-async fn read_loop<R: AsyncRead + Unpin>(
-    mut rd: R,
-    tx: mpsc::Sender<Result<SecondaryMsg, ReplicationError>>,
-) {
-    loop {
-        match read_frame::<_, SecondaryMsg>(&mut rd).await {
-            Ok(Some(msg)) => {
-                if tx.send(Ok(msg)).await.is_err() {
-                    return;
-                }
-            }
-            Ok(None) => return,
-            Err(e) => {
-                let _ = tx.send(Err(e)).await;
-                return;
-            }
-        }
-    }
-}
-
-/// Caps a peer-supplied address at 256 bytes (on a character boundary).
-fn bounded(mut s: String) -> String {
-    const MAX: usize = 256;
-    if s.len() > MAX {
-        let mut end = MAX;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-    }
-    s
 }

@@ -1,0 +1,333 @@
+//! Performance path filters: which mounts' data each performance secondary receives.
+//!
+//! The stream runs outside core (in the cluster-port server) and asks, for every key it is
+//! about to send, whether that secondary may have it, so the answer must be synchronous and
+//! cheap: this module keeps each secondary's filter and a map from mount uuid to mount path,
+//! both refreshed by core when the replication record or the mount table changes. A key that
+//! is not mount data (mount tables, policies, the keyring) always travels; mount data travels
+//! when its mount's path is allowed. Data of a mount this map does not know is withheld: core
+//! updates the map before a new mount can hold data, so an unknown uuid is a mount that is
+//! gone, and withholding is the safe answer either way.
+//!
+//! Each filter also has a digest, folded by the stream into the chain hashes it shows that
+//! secondary: a changed filter makes the secondary's stored position unknown to the primary,
+//! which forces a merkle diff that deletes the data the filter now withholds.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::RwLock;
+
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use strongroom_replication::{PerformanceFilter, ReplicationKind};
+
+use super::config::{FilterMode, PathsFilter, ReplConfig, ReplicationMode};
+use crate::mounts::MountTable;
+use crate::util::{lock_read, lock_write};
+use crate::{Core, CoreError, Request, Response};
+
+#[derive(Default)]
+struct Inner {
+    filters: BTreeMap<String, PathsFilter>,
+    /// Shared mounts (secrets and auth) by uuid: their paths, with a trailing slash.
+    mounts: HashMap<String, String>,
+}
+
+/// Implements [`PerformanceFilter`] over core's replication record and mount table.
+#[derive(Default)]
+pub(crate) struct PathFilters {
+    inner: RwLock<Inner>,
+}
+
+/// The digest of "no filter".
+fn unfiltered_digest() -> [u8; 32] {
+    Sha256::digest(b"strongroom/paths-filter/none").into()
+}
+
+fn digest_of(f: &PathsFilter) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"strongroom/paths-filter/v1");
+    h.update(f.mode.as_str().as_bytes());
+    let mut paths = f.paths.clone();
+    paths.sort();
+    for p in paths {
+        h.update([0u8]);
+        h.update(p.as_bytes());
+    }
+    h.finalize().into()
+}
+
+/// The mount uuid a storage key holds data of, if it is shared mount data.
+fn mount_uuid(key: &str) -> Option<&str> {
+    let rest = key
+        .strip_prefix("logical/")
+        .or_else(|| key.strip_prefix("auth/"))?;
+    rest.split('/').next().filter(|u| !u.is_empty())
+}
+
+/// Whether `filter` lets the data of the mount at `path` travel.
+fn passes(filter: &PathsFilter, path: &str) -> bool {
+    let listed = filter.paths.iter().any(|p| path.starts_with(p.as_str()));
+    match filter.mode {
+        FilterMode::Allow => listed,
+        FilterMode::Deny => !listed,
+    }
+}
+
+impl PathFilters {
+    /// Adopts the filters of `config` (none unless it is a performance primary's).
+    pub(crate) fn refresh(&self, config: Option<&ReplConfig>) {
+        let filters = config
+            .filter(|c| c.mode == ReplicationMode::Primary)
+            .map(|c| c.paths_filters.clone())
+            .unwrap_or_default();
+        lock_write(&self.inner).filters = filters;
+    }
+
+    /// Adopts the shared mounts of `table`.
+    pub(crate) fn set_mounts(&self, table: &MountTable) {
+        let mounts = table
+            .entries
+            .iter()
+            .filter(|e| !e.local)
+            .map(|e| (e.uuid.clone(), e.path.clone()))
+            .collect();
+        lock_write(&self.inner).mounts = mounts;
+    }
+
+    /// Paths of the mounts whose data `secondary_id` does not receive, sorted.
+    fn filtered_mounts(&self, secondary_id: &str) -> Vec<String> {
+        let inner = lock_read(&self.inner);
+        let Some(f) = inner.filters.get(secondary_id) else {
+            return Vec::new();
+        };
+        let mut out: Vec<String> = inner
+            .mounts
+            .values()
+            .filter(|path| !passes(f, path))
+            .cloned()
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+impl PerformanceFilter for PathFilters {
+    fn digest(&self, secondary_id: &str) -> [u8; 32] {
+        lock_read(&self.inner)
+            .filters
+            .get(secondary_id)
+            .map_or_else(unfiltered_digest, digest_of)
+    }
+
+    fn allows(&self, secondary_id: &str, key: &str) -> bool {
+        let inner = lock_read(&self.inner);
+        let Some(f) = inner.filters.get(secondary_id) else {
+            return true;
+        };
+        let Some(uuid) = mount_uuid(key) else {
+            return true;
+        };
+        inner.mounts.get(uuid).is_some_and(|path| passes(f, path))
+    }
+
+    fn filters_anything(&self, secondary_id: &str) -> bool {
+        lock_read(&self.inner).filters.contains_key(secondary_id)
+    }
+}
+
+/// A filter path as stored: no leading slash, one trailing slash.
+fn normalize_path(p: &str) -> Option<String> {
+    let p = p.trim().trim_start_matches('/');
+    if p.is_empty() {
+        return None;
+    }
+    Some(if p.ends_with('/') {
+        p.to_owned()
+    } else {
+        format!("{p}/")
+    })
+}
+
+fn filter_data(f: &PathsFilter) -> Map<String, Value> {
+    let mut data = Map::new();
+    data.insert("mode".into(), json!(f.mode.as_str()));
+    data.insert("paths".into(), json!(f.paths));
+    data
+}
+
+impl Core {
+    /// `GET sys/replication/performance/primary/paths-filter/:id`.
+    pub(super) fn paths_filter_read(&self, id: &str) -> Result<Response, CoreError> {
+        let config = self.require_primary(ReplicationKind::Performance)?;
+        match config.paths_filters.get(id) {
+            Some(f) => Ok(Response::with_data(filter_data(f))),
+            None => Err(CoreError::NotFound),
+        }
+    }
+
+    /// `POST sys/replication/performance/primary/paths-filter/:id` (`mode`, `paths`).
+    pub(super) async fn paths_filter_write(
+        &self,
+        id: &str,
+        req: &Request,
+    ) -> Result<Response, CoreError> {
+        let mode = match crate::util::str_param(&req.data, "mode")?.unwrap_or("allow") {
+            "allow" => FilterMode::Allow,
+            "deny" => FilterMode::Deny,
+            other => {
+                return Err(CoreError::InvalidRequest(format!(
+                    "invalid mode {other:?}: use \"allow\" or \"deny\""
+                )));
+            }
+        };
+        let paths = crate::params::string_list_param(&req.data, "paths")?.unwrap_or_default();
+        let mut normalized: Vec<String> = paths.iter().filter_map(|p| normalize_path(p)).collect();
+        normalized.sort();
+        normalized.dedup();
+        if normalized.is_empty() {
+            return Err(CoreError::InvalidRequest(
+                "paths is required: the mount paths to allow or deny, e.g. [\"secret/\"]".into(),
+            ));
+        }
+        if id.is_empty() || id.contains('/') {
+            return Err(CoreError::InvalidRequest(
+                "the filter id (the secondary's id) is missing or malformed".into(),
+            ));
+        }
+        let kind = ReplicationKind::Performance;
+        let _ops = self.perf.ops.lock().await;
+        let mut config = self.require_primary(kind)?;
+        config.paths_filters.insert(
+            id.to_owned(),
+            PathsFilter {
+                mode,
+                paths: normalized,
+            },
+        );
+        self.store_filters(config).await?;
+        tracing::info!(secondary_id = %id, mode = mode.as_str(), "performance paths filter set");
+        Ok(Response::no_content())
+    }
+
+    /// `DELETE sys/replication/performance/primary/paths-filter/:id`.
+    pub(super) async fn paths_filter_delete(&self, id: &str) -> Result<Response, CoreError> {
+        let kind = ReplicationKind::Performance;
+        let _ops = self.perf.ops.lock().await;
+        let mut config = self.require_primary(kind)?;
+        if config.paths_filters.remove(id).is_some() {
+            self.store_filters(config).await?;
+            tracing::info!(secondary_id = %id, "performance paths filter removed");
+        }
+        Ok(Response::no_content())
+    }
+
+    /// Persists a changed filter set and makes it the one in force (live streams of the
+    /// changed secondary end at their next batch or heartbeat and resync).
+    async fn store_filters(&self, config: ReplConfig) -> Result<(), CoreError> {
+        self.write_repl_config(ReplicationKind::Performance, &config)
+            .await?;
+        self.perf.filters.refresh(Some(&config));
+        *crate::util::lock(&self.perf.config) = Some(config);
+        Ok(())
+    }
+
+    /// `GET sys/replication/performance/primary/dynamic-filter/:id`.
+    pub(super) async fn primary_dynamic_filter(&self, id: &str) -> Result<Response, CoreError> {
+        self.require_primary(ReplicationKind::Performance)?;
+        let mut data = Map::new();
+        data.insert(
+            "dynamic_filtered_mounts".into(),
+            json!(self.perf.filters.filtered_mounts(id)),
+        );
+        data.insert("dynamic_filtered_namespaces".into(), json!([]));
+        Ok(Response::with_data(data))
+    }
+
+    /// `GET sys/replication/performance/secondary/dynamic-filter/:id`: a secondary is not
+    /// told its filter (it simply never receives the data), so it reports none.
+    pub(super) fn secondary_dynamic_filter(&self, _id: &str) -> Result<Response, CoreError> {
+        if !self.is_perf_secondary() {
+            return Err(CoreError::InvalidRequest(
+                "Not a performance secondary.".into(),
+            ));
+        }
+        let mut data = Map::new();
+        data.insert("dynamic_filtered_mounts".into(), json!([]));
+        data.insert("dynamic_filtered_namespaces".into(), json!([]));
+        Ok(Response::with_data(data))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filters(mode: FilterMode, paths: &[&str]) -> PathFilters {
+        let f = PathFilters::default();
+        let mut config = ReplConfig {
+            mode: ReplicationMode::Primary,
+            ..ReplConfig::default()
+        };
+        config.paths_filters.insert(
+            "pr-1".into(),
+            PathsFilter {
+                mode,
+                paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+            },
+        );
+        f.refresh(Some(&config));
+        let mut inner = lock_write(&f.inner);
+        inner.mounts.insert("u-secret".into(), "secret/".into());
+        inner.mounts.insert("u-team".into(), "team/".into());
+        inner.mounts.insert("u-up".into(), "auth/userpass/".into());
+        drop(inner);
+        f
+    }
+
+    #[test]
+    fn deny_withholds_only_the_listed_mounts_data() {
+        // Why: a deny filter must keep a mount's data off the secondary, and nothing else.
+        let f = filters(FilterMode::Deny, &["team/"]);
+
+        assert!(f.allows("pr-1", "logical/u-secret/a"));
+        assert!(!f.allows("pr-1", "logical/u-team/a"));
+        assert!(f.allows("pr-1", "auth/u-up/user/bob"));
+        assert!(f.allows("pr-1", "core/mounts"));
+        assert!(f.allows("pr-1", "sys/policy/p"));
+        assert!(f.allows("other", "logical/u-team/a"));
+        assert_eq!(f.filtered_mounts("pr-1"), vec!["team/"]);
+    }
+
+    #[test]
+    fn allow_sends_only_the_listed_mounts_and_withholds_unknown_ones() {
+        // Why: in allow mode everything unlisted, a mount we cannot place included, stays home.
+        let f = filters(FilterMode::Allow, &["secret/", "auth/userpass/"]);
+
+        assert!(f.allows("pr-1", "logical/u-secret/a"));
+        assert!(!f.allows("pr-1", "logical/u-team/a"));
+        assert!(f.allows("pr-1", "auth/u-up/user/bob"));
+        assert!(!f.allows("pr-1", "logical/u-unknown/a"));
+        assert!(f.allows("pr-1", "core/keyring"));
+    }
+
+    #[test]
+    fn the_digest_changes_with_the_filter_and_not_with_path_order() {
+        // Why: the digest forces a resync exactly when what travels may have changed.
+        let a = filters(FilterMode::Deny, &["team/", "secret/"]);
+        let b = filters(FilterMode::Deny, &["secret/", "team/"]);
+        let c = filters(FilterMode::Allow, &["secret/", "team/"]);
+
+        assert_eq!(a.digest("pr-1"), b.digest("pr-1"));
+        assert_ne!(a.digest("pr-1"), c.digest("pr-1"));
+        assert_eq!(a.digest("nobody"), unfiltered_digest());
+        assert_ne!(a.digest("pr-1"), unfiltered_digest());
+    }
+
+    #[test]
+    fn filter_paths_are_normalized() {
+        // Why: `secret` and `/secret/` name the same mount; an empty path names none.
+        assert_eq!(normalize_path("secret").as_deref(), Some("secret/"));
+        assert_eq!(normalize_path("/secret/").as_deref(), Some("secret/"));
+        assert_eq!(normalize_path("  "), None);
+    }
+}
