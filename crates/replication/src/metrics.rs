@@ -51,6 +51,11 @@ pub const PERF_SECONDARY_LAST_HEARTBEAT_AGE_SECONDS: &str =
 pub const PERF_STREAM_RESUMES_TOTAL: &str = "vault_replication_performance_stream_resumes_total";
 pub const PERF_MERKLE_DIFFS_TOTAL: &str = "vault_replication_performance_merkle_diffs_total";
 pub const PERF_REDIRECTS_TOTAL: &str = "vault_replication_performance_redirects_total";
+/// Gauge on the primary, labelled `secondary_id`: the last WAL index that secondary reported
+/// applied in its heartbeat.
+pub const SECONDARY_LAST_REMOTE_WAL: &str = "vault_replication_secondary_last_remote_wal";
+pub const PERF_SECONDARY_LAST_REMOTE_WAL: &str =
+    "vault_replication_performance_secondary_last_remote_wal";
 
 /// The metric names of one kind of stream.
 pub(crate) struct Names {
@@ -66,6 +71,7 @@ pub(crate) struct Names {
     pub stream_resumes_total: &'static str,
     pub merkle_diffs_total: &'static str,
     pub redirects_total: &'static str,
+    pub secondary_last_remote_wal: &'static str,
 }
 
 const DR: Names = Names {
@@ -81,6 +87,7 @@ const DR: Names = Names {
     stream_resumes_total: STREAM_RESUMES_TOTAL,
     merkle_diffs_total: MERKLE_DIFFS_TOTAL,
     redirects_total: REDIRECTS_TOTAL,
+    secondary_last_remote_wal: SECONDARY_LAST_REMOTE_WAL,
 };
 
 const PERFORMANCE: Names = Names {
@@ -96,6 +103,7 @@ const PERFORMANCE: Names = Names {
     stream_resumes_total: PERF_STREAM_RESUMES_TOTAL,
     merkle_diffs_total: PERF_MERKLE_DIFFS_TOTAL,
     redirects_total: PERF_REDIRECTS_TOTAL,
+    secondary_last_remote_wal: PERF_SECONDARY_LAST_REMOTE_WAL,
 };
 
 /// The names `kind`'s stream records under.

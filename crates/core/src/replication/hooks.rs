@@ -92,6 +92,13 @@ impl SecondaryHooks for Hooks {
             return;
         }
         if self.kind == ReplicationKind::Performance {
+            let applied = lock(&core.perf.runner)
+                .as_ref()
+                .map(|h| h.status().last_remote_wal);
+            if let Some(applied) = applied {
+                metrics::gauge!("vault_replication_performance_fsm_last_remote_wal")
+                    .set(applied as f64);
+            }
             if let Err(e) = self.refresh_caches(&core).await {
                 tracing::warn!(error = %e, "reloading caches after a performance apply failed");
             }

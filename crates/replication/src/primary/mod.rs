@@ -442,11 +442,15 @@ impl PrimaryServer {
         match msg {
             SecondaryMsg::Heartbeat {
                 unix_ms: theirs,
+                last_applied,
                 echo_unix_ms,
                 echo_held_ms,
-                ..
             } => {
                 let ours = unix_ms(SystemTime::now());
+                // What each secondary reports applied, beside our own last WAL index: the
+                // per-secondary lag in entries, on the primary's dashboard.
+                metrics::gauge!(self.names().secondary_last_remote_wal, "secondary_id" => s.peer_id.clone())
+                    .set(last_applied as f64);
                 s.secondary_hb = Some((theirs, Instant::now()));
                 s.peer.clock_skew_ms = i64::try_from(theirs)
                     .unwrap_or(i64::MAX)

@@ -239,6 +239,9 @@ impl ReplShared {
     fn publish(&self, meta: &WalMeta) {
         metrics::gauge!("vault_replication_wal_last_wal").set(meta.last_wal as f64);
         metrics::gauge!("vault_replication_wal_last_dr_wal").set(meta.last_wal as f64);
+        // Every index travels on the performance stream too (entries without shared ops go
+        // empty), so a performance secondary's last_remote_wal compares with this one.
+        metrics::gauge!("vault_replication_wal_last_performance_wal").set(meta.last_wal as f64);
         metrics::gauge!("vault_replication_wal_retained_entries").set(meta.retained_entries as f64);
         metrics::gauge!("vault_replication_wal_retained_bytes").set(meta.retained_bytes as f64);
         metrics::gauge!("vault_replication_fsm_last_remote_wal").set(meta.last_remote_wal as f64);
