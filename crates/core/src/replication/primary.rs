@@ -172,6 +172,10 @@ impl Core {
             },
         )
         .await?;
+        // A DR secondary takes part in no performance replication: whatever role this cluster
+        // had there passes, with the record, to the DR secondary that is promoted next.
+        self.apply_repl_config(ReplicationKind::Performance, None)
+            .await;
         // No more background lease revocations, then wait (bounded) for the client requests
         // admitted before the switch: their writes are in the WAL, and so reach the
         // secondaries, before this call answers.

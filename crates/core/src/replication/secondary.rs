@@ -411,7 +411,15 @@ impl Core {
                     "this secondary holds no activation identity to reconnect with; pass an activation token from the primary".into(),
                 ));
             };
-            s.primary_cluster_addrs = addrs.iter().map(|a| normalize_cluster_addr(a)).collect();
+            let mut normalized = Vec::with_capacity(addrs.len());
+            for a in &addrs {
+                normalized.push(normalize_cluster_addr(a).ok_or_else(|| {
+                    CoreError::InvalidRequest(format!(
+                        "update_primary_addrs: {a:?} is not a cluster address; give host:port or https://host:port"
+                    ))
+                })?);
+            }
+            s.primary_cluster_addrs = normalized;
             s.known_primary_cluster_addrs.clear();
             self.commit_repl_config(kind, config).await?;
             tracing::info!(
@@ -477,14 +485,17 @@ impl Core {
     }
 }
 
-/// `https://host:port` for an address given with or without a scheme.
-fn normalize_cluster_addr(addr: &str) -> String {
-    let addr = addr.trim();
-    if addr.contains("://") {
-        addr.to_owned()
-    } else {
-        format!("https://{addr}")
+/// `https://host:port` for an address given with or without the scheme; `None` when it
+/// names no port (or another scheme).
+fn normalize_cluster_addr(addr: &str) -> Option<String> {
+    let addr = addr.trim().trim_end_matches('/');
+    let rest = addr.strip_prefix("https://").unwrap_or(addr);
+    let (host, port) = rest.rsplit_once(':')?;
+    let port_ok = !port.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0);
+    if host.is_empty() || host.contains('/') || rest.contains("://") || !port_ok {
+        return None;
     }
+    Some(format!("https://{rest}"))
 }
 
 #[cfg(test)]
@@ -503,6 +514,22 @@ mod tests {
             primary_last_wal,
             last_heartbeat: Some(hb),
             ..SecondaryStatus::default()
+        }
+    }
+
+    #[test]
+    fn update_primary_addrs_must_name_a_port() {
+        // Why: an address without a port would leave the secondary dialing nothing, silently.
+        use super::normalize_cluster_addr as n;
+
+        assert_eq!(n("10.0.0.1:8201").as_deref(), Some("https://10.0.0.1:8201"));
+        assert_eq!(
+            n("https://pri-0:8201/").as_deref(),
+            Some("https://pri-0:8201")
+        );
+        assert_eq!(n("[::1]:8201").as_deref(), Some("https://[::1]:8201"));
+        for bad in ["pri-0", "http://pri-0:8201", "pri-0:0", ":8201", "pri-0:x"] {
+            assert_eq!(n(bad), None, "{bad}");
         }
     }
 
