@@ -15,20 +15,14 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use common::cluster::{Cluster, Join, get, leader, put, quick_client, seal_status};
+use common::cluster::{Cluster, Join, counter, get, leader, put, seal_status};
 use common::{Node, ok};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 /// `data` of `sys/replication/dr/status`, or `None` when the node does not answer.
 fn status(node: &Node) -> Option<Value> {
-    node.child.as_ref()?;
-    let r = quick_client(&node.certs.ca)
-        .get(format!("{}/v1/sys/replication/dr/status", node.addr))
-        .send()
-        .ok()?;
-    let v: Value = r.json().ok()?;
-    Some(v["data"].clone())
+    common::cluster::replication_status(node, "dr")
 }
 
 /// The running node that says it leads (`sys/leader` answers on DR secondaries too).
@@ -46,23 +40,6 @@ fn wait_leader(c: &Cluster, secs: u64) -> usize {
         }
     });
     found
-}
-
-/// Sum of the samples of counter `name` on a node (0 when absent: never incremented). Read
-/// anonymously: a DR secondary answers `sys/metrics` only so (the cluster helper's listeners
-/// allow it), and then each node answers for itself.
-fn counter(node: &Node, name: &str) -> f64 {
-    let text = quick_client(&node.certs.ca)
-        .get(format!("{}/v1/sys/metrics?format=prometheus", node.addr))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    text.lines()
-        .filter(|l| l.split([' ', '{']).next() == Some(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>()
-        + 0.0
 }
 
 fn secondary_token(c: &Cluster, via: usize, token: &str, id: &str) -> String {

@@ -10,38 +10,14 @@
 
 mod common;
 
-use common::cluster::{Cluster, Join, get, put, quick_client, seal_status};
+use common::cluster::{Cluster, Join, counter, get, put, quick_client, seal_status};
 use common::{Node, ok};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 /// `data` of `sys/replication/performance/status`, or `None` when the node does not answer.
 fn status(node: &Node) -> Option<Value> {
-    node.child.as_ref()?;
-    let r = quick_client(&node.certs.ca)
-        .get(format!(
-            "{}/v1/sys/replication/performance/status",
-            node.addr
-        ))
-        .send()
-        .ok()?;
-    let v: Value = r.json().ok()?;
-    Some(v["data"].clone())
-}
-
-/// Sum of the samples of counter `name` on a node (0 when never incremented).
-fn counter(node: &Node, name: &str) -> f64 {
-    let text = quick_client(&node.certs.ca)
-        .get(format!("{}/v1/sys/metrics?format=prometheus", node.addr))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    text.lines()
-        .filter(|l| l.split([' ', '{']).next() == Some(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>()
-        + 0.0
+    common::cluster::replication_status(node, "performance")
 }
 
 /// Waits until node `s` of the secondary streams and applied a primary WAL index past `beyond`.
@@ -155,11 +131,24 @@ fn performance_replication_between_three_node_clusters_follows_leader_changes() 
     // node, which forwards it to the primary); both clusters then hold it.
     let via = &s.nodes[s_standbys[0]];
     assert_eq!(get(via, &bob, "before").as_deref(), Some("from-p"));
-    assert_eq!(put(via, &bob, "from-s", "via-standby").status(), 200);
+    let write = put(via, &bob, "from-s", "via-standby");
+    assert_eq!(write.status(), 200);
+    let index = write.headers()["x-vault-index"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(
         get(&p.nodes[pa], &root, "from-s").as_deref(),
         Some("via-standby")
     );
+    // The index the write returned is the primary's: a read presenting it through the
+    // standby is answered at that state (the active node compares it with the stream).
+    let read = via
+        .req(Method::GET, "secret/data/from-s", &bob)
+        .header("x-vault-index", &index)
+        .send()
+        .unwrap();
+    assert_eq!(read.status(), 200, "a read at the primary's index");
     common::cluster::wait_for_node(&s, 30, "the write to stream back to the standby", || {
         get(via, &bob, "from-s").as_deref() == Some("via-standby")
     });

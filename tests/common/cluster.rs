@@ -514,3 +514,32 @@ pub fn tail(path: &Path, n: usize) -> String {
     s.push('\n');
     s
 }
+
+/// Sum of the samples of counter `name` on a node (0 when absent: never incremented). Read
+/// anonymously: a DR secondary answers `sys/metrics` only so (this helper's listeners allow
+/// it), and then each node answers for itself.
+pub fn counter(node: &Node, name: &str) -> f64 {
+    let text = quick_client(&node.certs.ca)
+        .get(format!("{}/v1/sys/metrics?format=prometheus", node.addr))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .filter(|l| l.split([' ', '{']).next() == Some(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>()
+        + 0.0
+}
+
+/// `data` of `sys/replication/{kind}/status` on a running node (`kind`: `dr` or
+/// `performance`), or `None` when it does not answer.
+pub fn replication_status(node: &Node, kind: &str) -> Option<Value> {
+    node.child.as_ref()?;
+    let r = quick_client(&node.certs.ca)
+        .get(format!("{}/v1/sys/replication/{kind}/status", node.addr))
+        .send()
+        .ok()?;
+    let v: Value = r.json().ok()?;
+    Some(v["data"].clone())
+}

@@ -176,6 +176,11 @@ impl Requirement {
         })
     }
 
+    /// Whether a state of a cluster other than `cluster_id` is required.
+    pub fn names_other_cluster(&self, cluster_id: &str) -> bool {
+        self.states.iter().any(|s| s.cluster_id != cluster_id)
+    }
+
     /// The highest Raft index required of `cluster_id`, and whether a state of another
     /// cluster is required (which no node here can hold).
     fn needed(&self, cluster_id: &str) -> (u64, bool) {

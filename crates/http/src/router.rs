@@ -371,7 +371,16 @@ async fn place(state: &AppState, parts: &http::request::Parts, path: &str) -> Pl
     if !reads_here {
         return Placement::Divert;
     }
-    match consistency::decide(&state.core.read_role(), &requirement) {
+    let role = state.core.read_role();
+    // A performance secondary's standby cannot tell how far its primary's stream got; the
+    // active node can (a client that wrote through this cluster holds the primary's index).
+    if state.core.is_perf_secondary()
+        && let strongroom_core::ha::ReadRole::StandbyReads { state: own } = &role
+        && requirement.names_other_cluster(&own.cluster_id)
+    {
+        return Placement::Divert;
+    }
+    match consistency::decide(&role, &requirement) {
         Decision::Forward => {
             record_standby_read("forward_active_node", path);
             Placement::Divert

@@ -172,6 +172,31 @@ where
         .map_err(|e| ReplicationError::io("flushing a replication frame", e))
 }
 
+/// Reads frames from `rd` into `tx` until the peer closes, a frame fails (sent on, then the
+/// loop ends) or the receiver is gone: the reader task of either end of a stream.
+pub(crate) async fn read_loop<R, T>(
+    mut rd: R,
+    tx: tokio::sync::mpsc::Sender<Result<T, ReplicationError>>,
+) where
+    R: AsyncRead + Unpin,
+    T: DeserializeOwned,
+{
+    loop {
+        match read_frame::<_, T>(&mut rd).await {
+            Ok(Some(msg)) => {
+                if tx.send(Ok(msg)).await.is_err() {
+                    return;
+                }
+            }
+            Ok(None) => return,
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+        }
+    }
+}
+
 /// Reads one frame; `Ok(None)` when the peer closed cleanly between frames.
 pub async fn read_frame<R, T>(r: &mut R) -> Result<Option<T>, ReplicationError>
 where

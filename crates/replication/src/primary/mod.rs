@@ -29,7 +29,8 @@ use crate::wire::{
     read_frame,
 };
 use performance::PerfSession;
-use session::{End, Session, bounded, check_filter, read_loop, send, unix_ms};
+use session::{End, Session, bounded, check_filter, send, unix_ms};
+use crate::wire::read_loop;
 
 /// Interval of primary heartbeats and registry checks.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);

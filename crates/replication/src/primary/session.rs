@@ -5,14 +5,13 @@
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use strongroom_storage::WalPosition;
-use tokio::io::{AsyncRead, AsyncWrite, WriteHalf};
-use tokio::sync::mpsc;
+use tokio::io::{AsyncWrite, WriteHalf};
 
 use super::WRITE_TIMEOUT;
 use super::performance::PerfSession;
 use crate::error::ReplicationError;
 use crate::peer::PeerInfo;
-use crate::wire::{PrimaryMsg, SecondaryMsg, codes, read_frame, write_frame};
+use crate::wire::{PrimaryMsg, codes, write_frame};
 
 pub(super) fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
@@ -77,25 +76,6 @@ pub(super) async fn send<W: AsyncWrite + Unpin>(
         .map_err(|_| ReplicationError::Timeout("sending to the secondary".into()))?
 }
 
-pub(super) async fn read_loop<R: AsyncRead + Unpin>(
-    mut rd: R,
-    tx: mpsc::Sender<Result<SecondaryMsg, ReplicationError>>,
-) {
-    loop {
-        match read_frame::<_, SecondaryMsg>(&mut rd).await {
-            Ok(Some(msg)) => {
-                if tx.send(Ok(msg)).await.is_err() {
-                    return;
-                }
-            }
-            Ok(None) => return,
-            Err(e) => {
-                let _ = tx.send(Err(e)).await;
-                return;
-            }
-        }
-    }
-}
 
 /// Caps a peer-supplied address at 256 bytes (on a character boundary).
 pub(super) fn bounded(mut s: String) -> String {

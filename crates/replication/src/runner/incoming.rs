@@ -1,17 +1,14 @@
-//! What arrives from the primary before the FSM sees it: frames read in their own task, WAL
-//! messages already queued merged into one apply step, and the primary's commit times kept
-//! until their entries are applied (for the commit-lag histogram).
+//! What arrives from the primary before the FSM sees it: WAL messages already queued merged
+//! into one apply step, and the primary's commit times kept until their entries are applied
+//! (for the commit-lag histogram). The frames themselves are read by `wire::read_loop`.
 
 use std::collections::BTreeMap;
 
 use strongroom_storage::WalEntry;
-use tokio::io::ReadHalf;
-use tokio::sync::mpsc;
 
-use super::{Driver, Stream};
-use crate::error::ReplicationError;
+use super::Driver;
 use crate::fsm::Event;
-use crate::wire::{PrimaryMsg, read_frame};
+use crate::wire::PrimaryMsg;
 
 /// Most commit times held for entries not applied yet.
 const MAX_PENDING_COMMIT_TIMES: usize = 100_000;
@@ -77,22 +74,3 @@ impl Driver {
     }
 }
 
-pub(super) async fn read_loop(
-    mut rd: ReadHalf<Stream>,
-    tx: mpsc::Sender<Result<PrimaryMsg, ReplicationError>>,
-) {
-    loop {
-        match read_frame::<_, PrimaryMsg>(&mut rd).await {
-            Ok(Some(msg)) => {
-                if tx.send(Ok(msg)).await.is_err() {
-                    return;
-                }
-            }
-            Ok(None) => return,
-            Err(e) => {
-                let _ = tx.send(Err(e)).await;
-                return;
-            }
-        }
-    }
-}

@@ -30,7 +30,8 @@ use crate::metrics as m;
 use crate::peer::PeerInfo;
 use crate::perf_store::PerformanceStore;
 use crate::wire::{PrimaryMsg, SecondaryMsg, write_frame};
-use incoming::{note_commit_times, read_loop};
+use crate::wire::read_loop;
+use incoming::note_commit_times;
 
 /// How often the FSM is ticked (heartbeats, liveness).
 const TICK: Duration = Duration::from_millis(250);
