@@ -175,75 +175,78 @@ fn dev_server_starts_unsealed_with_the_given_root_token() {
     let _ = child.wait();
 }
 
-/// The banner `server -dev-pr` printed (up to its last line), read while the server starts;
-/// the server's later output is drained so it never blocks on a full pipe.
-fn read_dev_pr_banner(child: &mut std::process::Child, stderr_log: &std::path::Path) -> String {
-    use std::io::BufRead;
-    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stdout.lines() {
-            let Ok(line) = line else { return };
-            let _ = tx.send(line);
+/// A running `server -dev-pr` on free ports, what its banner printed, and a CLI against it.
+struct DevPr {
+    child: std::process::Child,
+    home: tempfile::TempDir,
+    banner: String,
+    /// API addresses: the primary, its performance secondary, that one's DR secondary.
+    addrs: Vec<String>,
+    ca: String,
+    /// The primary's root token.
+    root: String,
+}
+
+impl DevPr {
+    /// Starts the server and reads its banner; the later output is drained so the server
+    /// never blocks on a full pipe.
+    fn start() -> DevPr {
+        use std::io::BufRead;
+        let home = tempfile::tempdir().unwrap();
+        let stderr_log = home.path().join("server.log");
+        let mut child = Command::new(BIN)
+            .args(["server", "-dev-pr", "-dev-listen-address=127.0.0.1:0"])
+            .env("HOME", home.path())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_log).unwrap())
+            .spawn()
+            .unwrap();
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut banner = String::new();
+        while !banner.contains("\nEverything is in memory") {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let Ok(line) = rx.recv_timeout(left) else {
+                let _ = child.kill();
+                let log = std::fs::read_to_string(&stderr_log).unwrap_or_default();
+                panic!("no complete -dev-pr banner; stdout:\n{banner}\nstderr:\n{log}");
+            };
+            banner.push_str(&line);
+            banner.push('\n');
         }
-    });
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let mut banner = String::new();
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let Ok(line) = rx.recv_timeout(left) else {
-            panic!(
-                "no complete -dev-pr banner; stdout:\n{banner}\nstderr:\n{}",
-                std::fs::read_to_string(stderr_log).unwrap_or_default()
-            );
+        let values = |label: &str| -> Vec<String> {
+            banner
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix(label))
+                .filter_map(|rest| rest.split_whitespace().next().map(str::to_string))
+                .collect()
         };
-        banner.push_str(&line);
-        banner.push('\n');
-        if line.starts_with("Everything is in memory") {
-            return banner;
+        let (addrs, ca) = (values("Api Address:"), values("CA File:")[0].clone());
+        let root = values("Root Token:")[0].clone();
+        DevPr {
+            child,
+            home,
+            banner,
+            addrs,
+            ca,
+            root,
         }
     }
-}
 
-/// The first word after `label` on each banner line that has it, in order.
-fn banner_values(banner: &str, label: &str) -> Vec<String> {
-    banner
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix(label))
-        .filter_map(|rest| rest.split_whitespace().next().map(str::to_string))
-        .collect()
-}
-
-#[test]
-fn dev_pr_starts_three_replicating_clusters_and_the_secondary_logs_in_its_own_users() {
-    // Set up: `server -dev-pr` on free ports; its banner names the three clusters.
-    let home = tempfile::tempdir().unwrap();
-    let stderr_log = home.path().join("server.log");
-    let mut child = Command::new(BIN)
-        .args(["server", "-dev-pr", "-dev-listen-address=127.0.0.1:0"])
-        .env("HOME", home.path())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&stderr_log).unwrap())
-        .spawn()
-        .unwrap();
-    let banner = read_dev_pr_banner(&mut child, &stderr_log);
-    let addrs = banner_values(&banner, "Api Address:");
-    let (primary, secondary, dr) = (&addrs[0], &addrs[1], &addrs[2]);
-    let ca = banner_values(&banner, "CA File:")[0].clone();
-    let root = banner_values(&banner, "Root Token:")[0].clone();
-    assert!(
-        banner.contains("the primary's root token is NOT valid here")
-            && banner.contains(&format!(
-                "VAULT_ADDR={secondary} strongroom login -method=userpass username=demo"
-            )),
-        "{banner}"
-    );
-    let cli = |addr: &str, token: Option<&str>, args: &[&str]| {
+    /// Runs the CLI against `addr` (the token helper is this server's own); returns (exit
+    /// code, stdout, stderr).
+    fn cli(&self, addr: &str, token: Option<&str>, args: &[&str]) -> (i32, String, String) {
         let mut cmd = Command::new(BIN);
         cmd.args(args)
             .env("VAULT_ADDR", addr)
-            .env("VAULT_CACERT", &ca)
-            .env("HOME", home.path())
+            .env("VAULT_CACERT", &self.ca)
+            .env("HOME", self.home.path())
             .env_remove("VAULT_TOKEN")
             .env_remove("VAULT_FORMAT");
         if let Some(t) = token {
@@ -255,69 +258,85 @@ fn dev_pr_starts_three_replicating_clusters_and_the_secondary_logs_in_its_own_us
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
-    };
+    }
+}
 
-    // Act: write on the primary with its root token; on the secondary try that token, log in
-    // as the demo user, read the secret, and write through the secondary.
-    let (code, _, err) = cli(
-        primary,
-        Some(&root),
-        &["kv", "put", "secret/demo", "hello=world"],
+impl Drop for DevPr {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn dev_pr_starts_three_replicating_clusters_and_the_secondary_logs_in_its_own_users() {
+    // Set up: `server -dev-pr`; its banner names the three clusters and the primary's token.
+    let mut dev = DevPr::start();
+    let (primary, secondary, dr) = (&dev.addrs[0], &dev.addrs[1], &dev.addrs[2]);
+    let root = dev.root.clone();
+    let login_hint =
+        format!("VAULT_ADDR={secondary} strongroom login -method=userpass username=demo");
+    assert!(
+        dev.banner
+            .contains("the primary's root token is NOT valid here")
+            && dev.banner.contains(&login_hint),
+        "{}",
+        dev.banner
     );
-    assert_eq!(code, 0, "{err}");
-    let root_on_secondary = cli(secondary, Some(&root), &["kv", "get", "secret/demo"]).0;
-    let (code, _, err) = cli(
-        secondary,
-        None,
-        &[
-            "login",
-            "-method=userpass",
-            "username=demo",
-            "password=demo",
-        ],
-    );
-    assert_eq!(code, 0, "{err}");
+
+    // Act: write on the primary with its root token; on the secondary log in as the demo
+    // user, read the secret, try the primary's token, and write through the secondary.
+    let put = |addr: &str, token: Option<&str>, value: &str| {
+        let (code, _, err) = dev.cli(addr, token, &["kv", "put", "secret/demo", value]);
+        assert_eq!(code, 0, "{err}");
+    };
     let get = |addr: &str, token: Option<&str>| {
-        cli(addr, token, &["kv", "get", "-field=hello", "secret/demo"]).1
+        dev.cli(addr, token, &["kv", "get", "-field=hello", "secret/demo"])
     };
-    common::wait_for(10, "the primary's write to reach the secondary", || {
-        get(secondary, None) == "world\n"
-    });
-    let (code, _, err) = cli(
-        secondary,
-        None,
-        &["kv", "put", "secret/demo", "hello=again"],
-    );
+    put(primary, Some(&root), "hello=world");
+    let login = [
+        "login",
+        "-method=userpass",
+        "username=demo",
+        "password=demo",
+    ];
+    let (code, _, err) = dev.cli(secondary, None, &login);
     assert_eq!(code, 0, "{err}");
-    let read_back_on_secondary = get(secondary, None);
-    let read_on_primary = get(primary, Some(&root));
-    let field = |addr: &str, field: &str, path: &str| {
-        cli(addr, None, &["read", &format!("-field={field}"), path]).1
+    common::wait_for(10, "the primary's write to reach the secondary", || {
+        get(secondary, None).1 == "world\n"
+    });
+    let root_on_secondary = get(secondary, Some(&root));
+    put(secondary, None, "hello=again");
+    let read_back_on_secondary = get(secondary, None).1;
+    let read_on_primary = get(primary, Some(&root)).1;
+    let field = |addr: &str, field: &str, kind: &str| {
+        let path = format!("sys/replication/{kind}/status");
+        dev.cli(addr, None, &["read", &format!("-field={field}"), &path])
+            .1
     };
-    let perf = "sys/replication/performance/status";
-    let dr_status = "sys/replication/dr/status";
 
     // Assert: the primary's token is refused on the secondary, the demo user's token works
     // there, the forwarded write is readable at once on both clusters, and both secondaries
     // stream.
-    assert_eq!(
-        root_on_secondary, 2,
-        "the primary's root token is not valid on the secondary"
+    assert!(
+        root_on_secondary.0 == 2 && root_on_secondary.2.contains("403"),
+        "the primary's root token must be refused on the secondary: {root_on_secondary:?}"
     );
     assert_eq!(read_back_on_secondary, "again\n");
     assert_eq!(read_on_primary, "again\n");
-    assert_eq!(field(secondary, "mode", perf), "secondary\n");
-    assert_eq!(field(secondary, "state", perf), "stream-wals\n");
-    assert_eq!(field(dr, "mode", dr_status), "secondary\n");
-    assert_eq!(field(dr, "state", dr_status), "stream-wals\n");
-    assert_eq!(field(primary, "mode", perf), "primary\n");
+    assert_eq!(field(primary, "mode", "performance"), "primary\n");
+    assert_eq!(field(secondary, "mode", "performance"), "secondary\n");
+    assert_eq!(field(secondary, "state", "performance"), "stream-wals\n");
+    assert_eq!(field(dr, "mode", "dr"), "secondary\n");
+    assert_eq!(field(dr, "state", "dr"), "stream-wals\n");
 
     // SIGTERM stops all three and removes the generated certificates.
-    common::signal(&child, libc::SIGTERM);
-    let status = child.wait().unwrap();
+    common::signal(&dev.child, libc::SIGTERM);
+    let status = dev.child.wait().unwrap();
     assert!(status.success(), "{status}");
     assert!(
-        !std::path::Path::new(&ca).exists(),
-        "{ca} outlived the server"
+        !std::path::Path::new(&dev.ca).exists(),
+        "{} outlived the server",
+        dev.ca
     );
 }

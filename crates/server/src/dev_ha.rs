@@ -12,10 +12,10 @@ use anyhow::{Context as _, bail};
 use serde_json::json;
 use strongroom_api::UnsealRequest;
 use strongroom_core::ha::LeaderTls;
-use strongroom_core::{Operation, Request, Telemetry};
+use strongroom_core::{Operation, Request};
 
 use crate::config::{RaftStorageConfig, StorageConfig};
-use crate::dev_dr::{call, config, obj, write_certs};
+use crate::dev_env::{DevEnv, addresses, call, config, mount_secret, obj};
 use crate::flags::ServerFlags;
 use crate::run::{Clustering, RunningNode, new_core, open_storage, start_node};
 
@@ -26,35 +26,17 @@ const FORM_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Runs the cluster until SIGTERM/SIGINT.
 pub(crate) async fn run(flags: &ServerFlags) -> anyhow::Result<()> {
-    let base = flags
-        .dev_listen_address
-        .clone()
-        .unwrap_or_else(|| "127.0.0.1:8200".into());
-    let (host, port) = base
-        .rsplit_once(':')
-        .and_then(|(h, p)| p.parse::<u16>().ok().map(|p| (h.to_owned(), p)))
-        .with_context(|| format!("-dev-listen-address {base:?} is not host:port"))?;
-    let dir = std::env::temp_dir().join(format!("strongroom-dev-ha-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tls = write_certs(&dir)?;
-    let ca_pem = std::fs::read_to_string(&tls.ca)?;
-    let telemetry = Telemetry::install(Duration::from_secs(24 * 3600));
-    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let env = DevEnv::new("dev-ha")?;
+    let ca_pem = std::fs::read_to_string(&env.tls.ca)?;
 
     let mut nodes: Vec<RunningNode> = Vec::new();
     let mut unseal_key = String::new();
     let mut root = String::new();
-    for i in 0..NODES {
-        let api_port = if port == 0 { 0 } else { port + 10 * i as u16 };
-        let mut cfg = config(&format!("{host}:{api_port}"), &tls);
-        if let Some(l) = cfg.listeners.first_mut() {
-            l.cluster_address = Some(format!(
-                "{host}:{}",
-                if port == 0 { 0 } else { api_port + 1 }
-            ));
-        }
+    for (i, address) in addresses::<NODES>(flags)?.iter().enumerate() {
+        // The cluster port is the API port + 1 (0 stays 0), the listener default.
+        let mut cfg = config(address, &env.tls);
         cfg.storage = StorageConfig::Raft(RaftStorageConfig {
-            path: dir.join(format!("node{}", i + 1)),
+            path: env.dir.join(format!("node{}", i + 1)),
             node_id: Some(format!("node{}", i + 1)),
             performance_multiplier: 0,
             ..RaftStorageConfig::default()
@@ -68,10 +50,10 @@ pub(crate) async fn run(flags: &ServerFlags) -> anyhow::Result<()> {
         let dialer = Arc::new(strongroom_replication::ClusterDialer::new());
         let (storage, raft) = open_storage(&cfg, &cluster_bind, dialer.clone()).await?;
         let raft = raft.context("dev-ha storage is raft")?;
-        let core = new_core(&cfg, storage, telemetry.clone());
+        let core = new_core(&cfg, storage, env.telemetry.clone());
         core.set_cluster(raft.clone());
         let clustering = Clustering { raft, dialer };
-        let node = start_node(&cfg, core, &shutdown_rx, Some(&clustering)).await?;
+        let node = start_node(&cfg, core, &env.shutdown_rx, Some(&clustering)).await?;
         if i == 0 {
             let (key, token) = node
                 .core
@@ -94,13 +76,7 @@ pub(crate) async fn run(flags: &ServerFlags) -> anyhow::Result<()> {
                 obj(json!({"server_stabilization_time": "1s"})),
             )
             .await?;
-            call(
-                &node.core,
-                &root,
-                "sys/mounts/secret",
-                obj(json!({"type": "kv", "options": {"version": "2"}})),
-            )
-            .await?;
+            mount_secret(&node.core, &root).await?;
         } else {
             let leader = nodes.first().map(|n| n.api_addr.clone()).context("node1")?;
             let tls = LeaderTls {
@@ -122,17 +98,8 @@ pub(crate) async fn run(flags: &ServerFlags) -> anyhow::Result<()> {
         nodes.push(node);
     }
     wait_voters(&nodes, &root).await?;
-    print_banner(&nodes, &tls.ca, &root, &unseal_key);
-    crate::run::wait_for_shutdown().await;
-    let _ = shutdown_tx.send(true);
-    for node in nodes {
-        for l in node.listeners {
-            let _ = tokio::time::timeout(Duration::from_secs(10), l.wait()).await;
-        }
-        node.cluster_task.abort();
-        node.core.shutdown().await;
-    }
-    let _ = std::fs::remove_dir_all(&dir);
+    print_banner(&nodes, &env.tls.ca, &root, &unseal_key);
+    env.serve(nodes).await;
     Ok(())
 }
 

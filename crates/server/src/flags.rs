@@ -11,6 +11,9 @@ pub struct ServerFlags {
     pub dev_dr: bool,
     /// `-dev-ha`: a three-node Raft cluster in one process.
     pub dev_ha: bool,
+    /// `-dev-pr`: a performance primary, its performance secondary and that secondary's DR
+    /// secondary in one process.
+    pub dev_pr: bool,
     pub dev_root_token_id: Option<String>,
     pub dev_listen_address: Option<String>,
     pub dev_no_store_token: bool,
@@ -27,6 +30,9 @@ const USAGE: &str = "Usage: strongroom server [options]
                              (API on the -dev-listen-address port and that port + 10).
   -dev-ha                    Like -dev, but a three-node Raft cluster over TLS, already
                              formed (API on the -dev-listen-address port, +10 and +20).
+  -dev-pr                    Like -dev, but a performance primary, its performance secondary
+                             and that secondary's DR secondary over TLS (API on the
+                             -dev-listen-address port, +10 and +20).
   -dev-root-token-id=<id>    Root token id for -dev (env VAULT_DEV_ROOT_TOKEN_ID).
   -dev-listen-address=<addr> Listen address for -dev (default 127.0.0.1:8200,
                              env VAULT_DEV_LISTEN_ADDRESS).
@@ -67,6 +73,7 @@ impl ServerFlags {
                 "dev" => f.dev = parse_bool(name, inline.as_deref())?,
                 "dev-dr" => f.dev_dr = parse_bool(name, inline.as_deref())?,
                 "dev-ha" => f.dev_ha = parse_bool(name, inline.as_deref())?,
+                "dev-pr" => f.dev_pr = parse_bool(name, inline.as_deref())?,
                 "dev-root-token-id" => f.dev_root_token_id = Some(value(&mut i)?),
                 "dev-listen-address" => f.dev_listen_address = Some(value(&mut i)?),
                 "dev-no-store-token" => f.dev_no_store_token = parse_bool(name, inline.as_deref())?,
@@ -76,7 +83,7 @@ impl ServerFlags {
             }
             i += 1;
         }
-        if f.dev_dr || f.dev_ha {
+        if f.dev_dr || f.dev_ha || f.dev_pr {
             f.dev = false;
             f.dev_root_token_id = f
                 .dev_root_token_id

@@ -10,7 +10,9 @@
 mod cluster;
 pub mod config;
 mod dev_dr;
+mod dev_env;
 mod dev_ha;
+mod dev_pr;
 mod flags;
 mod logging;
 mod malloc;

@@ -59,6 +59,8 @@ pub fn run(args: &[String]) -> i32 {
         runtime.block_on(crate::dev_dr::run(&flags))
     } else if flags.dev_ha {
         runtime.block_on(crate::dev_ha::run(&flags))
+    } else if flags.dev_pr {
+        runtime.block_on(crate::dev_pr::run(&flags))
     } else {
         runtime.block_on(serve(flags, config, logs))
     };
@@ -73,7 +75,7 @@ pub fn run(args: &[String]) -> i32 {
 
 /// Reads the configuration files, or builds dev mode's.
 fn load_config(flags: &ServerFlags) -> Result<ServerConfig, String> {
-    if flags.dev || flags.dev_dr || flags.dev_ha {
+    if flags.dev || flags.dev_dr || flags.dev_ha || flags.dev_pr {
         return Ok(dev_config(flags));
     }
     let mut config = config::load(&flags.config).map_err(|e| e.to_string())?;
@@ -293,7 +295,7 @@ pub(crate) async fn start_node(
     })
 }
 
-/// Waits for SIGTERM or SIGINT (dev-dr mode has nothing to reload).
+/// Waits for SIGTERM or SIGINT (the multi-cluster dev modes have nothing to reload).
 pub(crate) async fn wait_for_shutdown() {
     use tokio::signal::unix::{SignalKind, signal};
     match (
