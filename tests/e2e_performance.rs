@@ -355,6 +355,27 @@ fn path_filters_keep_mounts_off_the_secondary_and_remove_what_it_had() {
         kv_get(&deny, &bob_deny, "secret/y").as_deref(),
         Some("later")
     );
+    // A filtered mount is hidden on the secondary: not listed, and a write there is refused
+    // rather than sent to the primary, where the secondary would never see it again.
+    for (node, bob) in [(&deny, &bob_deny), (&allow, &bob_allow)] {
+        let mounts = ok(node.req(Method::GET, "sys/mounts", bob).send().unwrap());
+        assert!(mounts["data"]["team/"].is_null() && mounts["data"]["secret/"].is_object());
+    }
+    let refused = kv_put(&deny, &bob_deny, "team/z", "lost?").status();
+    assert!(
+        refused.is_client_error(),
+        "a write to a hidden mount: {refused}"
+    );
+    assert_eq!(kv_get(&a, &root, "team/z"), None);
+    let seen = ok(deny
+        .req(
+            Method::GET,
+            "sys/replication/performance/secondary/dynamic-filter/pr-deny",
+            &bob_deny,
+        )
+        .send()
+        .unwrap());
+    assert_eq!(seen["data"]["dynamic_filtered_mounts"], json!(["team/"]));
     ok(a.req(
         Method::DELETE,
         "sys/replication/performance/primary/paths-filter/pr-deny",

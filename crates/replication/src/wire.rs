@@ -132,6 +132,19 @@ pub enum PrimaryMsg {
         active_cluster_addr: Option<String>,
         known_primary_cluster_addrs: Vec<String>,
     },
+    /// Performance streams only, right after `HelloAck`: the path filter this secondary's
+    /// data passes through (`None`: none), so it hides the mounts it receives no data of.
+    /// Appended last, so DR peers of earlier releases decode every message they ever get.
+    PathsFilter { filter: Option<PathsFilterWire> },
+}
+
+/// A performance secondary's path filter as the stream states it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathsFilterWire {
+    /// `deny` mode (else `allow`).
+    pub deny: bool,
+    /// Mount paths with a trailing slash.
+    pub paths: Vec<String>,
 }
 
 /// Round trip of a heartbeat echo: `now - sent - held`, all on the echo receiver's clock;

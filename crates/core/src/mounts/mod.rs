@@ -206,6 +206,21 @@ impl Core {
             tracing::warn!(error = %e, "could not store the built-in mounts; will retry on next unseal");
         }
         self.perf.filters.set_mounts(&table);
+        // A performance secondary hides the mounts whose data its primary's filter keeps
+        // away: they would answer every read with nothing and take writes it never sees.
+        let hidden = match self.secondary_paths_filter() {
+            Some(filter) => {
+                let (shown, hidden): (Vec<_>, Vec<_>) = std::mem::take(&mut table.entries)
+                    .into_iter()
+                    .partition(|e| crate::replication::mount_visible(&filter, e));
+                table.entries = shown;
+                let mut paths: Vec<String> = hidden.into_iter().map(|e| e.path).collect();
+                paths.sort();
+                paths
+            }
+            None => Vec::new(),
+        };
+        *crate::util::lock(&self.perf.hidden_mounts) = hidden;
         *self.mounts.write().await = table;
         Ok(())
     }
@@ -491,11 +506,24 @@ impl Core {
     /// change only the local records (a write of a shared record goes to the primary).
     async fn persist_mounts(&self, table: &MountTable) -> Result<(), CoreError> {
         let mut ops = Vec::with_capacity(4);
+        let hiding = self.secondary_paths_filter();
         for kind in TableKind::ALL {
             let raw = serde_json::to_vec(&table.part(kind))
                 .map_err(|e| CoreError::Internal(format!("encoding mount table: {e}")))?;
-            if self.barrier.get(kind.key()).await?.as_deref() == Some(raw.as_slice()) {
+            let stored = self.barrier.get(kind.key()).await?;
+            if stored.as_deref() == Some(raw.as_slice()) {
                 continue;
+            }
+            // A performance secondary's table lacks the mounts it hides: a shared record that
+            // differs only by those is unchanged.
+            if let (Some(filter), Some(stored)) = (&hiding, &stored)
+                && let Ok(mut part) = serde_json::from_slice::<MountTable>(stored)
+            {
+                part.entries
+                    .retain(|e| crate::replication::mount_visible(filter, e));
+                if serde_json::to_vec(&part).ok().as_deref() == Some(raw.as_slice()) {
+                    continue;
+                }
             }
             ops.push(BarrierOp::Put {
                 key: kind.key().to_owned(),

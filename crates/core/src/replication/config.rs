@@ -95,6 +95,10 @@ pub(crate) struct SecondaryMaterial {
     pub ca_pem: String,
     pub client_cert_pem: String,
     pub client_key_pem: String,
+    /// Performance: the path filter the primary last stated for us (its mounts are hidden).
+    #[serde(default)]
+    #[zeroize(skip)]
+    pub paths_filter: Option<PathsFilter>,
 }
 
 /// One activation token ever issued by this primary.

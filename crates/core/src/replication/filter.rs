@@ -18,10 +18,11 @@ use std::sync::RwLock;
 
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
+use strongroom_replication::wire::PathsFilterWire;
 use strongroom_replication::{PerformanceFilter, ReplicationKind};
 
 use super::config::{FilterMode, PathsFilter, ReplConfig, ReplicationMode};
-use crate::mounts::MountTable;
+use crate::mounts::{MountEntry, MountTable};
 use crate::util::{lock_read, lock_write};
 use crate::{Core, CoreError, Request, Response};
 
@@ -133,6 +134,25 @@ impl PerformanceFilter for PathFilters {
     fn filters_anything(&self, secondary_id: &str) -> bool {
         lock_read(&self.inner).filters.contains_key(secondary_id)
     }
+
+    fn wire_filter(&self, secondary_id: &str) -> Option<PathsFilterWire> {
+        lock_read(&self.inner)
+            .filters
+            .get(secondary_id)
+            .map(|f| PathsFilterWire {
+                deny: f.mode == FilterMode::Deny,
+                paths: f.paths.clone(),
+            })
+    }
+}
+
+/// Engines whose mounts exist on every cluster and are never hidden: they hold no shared data.
+const BUILT_IN_ENGINES: &[&str] = &["cubbyhole", "token", "system", "identity"];
+
+/// Whether a performance secondary under `filter` shows `entry` (its data never arrives
+/// otherwise). Local mounts are its own; built-in mounts hold nothing shared.
+pub(crate) fn visible(filter: &PathsFilter, entry: &MountEntry) -> bool {
+    entry.local || BUILT_IN_ENGINES.contains(&entry.engine.as_str()) || passes(filter, &entry.path)
 }
 
 /// A filter path as stored: no leading slash, one trailing slash.
@@ -243,18 +263,77 @@ impl Core {
         Ok(Response::with_data(data))
     }
 
-    /// `GET sys/replication/performance/secondary/dynamic-filter/:id`: a secondary is not
-    /// told its filter (it simply never receives the data), so it reports none.
-    pub(super) fn secondary_dynamic_filter(&self, _id: &str) -> Result<Response, CoreError> {
-        if !self.is_perf_secondary() {
-            return Err(CoreError::InvalidRequest(
-                "Not a performance secondary.".into(),
-            ));
-        }
+    /// `GET sys/replication/performance/secondary/dynamic-filter/:id`: the mounts this
+    /// secondary hides because the filter its primary stated keeps their data away.
+    pub(super) fn secondary_dynamic_filter(&self, id: &str) -> Result<Response, CoreError> {
+        let config = self
+            .perf
+            .config()
+            .filter(|c| c.mode == ReplicationMode::Secondary)
+            .ok_or_else(|| CoreError::InvalidRequest("Not a performance secondary.".into()))?;
+        let ours = config
+            .secondary
+            .as_ref()
+            .is_some_and(|s| s.secondary_id == id);
+        let mounts = if ours {
+            crate::util::lock(&self.perf.hidden_mounts).clone()
+        } else {
+            Vec::new()
+        };
         let mut data = Map::new();
-        data.insert("dynamic_filtered_mounts".into(), json!([]));
+        data.insert("dynamic_filtered_mounts".into(), json!(mounts));
         data.insert("dynamic_filtered_namespaces".into(), json!([]));
         Ok(Response::with_data(data))
+    }
+
+    /// The path filter this cluster's data passes through, when it is a performance
+    /// secondary whose primary stated one.
+    pub(crate) fn secondary_paths_filter(&self) -> Option<PathsFilter> {
+        let config = crate::util::lock(&self.perf.config);
+        let c = config.as_ref()?;
+        if c.mode != ReplicationMode::Secondary {
+            return None;
+        }
+        c.secondary.as_ref()?.paths_filter.clone()
+    }
+
+    /// Adopts the filter a performance primary stated at connect (persisted, so a restart
+    /// hides the same mounts before it reconnects) and reloads the mount table if it changed.
+    pub(super) async fn adopt_paths_filter(&self, wire: Option<PathsFilterWire>) {
+        let filter = wire.map(|w| PathsFilter {
+            mode: if w.deny {
+                FilterMode::Deny
+            } else {
+                FilterMode::Allow
+            },
+            paths: w.paths,
+        });
+        let Ok(_ops) = self.perf.ops.try_lock() else {
+            // A mode change is running; the next connection states the filter again.
+            return;
+        };
+        let Some(mut config) = self.perf.config() else {
+            return;
+        };
+        let Some(s) = config.secondary.as_mut() else {
+            return;
+        };
+        if s.paths_filter == filter {
+            return;
+        }
+        s.paths_filter = filter;
+        if let Err(e) = self
+            .write_repl_config(ReplicationKind::Performance, &config)
+            .await
+        {
+            tracing::warn!(error = %e, "persisting the stated paths filter failed");
+            return;
+        }
+        *crate::util::lock(&self.perf.config) = Some(config);
+        if let Err(e) = self.load_mounts().await {
+            tracing::warn!(error = %e, "reloading the mount table after a paths filter change failed");
+        }
+        tracing::info!("performance secondary adopted its primary's paths filter");
     }
 }
 

@@ -128,6 +128,12 @@ impl SecondaryHooks for Hooks {
         }
     }
 
+    async fn paths_filter(&self, filter: Option<strongroom_replication::wire::PathsFilterWire>) {
+        if let Some(core) = self.core.upgrade() {
+            core.adopt_paths_filter(filter).await;
+        }
+    }
+
     async fn known_addrs_changed(&self, addrs: Vec<String>) {
         let Some(core) = self.core.upgrade() else {
             return;

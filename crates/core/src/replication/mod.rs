@@ -33,6 +33,7 @@ use serde_json::{Map, Value};
 use strongroom_replication::activation::jwt;
 
 pub use config::ReplicationMode;
+pub(crate) use filter::visible as mount_visible;
 pub(crate) use forwarding::forwarded_identity;
 pub use forwarding::{ForwardedIdentity, PrimaryRoute, serve_as_forwarded};
 pub(crate) use routes::route;

@@ -56,6 +56,7 @@ fn secondary_material(b: &ActivationBundle) -> SecondaryMaterial {
         ca_pem: b.ca_pem.clone(),
         client_cert_pem: b.client_cert_pem.clone(),
         client_key_pem: b.client_key_pem.clone(),
+        paths_filter: None,
     }
 }
 

@@ -59,6 +59,8 @@ pub(crate) struct ReplicationState {
     pub(crate) filters: Arc<PathFilters>,
     /// The last primary WAL index the previous runner applied (status of an idle secondary).
     pub(super) last_applied: AtomicU64,
+    /// Performance secondary: mounts the stated paths filter hides, sorted.
+    pub(crate) hidden_mounts: Mutex<Vec<String>>,
     /// Kept true while this kind's mode is secondary (performance: core's storage wrapper
     /// reads it to hand shared writes to the primary).
     secondary_flag: Option<Arc<std::sync::atomic::AtomicBool>>,
@@ -82,6 +84,7 @@ impl ReplicationState {
             kind,
             filters,
             last_applied: AtomicU64::new(0),
+            hidden_mounts: Mutex::new(Vec::new()),
             secondary_flag: None,
             me,
             mode: AtomicU8::new(ReplicationMode::Disabled.as_u8()),

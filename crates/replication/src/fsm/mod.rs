@@ -129,6 +129,8 @@ pub enum Event {
     Tick,
     /// Stop replicating and go `idle`.
     Stop,
+    /// A performance primary stated the path filter our data passes through.
+    PathsFilter(Option<crate::wire::PathsFilterWire>),
 }
 
 impl From<PrimaryMsg> for Event {
@@ -168,6 +170,7 @@ impl From<PrimaryMsg> for Event {
                 active_cluster_addr,
                 known_primary_cluster_addrs,
             },
+            PrimaryMsg::PathsFilter { filter } => Event::PathsFilter(filter),
         }
     }
 }
@@ -196,6 +199,8 @@ pub enum Output {
     Sleep(Duration),
     /// The primary's node addresses changed; persist them.
     KnownAddrs(Vec<String>),
+    /// Tell the core which path filter the primary applies to us (it hides those mounts).
+    PathsFilter(Option<crate::wire::PathsFilterWire>),
 }
 
 /// Identity of this secondary.
@@ -383,6 +388,10 @@ impl SecondaryFsm {
         out: &mut Vec<Output>,
     ) -> Result<(), Violation> {
         match event {
+            Event::PathsFilter(filter) => {
+                out.push(Output::PathsFilter(filter));
+                Ok(())
+            }
             Event::Start => {
                 if self.state == State::Idle {
                     self.status.last_start_ms = Some(self.now_ms);

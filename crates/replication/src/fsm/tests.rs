@@ -408,7 +408,7 @@ impl Sim {
                 } => self.secondary.prune(tree, &buckets, &keep),
                 Output::Disconnect => self.drop_connection(),
                 Output::Sleep(d) => self.now += d.as_millis() as u64,
-                Output::AfterApply | Output::KnownAddrs(_) => {}
+                Output::AfterApply | Output::KnownAddrs(_) | Output::PathsFilter(_) => {}
             }
         }
     }

@@ -24,13 +24,13 @@ use crate::ReplicationKind;
 use crate::error::ReplicationError;
 use crate::metrics as m;
 use crate::peer::PeerInfo;
+use crate::wire::read_loop;
 use crate::wire::{
     MAX_FRAME, PROTOCOL_VERSION, PrimaryMsg, SecondaryMsg, chunk_pairs, codes, echo_rtt_ms,
     read_frame,
 };
 use performance::PerfSession;
 use session::{End, Session, bounded, check_filter, send, unix_ms};
-use crate::wire::read_loop;
 
 /// Interval of primary heartbeats and registry checks.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
@@ -328,7 +328,15 @@ impl PrimaryServer {
             },
         )
         .await
-        .map_err(End::Failed)
+        .map_err(End::Failed)?;
+        // A performance secondary hides the mounts whose data it will not receive.
+        if let Some(filter) = &self.filter {
+            let msg = PrimaryMsg::PathsFilter {
+                filter: filter.wire_filter(&s.peer_id),
+            };
+            send(&mut s.wr, &msg).await.map_err(End::Failed)?;
+        }
+        Ok(())
     }
 
     async fn run<S>(

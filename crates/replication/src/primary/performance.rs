@@ -30,6 +30,10 @@ pub trait PerformanceFilter: Send + Sync {
     /// Whether `secondary_id`'s filter denies anything at all; when it does not, our own
     /// merkle index is the secondary's view and no filtered index is built.
     fn filters_anything(&self, secondary_id: &str) -> bool;
+    /// `secondary_id`'s filter as the stream states it to the secondary (`None`: none).
+    fn wire_filter(&self, _secondary_id: &str) -> Option<crate::wire::PathsFilterWire> {
+        None
+    }
 }
 
 /// The hash a performance stream with filter digest `digest` presents for our hash `h`.

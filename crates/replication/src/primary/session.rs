@@ -76,7 +76,6 @@ pub(super) async fn send<W: AsyncWrite + Unpin>(
         .map_err(|_| ReplicationError::Timeout("sending to the secondary".into()))?
 }
 
-
 /// Caps a peer-supplied address at 256 bytes (on a character boundary).
 pub(super) fn bounded(mut s: String) -> String {
     const MAX: usize = 256;

@@ -49,6 +49,8 @@ pub trait SecondaryHooks: Send + Sync {
     async fn after_apply(&self) {}
     /// The primary advertised a new set of node cluster addresses; persist them.
     async fn known_addrs_changed(&self, _addrs: Vec<String>) {}
+    /// A performance primary stated the path filter our data passes through.
+    async fn paths_filter(&self, _filter: Option<crate::wire::PathsFilterWire>) {}
 }
 
 /// Merkle-sync progress, as `merkle_sync_progress` shows it.

@@ -29,8 +29,8 @@ use crate::fsm::{Event, FsmConfig, Output, SecondaryFsm, State, StorageView};
 use crate::metrics as m;
 use crate::peer::PeerInfo;
 use crate::perf_store::PerformanceStore;
-use crate::wire::{PrimaryMsg, SecondaryMsg, write_frame};
 use crate::wire::read_loop;
+use crate::wire::{PrimaryMsg, SecondaryMsg, write_frame};
 use incoming::note_commit_times;
 
 /// How often the FSM is ticked (heartbeats, liveness).
@@ -383,6 +383,10 @@ impl Driver {
                 }
                 Output::KnownAddrs(addrs) => {
                     self.hooks.known_addrs_changed(addrs).await;
+                    Flow::Continue
+                }
+                Output::PathsFilter(filter) => {
+                    self.hooks.paths_filter(filter).await;
                     Flow::Continue
                 }
             };

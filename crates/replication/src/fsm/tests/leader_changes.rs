@@ -270,7 +270,7 @@ impl LeaderSim {
                 Output::Disconnect => self.drop_connection(),
                 Output::Sleep(d) => self.now += d.as_millis() as u64,
                 Output::KnownAddrs(addrs) => self.persisted_addrs = addrs,
-                Output::AfterApply => {}
+                Output::AfterApply | Output::PathsFilter(_) => {}
             }
         }
     }
