@@ -106,14 +106,14 @@ fn secondary_streams_and_refuses_clients() {
             .unwrap()
             .contains("path disabled in replication DR secondary mode")
     );
-    assert_eq!(
-        b.client()
-            .get(format!("{}/v1/sys/health", b.addr))
-            .send()
-            .unwrap()
-            .status(),
-        472
-    );
+    let health = b
+        .client()
+        .get(format!("{}/v1/sys/health", b.addr))
+        .send()
+        .unwrap();
+    assert_eq!(health.status(), 472);
+    let body: Value = health.json().unwrap();
+    assert_eq!(body["standby"], false, "the DR secondary's active node: {body}");
 }
 
 #[test]

@@ -248,8 +248,13 @@ impl Core {
             HealthResponse {
                 initialized,
                 sealed,
-                // Vault reports a sealed or uninitialized node as standby.
-                standby: state != HealthState::Active,
+                // Vault reports a sealed or uninitialized node as standby, and a DR
+                // secondary's nodes by their HA role (its active node is no standby).
+                standby: match state {
+                    HealthState::Active => false,
+                    HealthState::DrSecondary => standby || !status.is_leader,
+                    _ => true,
+                },
                 performance_standby: false,
                 replication_performance_mode: self.replication_performance_mode().into(),
                 replication_dr_mode: self.replication_dr_mode().into(),
