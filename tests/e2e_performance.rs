@@ -135,6 +135,14 @@ fn a_performance_secondary_serves_reads_forwards_writes_and_keeps_its_own_tokens
     // Set up: a primary holding a secret, and the seed's three commands run with our CLI.
     let (a, root) = primary();
     assert_eq!(kv_put(&a, &root, "secret/before", "from-a").status(), 204);
+    ok(a.req(Method::POST, "sys/auth/approle", &root)
+        .json(&json!({"type": "approle"}))
+        .send()
+        .unwrap());
+    ok(a.req(Method::PUT, "auth/approle/role/app", &root)
+        .json(&json!({"token_policies": "admin"}))
+        .send()
+        .unwrap());
     let t = Some(root.as_str());
     let (code, _, err) = a.cli(
         t,
@@ -226,6 +234,38 @@ fn a_performance_secondary_serves_reads_forwards_writes_and_keeps_its_own_tokens
     assert!(mounts_b["data"]["b-local/"].is_object() && mounts_b["data"]["a-local/"].is_null());
     assert!(mounts_a["data"]["a-local/"].is_object() && mounts_a["data"]["b-local/"].is_null());
     assert_eq!(kv_get(&b, &bob, "b-local/k").as_deref(), Some("stays-in-b"));
+    // A response-wrapped secret-id made through the secondary (the write goes to the
+    // primary) unwraps on the secondary, and the app logs in there with it.
+    let wrapped = ok(b
+        .req(Method::PUT, "auth/approle/role/app/secret-id", &bob)
+        .header("X-Vault-Wrap-TTL", "60s")
+        .send()
+        .unwrap());
+    let wrapping_token = wrapped["wrap_info"]["token"].as_str().unwrap().to_owned();
+    let unwrapped = ok(b
+        .req(Method::PUT, "sys/wrapping/unwrap", &wrapping_token)
+        .send()
+        .unwrap());
+    let secret_id = unwrapped["data"]["secret_id"].as_str().unwrap().to_owned();
+    let role_id = ok(b
+        .req(Method::GET, "auth/approle/role/app/role-id", &bob)
+        .send()
+        .unwrap())["data"]["role_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let app = ok(b
+        .client()
+        .put(format!("{}/v1/auth/approle/login", b.addr))
+        .json(&json!({"role_id": role_id, "secret_id": secret_id}))
+        .send()
+        .unwrap())["auth"]["client_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ok(b.req(Method::GET, "auth/token/lookup-self", &app)
+        .send()
+        .unwrap());
     assert_eq!(health(&a)["replication_performance_mode"], "primary");
     assert_eq!(health(&b)["replication_performance_mode"], "secondary");
     assert_eq!(health(&b)["replication_dr_mode"], "disabled");

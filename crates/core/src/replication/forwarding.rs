@@ -127,12 +127,15 @@ impl crate::Core {
         let material = config.secondary.as_ref()?;
         // The node the stream talks to: the primary's active node once it streams (a standby
         // redirects the stream there). Before the first connection there is nothing to name.
+        // While the stream is cut the forward fails at once: a silent link would otherwise
+        // hold the write until the forwarding connection's keep-alive gave up (~20 s).
         let addr = crate::util::lock(&self.perf.runner)
             .as_ref()
             .and_then(|h| {
                 h.status()
                     .primaries
                     .first()
+                    .filter(|p| p.connection_status == "connected")
                     .map(|p| p.cluster_address.clone())
             })
             .filter(|a| !a.is_empty())?;

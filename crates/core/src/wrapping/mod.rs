@@ -81,6 +81,31 @@ impl Core {
         })
     }
 
+    /// Wraps an answer a performance primary gave to a request this secondary forwarded:
+    /// the wrapping token must be this cluster's, where the client will unwrap it, so the
+    /// request went to the primary unwrapped and its `data` and `warnings` are wrapped here.
+    pub async fn wrap_forwarded_answer(
+        &self,
+        creation_path: &str,
+        data: Option<serde_json::Map<String, serde_json::Value>>,
+        warnings: Vec<String>,
+        ttl: Duration,
+    ) -> Result<Response, CoreError> {
+        let answer = Response {
+            data,
+            warnings,
+            ..Response::default()
+        };
+        let payload = StoredResponse::from_response(answer);
+        let info = self
+            .store_wrapped(creation_path, ttl, &payload, String::new())
+            .await?;
+        Ok(Response {
+            wrap_info: Some(info),
+            ..Response::default()
+        })
+    }
+
     /// Issues a wrapping token for `payload` and parks the payload in its cubbyhole.
     async fn store_wrapped(
         &self,

@@ -98,7 +98,14 @@ pub(crate) async fn forward_to_primary(
             "this performance secondary is not connected to a primary, so shared state cannot change now: retry when sys/replication/performance/status shows a connected primary, or update-primary or promote it",
         );
     };
+    // Wrapped here, not on the primary: its wrapping tokens would not unwrap on this cluster.
+    let wrap_ttl = match crate::parse::wrap_ttl(req.headers()) {
+        Ok(ttl) => ttl,
+        Err(e) => return e.into(),
+    };
+    let path = req.uri().path().trim_start_matches("/v1/").to_owned();
     let headers = req.headers_mut();
+    headers.remove("x-vault-wrap-ttl");
     headers.remove("x-vault-token");
     headers.remove(http::header::AUTHORIZATION);
     headers.remove(IDENTITY_HEADER);
@@ -144,7 +151,66 @@ pub(crate) async fn forward_to_primary(
     metrics::counter!("vault_replication_performance_forward_total").increment(1);
     metrics::histogram!("vault_replication_performance_forward_seconds")
         .record(started.elapsed().as_secs_f64());
-    await_write(core, answer).await
+    let answer = await_write(core, answer).await;
+    match wrap_ttl {
+        Some(ttl) => wrap_here(core, &path, answer, ttl).await,
+        None => answer,
+    }
+}
+
+/// The primary's successful JSON answer, response-wrapped on this cluster.
+async fn wrap_here(
+    core: &Core,
+    path: &str,
+    answer: axum::response::Response,
+    ttl: Duration,
+) -> axum::response::Response {
+    if answer.status() != StatusCode::OK {
+        return answer;
+    }
+    let (parts, body) = answer.into_parts();
+    let Ok(bytes) = http_body_util::Limited::new(body, MAX_REWRITTEN_BODY)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+    else {
+        return reply::error(
+            StatusCode::BAD_GATEWAY,
+            "the primary's answer could not be read",
+        );
+    };
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return http::Response::from_parts(parts, Body::from(bytes));
+    };
+    let data = value.get("data").and_then(|d| d.as_object()).cloned();
+    let warnings = value
+        .get("warnings")
+        .and_then(|w| w.as_array())
+        .map(|w| {
+            w.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    match core.wrap_forwarded_answer(path, data, warnings, ttl).await {
+        Ok(resp) => {
+            let request_id = value
+                .get("request_id")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned();
+            let mut out = reply::json(
+                StatusCode::OK,
+                &crate::logical::envelope(path, request_id, resp),
+            );
+            if let Some(index) = parts.headers.get(consistency::INDEX_HEADER) {
+                out.headers_mut()
+                    .insert(consistency::INDEX_HEADER, index.clone());
+            }
+            out
+        }
+        Err(e) => reply::core_error(&e),
+    }
 }
 
 /// Waits until the WAL index in `answer`'s `X-Vault-Index` arrived here (bounded), and warns
