@@ -81,18 +81,31 @@ fn list_keys(primary: &Cluster, token: &str) -> Result<Vec<String>> {
         .unwrap_or_default())
 }
 
-/// Waits up to `timeout` for every running cluster to report the same merkle root.
-pub fn roots_converge(clusters: &[&Cluster], timeout: Duration) -> bool {
+/// Which replication's merkle root the clusters are compared by: DR covers everything that
+/// replicates, performance only the shared data (what a performance secondary holds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tree {
+    Dr,
+    Performance,
+}
+
+impl Tree {
+    fn root(self, c: &Cluster) -> Option<String> {
+        let status = match self {
+            Tree::Dr => c.dr_status(),
+            Tree::Performance => crate::pr::perf_status(c),
+        };
+        status
+            .ok()
+            .and_then(|s| s["merkle_root"].as_str().map(str::to_string))
+    }
+}
+
+/// Waits up to `timeout` for every running cluster to report the same merkle root of `tree`.
+pub fn roots_converge(tree: Tree, clusters: &[&Cluster], timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
-        let roots: Vec<Option<String>> = clusters
-            .iter()
-            .map(|c| {
-                c.dr_status()
-                    .ok()
-                    .and_then(|s| s["merkle_root"].as_str().map(str::to_string))
-            })
-            .collect();
+        let roots: Vec<Option<String>> = clusters.iter().map(|c| tree.root(c)).collect();
         if roots.iter().all(Option::is_some) && roots.windows(2).all(|w| w[0] == w[1]) {
             return true;
         }
@@ -105,6 +118,18 @@ pub fn roots_converge(clusters: &[&Cluster], timeout: Duration) -> bool {
 
 /// Checks `primary` against the ledger; `others` are compared by merkle root.
 pub fn check(primary: &Cluster, root: &str, others: &[&Cluster], e: &Expect) -> Result<Report> {
+    check_in(Tree::Dr, primary, root, others, e)
+}
+
+/// As [`check`], comparing the roots of `tree`. `root` is any token that reads and lists
+/// `secret/` on `primary` (on a performance secondary: one of its own).
+pub fn check_in(
+    tree: Tree,
+    primary: &Cluster,
+    root: &str,
+    others: &[&Cluster],
+    e: &Expect,
+) -> Result<Report> {
     let listed = list_keys(primary, root)?;
     let mut keys: HashSet<String> = listed.into_iter().collect();
     keys.extend(
@@ -194,7 +219,7 @@ pub fn check(primary: &Cluster, root: &str, others: &[&Cluster], e: &Expect) -> 
     }
     let mut all = vec![primary];
     all.extend_from_slice(others);
-    report.roots_equal = roots_converge(&all, Duration::from_secs(60));
+    report.roots_equal = roots_converge(tree, &all, Duration::from_secs(60));
     report.lost.sort();
     report.phantom.sort();
     Ok(report)

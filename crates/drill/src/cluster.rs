@@ -108,6 +108,9 @@ impl Placement {
 pub struct ClusterOptions {
     /// `replication { wal_retention_entries = N }` when set.
     pub wal_retention_entries: Option<u64>,
+    /// The port advertised in `cluster_addr` when set (the listener still binds
+    /// [`CLUSTER_PORT`]): a relay listening there then carries every dial of the cluster port.
+    pub cluster_addr_port: Option<u16>,
 }
 
 /// A cluster: its directory, config, process and the secrets needed to unseal it.
@@ -148,6 +151,7 @@ impl Cluster {
             .unwrap_or_default();
         let config = dir.join("config.hcl");
         let peer = &placement.peer_ip;
+        let advertised = options.cluster_addr_port.unwrap_or(CLUSTER_PORT);
         // Metrics are open on every drill listener: a DR secondary serves `sys/metrics` only
         // unauthenticated (it has no tokens of its own), and drills read its lag gauge.
         std::fs::write(
@@ -155,7 +159,7 @@ impl Cluster {
             format!(
                 r#"disable_mlock = true
 api_addr     = "https://{peer}:{API_PORT}"
-cluster_addr = "https://{peer}:{CLUSTER_PORT}"
+cluster_addr = "https://{peer}:{advertised}"
 storage "raft" {{
   path    = "{raft}"
   node_id = "{name}"

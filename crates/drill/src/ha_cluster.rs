@@ -157,6 +157,16 @@ impl LinkRelay {
         }
     }
 
+    /// Refuses every connection and cuts the live ones: the link behind it is down.
+    pub fn cut(&self) {
+        self.set_rules(true, HashSet::new());
+    }
+
+    /// Lets every connection through again.
+    pub fn heal(&self) {
+        self.set_rules(false, HashSet::new());
+    }
+
     /// Applies `rules` and cuts every live connection they refuse.
     fn set_rules(&self, all: bool, pids: HashSet<u32>) {
         if let Ok(mut s) = self.state.lock() {

@@ -14,6 +14,7 @@ mod cluster;
 mod dr_ha;
 mod ha_cluster;
 mod netns;
+mod pr;
 mod relay;
 mod scenarios;
 mod sys;
@@ -91,7 +92,7 @@ fn main() -> ExitCode {
             for s in &catalogue {
                 let tag = match s.netns {
                     Netns::Required => " [root: netns]",
-                    Netns::Preferred => " [root: netns + netem, else a relay]",
+                    Netns::Preferred => " [root: netns (+ netem), else a relay]",
                     Netns::Unused => "",
                 };
                 println!("{:<30} {}{tag}", s.name, s.about);
@@ -142,7 +143,7 @@ fn main() -> ExitCode {
     };
     if wants_netns && let Err(reason) = &env.netns {
         println!(
-            "network namespaces unavailable ({reason}): skipping the partition scenarios; latency-loss runs on loopback through a relay"
+            "network namespaces unavailable ({reason}): skipping the partition scenarios; latency-loss and pr-partition run on loopback through a relay"
         );
     }
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);

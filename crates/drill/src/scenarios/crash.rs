@@ -53,6 +53,7 @@ pub fn run_sync(env: &Env) -> Result<Verdict> {
     // Set up: a primary with a few thousand keys and a tiny WAL retention.
     let options = ClusterOptions {
         wal_retention_entries: Some(RETENTION),
+        ..ClusterOptions::default()
     };
     let mut rig = Rig::new(env, &options, false)?;
     rig.start_primary(A)?;

@@ -2,16 +2,16 @@
 //! secondary is promoted with `force`. Asynchronous replication may lose the writes that were
 //! acknowledged but not yet shipped; the drill proves every lost write falls in that window.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 
 use super::planned::{CLIENTS, LOAD_SECS};
-use super::{Env, Monitor, Rig, Verdict, ms, num, wait_for};
+use super::{Env, Monitor, Rig, Sample, Verdict, ms, num, wait_for};
 use crate::checker::{self, Expect};
 use crate::cluster::ClusterOptions;
-use crate::workload::{LoadSpec, Outcome, Target, Workload, make_tokens};
+use crate::workload::{Attempt, LoadSpec, Outcome, Target, Workload, make_tokens};
 
 /// The state an emergency failover leaves: `a` dead, `b` primary, clients writing to `b`.
 pub struct AfterEmergency {
@@ -65,27 +65,17 @@ pub fn failover(env: &Env) -> Result<AfterEmergency> {
         .first_ack_after(t_kill, &b_url)
         .ok_or_else(|| anyhow!("no write reached the new primary"))?;
 
-    // The latest primary reading at or below what the secondary received: every write
-    // acknowledged before that reading was sent had an index no higher, so it must survive.
-    let safe_before = samples
-        .iter()
-        .filter(|s| num(&s.status["last_wal"]) <= received && s.status["last_wal"].is_u64())
-        .map(|s| s.sent)
-        .max();
     let last_seen = samples
         .iter()
         .map(|s| num(&s.status["last_wal"]))
         .max()
         .unwrap_or(0);
-    let a_url = rig.clusters[a].url();
-    let may_lose = load
-        .ledger
-        .snapshot()
-        .values()
-        .filter(|x| x.outcome == Outcome::Acked && x.target == a_url)
-        .filter(|x| safe_before.is_none_or(|t| x.done >= t))
-        .map(|x| x.key.clone())
-        .collect();
+    let may_lose = lag_window(
+        &samples,
+        received,
+        &load.ledger.snapshot(),
+        &rig.clusters[a].url(),
+    );
     Ok(AfterEmergency {
         rig,
         load,
@@ -94,6 +84,29 @@ pub fn failover(env: &Env) -> Result<AfterEmergency> {
         may_lose,
         lag_entries: last_seen.saturating_sub(received),
     })
+}
+
+/// The writes acknowledged by the killed primary at `primary_url` whose loss the design
+/// allows: those acknowledged after the latest of its DR status readings (`samples`) at or
+/// below `received`, the last WAL index the secondary is known to have received. Every write
+/// acknowledged before that reading was sent had an index no higher, so it must survive.
+pub fn lag_window(
+    samples: &[Sample],
+    received: u64,
+    attempts: &HashMap<String, Attempt>,
+    primary_url: &str,
+) -> HashSet<String> {
+    let safe_before = samples
+        .iter()
+        .filter(|s| num(&s.status["last_wal"]) <= received && s.status["last_wal"].is_u64())
+        .map(|s| s.sent)
+        .max();
+    attempts
+        .values()
+        .filter(|x| x.outcome == Outcome::Acked && x.target == primary_url)
+        .filter(|x| safe_before.is_none_or(|t| x.done >= t))
+        .map(|x| x.key.clone())
+        .collect()
 }
 
 pub fn run(env: &Env) -> Result<Verdict> {

@@ -11,6 +11,8 @@ pub mod ha;
 pub mod latency;
 pub mod partition;
 pub mod planned;
+pub mod pr_failover;
+pub mod pr_partition;
 pub mod restart;
 pub mod slow_disk;
 
@@ -203,6 +205,25 @@ pub fn catalogue() -> Vec<Scenario> {
             in_ci: false,
             run: dr_ha::run_rolling_restart,
         },
+        Scenario {
+            name: "pr-partition",
+            about: "performance primary -> secondary, writer on the primary: cut their link; \
+                    the secondary serves reads, says it is disconnected and refuses writes \
+                    with 503; heal: it catches up and forwards writes again; netns when root, \
+                    else a user-space relay",
+            netns: Netns::Preferred,
+            in_ci: false,
+            run: pr_partition::run,
+        },
+        Scenario {
+            name: "pr-primary-failover",
+            about: "performance primary A with DR secondary A' and performance secondary P: \
+                    kill -9 A under load, promote A' with a batch DR operation token, re-point \
+                    P by update_primary_addrs; P converges to A' and forwards writes to it",
+            netns: Netns::Unused,
+            in_ci: false,
+            run: pr_failover::run,
+        },
     ]
 }
 
@@ -222,6 +243,8 @@ pub struct Rig {
     pub root: String,
     /// Makes this rig's values unique.
     pub tag: String,
+    /// The first three octets of the clusters' loopback addresses (`None`: in namespaces).
+    loopback_net: Option<String>,
     dir: Option<tempfile::TempDir>,
     keep: bool,
 }
@@ -243,6 +266,7 @@ impl Rig {
         let client = pki.client()?;
         let seq = RIG_SEQ.fetch_add(1, Ordering::SeqCst) % 250;
         let second = 100 + std::process::id() % 100;
+        let net = format!("127.{second}.{seq}");
         let placements = if in_netns {
             vec![
                 Placement {
@@ -260,7 +284,7 @@ impl Rig {
             ]
         } else {
             (1..=2)
-                .map(|i| Placement::loopback(format!("127.{second}.{seq}.{i}")))
+                .map(|i| Placement::loopback(format!("{net}.{i}")))
                 .collect()
         };
         let mut clusters = Vec::new();
@@ -282,9 +306,41 @@ impl Rig {
             pki,
             root: String::new(),
             tag: format!("r{}x{seq}", std::process::id()),
+            loopback_net: (!in_netns).then_some(net),
             dir: Some(dir),
             keep: env.keep,
         })
+    }
+
+    /// Prepares (does not start) one more loopback cluster, `name`, beside the others;
+    /// returns its index. Topologies of three clusters (a DR pair and a performance
+    /// secondary) use it; a rig in namespaces has room for two only.
+    pub fn add_cluster(
+        &mut self,
+        env: &Env,
+        name: &str,
+        options: &ClusterOptions,
+    ) -> Result<usize> {
+        let net = self
+            .loopback_net
+            .as_ref()
+            .ok_or_else(|| anyhow!("a rig in network namespaces holds two clusters only"))?;
+        let dir = self
+            .dir
+            .as_ref()
+            .ok_or_else(|| anyhow!("the rig's directory is gone"))?;
+        let ip = format!("{net}.{}", self.clusters.len() + 1);
+        let c = Cluster::new(
+            &self.pki,
+            dir.path(),
+            name,
+            Placement::loopback(ip),
+            options,
+            &env.bin,
+            self.client.clone(),
+        )?;
+        self.clusters.push(c);
+        Ok(self.clusters.len() - 1)
     }
 
     pub fn topology(&self) -> Result<&Topology> {

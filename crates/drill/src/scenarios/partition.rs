@@ -24,8 +24,9 @@ pub fn run_long(env: &Env) -> Result<Verdict> {
     drill(env, true)
 }
 
-/// Whether the secondary's status says it has no live connection to its primary.
-fn status_disconnected(s: &serde_json::Value) -> bool {
+/// Whether the secondary's status (DR or performance) says it has no live connection to its
+/// primary.
+pub fn status_disconnected(s: &serde_json::Value) -> bool {
     let state_down = s["connection_state"].as_str().is_some_and(|c| c != "ready");
     let peer_down = s["primaries"].as_array().is_some_and(|p| {
         p.is_empty() || p.iter().any(|x| x["connection_status"] == "disconnected")
@@ -53,6 +54,7 @@ fn drill(env: &Env, long: bool) -> Result<Verdict> {
     // (slow for the short cut so it stays within retention).
     let options = ClusterOptions {
         wal_retention_entries: Some(RETENTION),
+        ..ClusterOptions::default()
     };
     let mut rig = Rig::new(env, &options, true)?;
     rig.pair()?;
