@@ -113,7 +113,10 @@ fn secondary_streams_and_refuses_clients() {
         .unwrap();
     assert_eq!(health.status(), 472);
     let body: Value = health.json().unwrap();
-    assert_eq!(body["standby"], false, "the DR secondary's active node: {body}");
+    assert_eq!(
+        body["standby"], false,
+        "the DR secondary's active node: {body}"
+    );
 }
 
 #[test]
