@@ -47,8 +47,14 @@ pub async fn run(env: &Env, sizes: &[u64]) -> Result<()> {
         let s_base = s.rss_kib()?;
         let t = Instant::now();
         dr::enable_secondary(env, &p, &mut s, &format!("boot-{n}")).await?;
-        let (_, states) =
-            dr::wait_caught_up(&p, &s, Duration::from_millis(5), Duration::from_secs(600)).await?;
+        let (_, states) = dr::wait_caught_up(
+            dr::Kind::Dr,
+            &p,
+            &s,
+            Duration::from_millis(5),
+            Duration::from_secs(600),
+        )
+        .await?;
         let boot = t.elapsed();
         let per = |now: u64, base: u64| (now as f64 - base as f64) * 1024.0 / n as f64;
         println!(

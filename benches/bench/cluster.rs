@@ -287,9 +287,14 @@ impl Node {
 
     /// The `data` of `sys/replication/dr/status` (unauthenticated).
     pub async fn dr_status(&self) -> Result<Value> {
+        self.repl_status(crate::dr::Kind::Dr).await
+    }
+
+    /// The `data` of `sys/replication/<kind>/status` (unauthenticated).
+    pub async fn repl_status(&self, kind: crate::dr::Kind) -> Result<Value> {
         let v: Value = self
             .client
-            .get(self.url("sys/replication/dr/status"))
+            .get(self.url(&kind.status_path()))
             .send()
             .await?
             .error_for_status()?
@@ -354,6 +359,11 @@ impl Node {
             .context("no VmRSS in /proc/<pid>/status")
     }
 
+    /// CPU time the process has used so far (user + system, all threads), in seconds.
+    pub fn cpu_seconds(&self) -> Result<f64> {
+        proc_cpu_seconds(&self.child.id().to_string())
+    }
+
     /// Logs the node's large data files to stderr when `STRONGROOM_BENCH_VERBOSE` is set.
     pub fn log_disk(&self) {
         if std::env::var_os("STRONGROOM_BENCH_VERBOSE").is_none() {
@@ -368,6 +378,47 @@ impl Node {
     pub fn disk_bytes(&self) -> u64 {
         dir_bytes(&self.dir.join("raft"))
     }
+}
+
+/// User + system CPU seconds of process `pid` (`self` for this one), all threads.
+pub fn proc_cpu_seconds(pid: &str) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    stat_cpu_seconds(&stat).context("/proc/<pid>/stat has no utime/stime")
+}
+
+/// utime + stime (fields 14 and 15) of a `/proc/<pid>/stat` line, in seconds: clock ticks of
+/// 1/100 s, Linux's `USER_HZ`.
+fn stat_cpu_seconds(stat: &str) -> Option<f64> {
+    // The command name (field 2, in parentheses) may hold spaces and parentheses; the fields
+    // after its last `)` are plain, starting with field 3 (state).
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// CPU seconds the whole machine has spent busy (every state but idle and iowait) and in all,
+/// summed over its cores, from the first line of `/proc/stat` (in `USER_HZ` ticks).
+pub fn machine_cpu_seconds() -> Result<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    machine_busy_total(&stat).context("/proc/stat has no aggregate cpu line")
+}
+
+fn machine_busy_total(stat: &str) -> Option<(f64, f64)> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let ticks: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|v| v.parse().ok())
+        .collect::<Option<_>>()?;
+    if ticks.len() < 5 {
+        return None;
+    }
+    let total: f64 = ticks.iter().sum();
+    Some(((total - ticks[3] - ticks[4]) / 100.0, total / 100.0))
 }
 
 /// The sum of every series of metric `name` (not a longer name sharing its prefix) in
@@ -439,4 +490,27 @@ fn client(ca_pem: &str) -> Result<reqwest::Client> {
         .http1_only()
         .pool_max_idle_per_host(256)
         .build()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Why: the `pr` read table reports how the cores were split from these fields; an
+    // off-by-one field would print another counter as CPU time.
+    #[test]
+    fn cpu_seconds_from_a_stat_line_with_an_awkward_command_name() {
+        let stat = "4242 (tokio (rt) 1) S 1 4242 4242 0 -1 4194560 1234 0 0 0 250 75 0 0 20 0 9 0";
+
+        assert_eq!(stat_cpu_seconds(stat), Some(3.25));
+        assert_eq!(stat_cpu_seconds("4242 (x) S 1 2"), None);
+    }
+
+    // Why: the same table's "other" column is the machine's busy time minus ours.
+    #[test]
+    fn machine_busy_time_leaves_out_idle_and_iowait() {
+        let stat = "cpu  100 5 40 800 50 3 2 0 0 0\ncpu0 50 2 20 400 25 1 1 0 0 0\n";
+
+        assert_eq!(machine_busy_total(stat), Some((1.5, 10.0)));
+    }
 }

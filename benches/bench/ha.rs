@@ -175,7 +175,7 @@ struct Row {
 
 async fn write_row(node: &Node, clients: usize, seconds: u64) -> Result<Row> {
     let before = node.histogram(FSYNC_BATCH).await?;
-    let (rate, lat) = crate::kv::phase(node, clients, seconds, true).await?;
+    let (rate, lat) = crate::kv::phase(node, &node.root, clients, seconds, true).await?;
     let after = node.histogram(FSYNC_BATCH).await?;
     let batches = after.1 - before.1;
     Ok(Row {
@@ -423,7 +423,7 @@ async fn read_back(node: &Node, acked: &[(String, String)]) -> Result<Vec<(Strin
 }
 
 /// Keys the read benchmark reads (written once, before the phases).
-const READ_KEYS: usize = 256;
+pub const READ_KEYS: usize = 256;
 
 /// `strongroom-bench ha-reads`: KV read throughput of one node alone, and of a three-node
 /// cluster whose standbys serve reads themselves, with each client pinned to one node in
@@ -433,7 +433,7 @@ pub async fn reads(env: &Env, seconds: u64) -> Result<()> {
     seed(&single).await?;
     let mut single_rows = Vec::new();
     for clients in [1usize, 16, 64] {
-        single_rows.push(read_phase(&[&single], clients, seconds).await?);
+        single_rows.push(read_phase(&[(&single, &single.root)], clients, seconds).await?);
     }
     drop(single);
 
@@ -457,10 +457,11 @@ pub async fn reads(env: &Env, seconds: u64) -> Result<()> {
         }
     }
     let nodes: Vec<&Node> = c.nodes.iter().collect();
+    let readers: Vec<(&Node, &str)> = c.nodes.iter().map(|n| (n, n.root.as_str())).collect();
     let local_before: Vec<f64> = local_counts(&nodes).await?;
     let mut cluster_rows = Vec::new();
     for clients in [1usize, 16, 64] {
-        cluster_rows.push(read_phase(&nodes, clients, seconds).await?);
+        cluster_rows.push(read_phase(&readers, clients, seconds).await?);
     }
     let local_after: Vec<f64> = local_counts(&nodes).await?;
 
@@ -525,7 +526,8 @@ async fn local_reads(n: &Node) -> Result<f64> {
         .sum())
 }
 
-async fn seed(node: &Node) -> Result<()> {
+/// Writes the [`READ_KEYS`] keys [`read_phase`] reads, with `node`'s root token.
+pub async fn seed(node: &Node) -> Result<()> {
     for k in 0..READ_KEYS {
         node.call(
             Method::PUT,
@@ -537,14 +539,15 @@ async fn seed(node: &Node) -> Result<()> {
     Ok(())
 }
 
-/// Closed-loop readers for `seconds`; client `c` reads through `nodes[c % nodes.len()]`.
-async fn read_phase(nodes: &[&Node], clients: usize, seconds: u64) -> Result<ReadRow> {
+/// Closed-loop readers for `seconds`; client `c` reads through `nodes[c % nodes.len()]`, with
+/// the token paired with that node.
+pub async fn read_phase(nodes: &[(&Node, &str)], clients: usize, seconds: u64) -> Result<ReadRow> {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
-        let n = nodes[c % nodes.len()];
-        let (client, addr, token) = (n.client.clone(), n.addr.clone(), n.root.clone());
+        let (n, token) = nodes[c % nodes.len()];
+        let (client, addr, token) = (n.client.clone(), n.addr.clone(), token.to_string());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut i = c;
@@ -579,9 +582,9 @@ async fn read_phase(nodes: &[&Node], clients: usize, seconds: u64) -> Result<Rea
     })
 }
 
-struct ReadRow {
-    clients: usize,
-    rate: f64,
-    p50: f64,
-    p99: f64,
+pub struct ReadRow {
+    pub clients: usize,
+    pub rate: f64,
+    pub p50: f64,
+    pub p99: f64,
 }

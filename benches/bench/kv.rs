@@ -25,7 +25,7 @@ pub async fn run(env: &Env, seconds: u64) -> Result<()> {
     );
     for clients in [1usize, 16, 64] {
         let before = node.histogram(FSYNC_BATCH).await?;
-        let (rate, lat) = phase(&node, clients, seconds, true).await?;
+        let (rate, lat) = phase(&node, &node.root, clients, seconds, true).await?;
         let after = node.histogram(FSYNC_BATCH).await?;
         let batches = after.1 - before.1;
         let per_fsync = if batches > 0.0 {
@@ -42,7 +42,7 @@ pub async fn run(env: &Env, seconds: u64) -> Result<()> {
             pct_ms(&lat, 0.99),
             per_fsync
         );
-        let (rate, lat) = phase(&node, clients, seconds, false).await?;
+        let (rate, lat) = phase(&node, &node.root, clients, seconds, false).await?;
         println!(
             "{:<6} {:>7} {:>10.0} {:>9.2} {:>9.2} {:>14}",
             "read",
@@ -56,9 +56,10 @@ pub async fn run(env: &Env, seconds: u64) -> Result<()> {
     Ok(())
 }
 
-/// One timed closed-loop phase: (ops/s, sorted latencies).
+/// One timed closed-loop phase on `node` with `token`: (ops/s, sorted latencies).
 pub async fn phase(
     node: &Node,
+    token: &str,
     clients: usize,
     seconds: u64,
     write: bool,
@@ -67,7 +68,7 @@ pub async fn phase(
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
-        let (client, addr, token) = (node.client.clone(), node.addr.clone(), node.root.clone());
+        let (client, addr, token) = (node.client.clone(), node.addr.clone(), token.to_string());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut i = 0u64;

@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use tokio::task::JoinSet;
 
 use crate::cluster::{Env, Node};
-use crate::dr;
+use crate::dr::{self, Kind};
 use crate::sampling::{Write, bracket, leader_wal, per_index, sample};
 use crate::stats::{Buckets, bucket_delta, bucket_quantile_ms, bucket_share_within, ms, pct_ms};
 
@@ -30,10 +30,20 @@ pub enum Load {
     Clients(usize),
 }
 
-/// Lag figures of one phase.
+/// Lag figures of one phase: the load on the primary, and one [`SecondaryLag`] per secondary
+/// measured, in the order given to [`phase`] (all from the same writes).
 pub struct LagReport {
     pub writes_per_s: f64,
     pub ack: Vec<Duration>,
+    /// The primary's histogram of the phase's entries from proposal to its own apply (the
+    /// commit a client's write waits for).
+    pub primary_stamped: Buckets,
+    pub secondaries: Vec<SecondaryLag>,
+}
+
+/// What one secondary saw of a phase's writes.
+pub struct SecondaryLag {
+    pub kind: Kind,
     pub hi: Vec<Duration>,
     pub lo: Vec<Duration>,
     pub unresolved: usize,
@@ -53,18 +63,31 @@ pub struct LagReport {
     /// The secondary's own per-entry lag histogram over the phase: from the primary's proposal
     /// of each entry to its apply here (one clock, as both run on this machine).
     pub stamped: Buckets,
-    /// The primary's histogram of the same entries from proposal to its own apply (the
-    /// commit a client's write waits for).
-    pub primary_stamped: Buckets,
     /// The secondary's histogram from each entry's commit on the primary (just before the
     /// client's ack) to its apply: the lag as a client sees it.
     pub committed: Buckets,
 }
 
-const APPLY: &str = "vault_replication_stream_apply_seconds";
-const STAMPED: &str = "vault_replication_stream_lag_seconds";
 const PRIMARY_STAMPED: &str = "vault_raft_storage_apply_lag_seconds";
-const COMMITTED: &str = "vault_replication_stream_commit_lag_seconds";
+
+/// A secondary's histograms read before and after a phase.
+struct Readings {
+    fsync: (f64, f64),
+    apply: (f64, f64),
+    stamped: Buckets,
+    committed: Buckets,
+}
+
+impl Readings {
+    async fn take(s: &Node, kind: Kind) -> Result<Readings> {
+        Ok(Readings {
+            fsync: s.histogram(crate::kv::FSYNC_BATCH).await?,
+            apply: s.histogram(kind.apply_metric()).await?,
+            stamped: s.buckets(kind.stamped_metric()).await?,
+            committed: s.buckets(kind.committed_metric()).await?,
+        })
+    }
+}
 
 fn delta(before: (f64, f64), after: (f64, f64)) -> f64 {
     let n = after.1 - before.1;
@@ -80,7 +103,14 @@ pub async fn run(env: &Env, seconds: u64, loads: &[Load], poll: Duration) -> Res
     let p = dr::primary(env, "lag-primary").await?;
     let mut s = dr::spare(env, "lag-secondary").await?;
     dr::enable_secondary(env, &p, &mut s, "lag-dr").await?;
-    dr::wait_caught_up(&p, &s, Duration::from_millis(10), Duration::from_secs(60)).await?;
+    dr::wait_caught_up(
+        dr::Kind::Dr,
+        &p,
+        &s,
+        Duration::from_millis(10),
+        Duration::from_secs(60),
+    )
+    .await?;
     println!(
         "## replication: lag from primary ack to secondary apply, {seconds}s per load, status polled every {}ms (0 = back to back)",
         poll.as_secs_f64() * 1000.0
@@ -113,7 +143,8 @@ pub async fn run(env: &Env, seconds: u64, loads: &[Load], poll: Duration) -> Res
         "wal/apply"
     );
     for &load in loads {
-        let r = phase(env, &p, &s, load, seconds, poll).await?;
+        let r = phase(env, &p, &[(&s, Kind::Dr)], load, seconds, poll).await?;
+        let x = &r.secondaries[0];
         let label = match load {
             Load::Rate(n) => format!("{n}/s"),
             Load::Clients(c) => format!("max ({c} cl)"),
@@ -122,35 +153,30 @@ pub async fn run(env: &Env, seconds: u64, loads: &[Load], poll: Duration) -> Res
             "{:<12} {:>9.0} {:>8.2} {:>8.2} {:>7.1}% {:>8.2} {:>8.2} {:>7.1}% {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.0} {:>10.2} {:>9.3} {:>9.1}",
             label,
             r.writes_per_s,
-            bucket_quantile_ms(&r.committed, 0.5),
-            bucket_quantile_ms(&r.committed, 0.99),
-            bucket_share_within(&r.committed, 0.002).unwrap_or(0.0) * 100.0,
-            bucket_quantile_ms(&r.stamped, 0.5),
-            bucket_quantile_ms(&r.stamped, 0.99),
-            bucket_share_within(&r.stamped, 0.002).unwrap_or(0.0) * 100.0,
+            bucket_quantile_ms(&x.committed, 0.5),
+            bucket_quantile_ms(&x.committed, 0.99),
+            bucket_share_within(&x.committed, 0.002).unwrap_or(0.0) * 100.0,
+            bucket_quantile_ms(&x.stamped, 0.5),
+            bucket_quantile_ms(&x.stamped, 0.99),
+            bucket_share_within(&x.stamped, 0.002).unwrap_or(0.0) * 100.0,
             bucket_quantile_ms(&r.primary_stamped, 0.5),
             bucket_quantile_ms(&r.primary_stamped, 0.99),
             pct_ms(&r.ack, 0.5),
-            pct_ms(&r.hi, 0.5),
-            pct_ms(&r.hi, 0.99),
-            pct_ms(&r.hi, 1.0),
-            pct_ms(&r.lo, 0.5),
-            pct_ms(&r.lo, 0.99),
-            pct_ms(&r.idx, 0.5),
-            pct_ms(&r.idx, 0.99),
-            r.poll_ms,
-            r.status_rtt_ms,
-            ms(r.drain),
-            r.sec_per_fsync,
-            r.apply_ms,
-            r.wal_per_apply
+            pct_ms(&x.hi, 0.5),
+            pct_ms(&x.hi, 0.99),
+            pct_ms(&x.hi, 1.0),
+            pct_ms(&x.lo, 0.5),
+            pct_ms(&x.lo, 0.99),
+            pct_ms(&x.idx, 0.5),
+            pct_ms(&x.idx, 0.99),
+            x.poll_ms,
+            x.status_rtt_ms,
+            ms(x.drain),
+            x.sec_per_fsync,
+            x.apply_ms,
+            x.wal_per_apply
         );
-        if r.unresolved > 0 {
-            println!(
-                "  ({} writes could not be matched to a secondary apply)",
-                r.unresolved
-            );
-        }
+        unresolved_note(x);
     }
     println!(
         "  cm = the secondary's per-entry histogram from the entry's commit on the primary (its apply there, just before the client's ack) to its apply on the secondary (ms): the lag as a client sees it; cm<=2ms = share within 2 ms"
@@ -167,32 +193,35 @@ pub async fn run(env: &Env, seconds: u64, loads: &[Load], poll: Duration) -> Res
     Ok(())
 }
 
-/// One load phase with its own sampler.
+/// One load phase on primary `p`, measured on every secondary in `secondaries` (each follows
+/// `p` by the stream of its kind) from the same writes, each with its own sampler.
 pub async fn phase(
     env: &Env,
     p: &Node,
-    s: &Node,
+    secondaries: &[(&Node, Kind)],
     load: Load,
     seconds: u64,
     poll: Duration,
 ) -> Result<LagReport> {
     let stop = Arc::new(AtomicBool::new(false));
-    let latest_remote = Arc::new(AtomicU64::new(0));
-    let sampler = tokio::spawn(sample(
-        env.fresh_client()?,
-        p.url("sys/leader"),
-        env.fresh_client()?,
-        s.url("sys/replication/dr/status"),
-        stop.clone(),
-        latest_remote.clone(),
-        poll,
-    ));
-    let fsync0 = s.histogram(crate::kv::FSYNC_BATCH).await?;
-    let apply0 = s.histogram(APPLY).await?;
-    let stamped0 = s.buckets(STAMPED).await?;
+    let mut samplers = Vec::with_capacity(secondaries.len());
+    let mut before = Vec::with_capacity(secondaries.len());
+    for &(s, kind) in secondaries {
+        let latest_remote = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(sample(
+            env.fresh_client()?,
+            p.url("sys/leader"),
+            env.fresh_client()?,
+            s.url(&kind.status_path()),
+            stop.clone(),
+            latest_remote.clone(),
+            poll,
+        ));
+        samplers.push((task, latest_remote));
+        before.push(Readings::take(s, kind).await?);
+    }
     let primary_stamped0 = p.buckets(PRIMARY_STAMPED).await?;
-    let committed0 = s.buckets(COMMITTED).await?;
-    // Let the sampler take a few readings before the first write.
+    // Let the samplers take a few readings before the first write.
     tokio::time::sleep(Duration::from_millis(50)).await;
 
     let started = Instant::now();
@@ -204,57 +233,117 @@ pub async fn phase(
     let load_end = Instant::now();
     let final_wal = leader_wal(&p.client, &p.url("sys/leader")).await?;
     let drain_deadline = Instant::now() + Duration::from_secs(30);
-    while latest_remote.load(Ordering::Relaxed) < final_wal {
-        if Instant::now() > drain_deadline || sampler.is_finished() {
-            break;
+    let mut drains: Vec<Option<Duration>> = vec![None; samplers.len()];
+    while drains.iter().any(Option::is_none) && Instant::now() <= drain_deadline {
+        for ((task, latest), d) in samplers.iter().zip(drains.iter_mut()) {
+            if d.is_none() && (latest.load(Ordering::Relaxed) >= final_wal || task.is_finished()) {
+                *d = Some(load_end.elapsed());
+            }
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    let drain = load_end.elapsed();
     stop.store(true, Ordering::Relaxed);
-    let (ps, ss) = sampler.await.context("the sampler task failed")??;
-    let sec_per_fsync = delta(fsync0, s.histogram(crate::kv::FSYNC_BATCH).await?);
-    let apply1 = s.histogram(APPLY).await?;
-    let stamped = bucket_delta(&stamped0, &s.buckets(STAMPED).await?);
     let primary_stamped = bucket_delta(&primary_stamped0, &p.buckets(PRIMARY_STAMPED).await?);
-    let committed = bucket_delta(&committed0, &s.buckets(COMMITTED).await?);
-    let apply_ms = delta(apply0, apply1) * 1000.0;
-    let applies = apply1.1 - apply0.1;
-    let wal_per_apply = match (ss.first(), ss.last()) {
-        (Some(a), Some(b)) if applies > 0.0 => (b.wal - a.wal) as f64 / applies,
-        _ => 0.0,
-    };
 
     let mut ack: Vec<Duration> = writes.iter().map(|w| w.acked - w.sent).collect();
     ack.sort();
-    let (mut hi, mut lo, unresolved) = bracket(&writes, &ps, &ss);
-    hi.sort();
-    lo.sort();
-    let poll_ms = match (ss.first(), ss.last()) {
-        (Some(a), Some(b)) if ss.len() > 1 => ms(b.sent - a.sent) / (ss.len() - 1) as f64,
-        _ => 0.0,
-    };
-    let mut idx = per_index(&ps, &ss);
-    idx.sort();
-    let mut rtts: Vec<Duration> = ss.iter().map(|x| x.recv - x.sent).collect();
-    rtts.sort();
+    let mut out = Vec::with_capacity(secondaries.len());
+    for ((&(s, kind), (task, _)), (b, drain)) in secondaries
+        .iter()
+        .zip(samplers)
+        .zip(before.iter().zip(drains))
+    {
+        let (ps, ss) = task.await.context("a sampler task failed")??;
+        let a = Readings::take(s, kind).await?;
+        let applies = a.apply.1 - b.apply.1;
+        let wal_per_apply = match (ss.first(), ss.last()) {
+            (Some(x), Some(y)) if applies > 0.0 => (y.wal - x.wal) as f64 / applies,
+            _ => 0.0,
+        };
+        let (mut hi, mut lo, unresolved) = bracket(&writes, &ps, &ss);
+        hi.sort();
+        lo.sort();
+        let poll_ms = match (ss.first(), ss.last()) {
+            (Some(x), Some(y)) if ss.len() > 1 => ms(y.sent - x.sent) / (ss.len() - 1) as f64,
+            _ => 0.0,
+        };
+        let mut idx = per_index(&ps, &ss);
+        idx.sort();
+        let mut rtts: Vec<Duration> = ss.iter().map(|x| x.recv - x.sent).collect();
+        rtts.sort();
+        out.push(SecondaryLag {
+            kind,
+            status_rtt_ms: pct_ms(&rtts, 0.5),
+            idx,
+            hi,
+            lo,
+            unresolved,
+            poll_ms,
+            drain: drain.unwrap_or_else(|| load_end.elapsed()),
+            sec_per_fsync: delta(b.fsync, a.fsync),
+            apply_ms: delta(b.apply, a.apply) * 1000.0,
+            wal_per_apply,
+            stamped: bucket_delta(&b.stamped, &a.stamped),
+            committed: bucket_delta(&b.committed, &a.committed),
+        });
+    }
     Ok(LagReport {
-        status_rtt_ms: pct_ms(&rtts, 0.5),
-        idx,
         writes_per_s: writes.len() as f64 / elapsed.as_secs_f64(),
         ack,
-        hi,
-        lo,
-        unresolved,
-        poll_ms,
-        drain,
-        sec_per_fsync,
-        apply_ms,
-        wal_per_apply,
-        stamped,
         primary_stamped,
-        committed,
+        secondaries: out,
     })
+}
+
+/// Header of the short lag table shared by `dr-ha` and `pr`, its first column titled `first`.
+pub fn short_header(first: &str) {
+    println!(
+        "{:<12} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9}",
+        first,
+        "writes/s",
+        "ack p50",
+        "cm p50",
+        "cm p99",
+        "cm<=2ms",
+        "lag p50",
+        "lag p99",
+        "lag max",
+        "lo p50",
+        "lo p99",
+        "drain ms",
+        "apply ms"
+    );
+}
+
+/// One row of [`short_header`]'s table: the phase `r` as secondary `x` saw it.
+pub fn short_row(label: &str, r: &LagReport, x: &SecondaryLag) {
+    println!(
+        "{:<12} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>7.1}% {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9.0} {:>9.3}",
+        label,
+        r.writes_per_s,
+        pct_ms(&r.ack, 0.5),
+        bucket_quantile_ms(&x.committed, 0.5),
+        bucket_quantile_ms(&x.committed, 0.99),
+        bucket_share_within(&x.committed, 0.002).unwrap_or(0.0) * 100.0,
+        pct_ms(&x.hi, 0.5),
+        pct_ms(&x.hi, 0.99),
+        pct_ms(&x.hi, 1.0),
+        pct_ms(&x.lo, 0.5),
+        pct_ms(&x.lo, 0.99),
+        ms(x.drain),
+        x.apply_ms
+    );
+    unresolved_note(x);
+}
+
+fn unresolved_note(x: &SecondaryLag) {
+    if x.unresolved > 0 {
+        println!(
+            "  ({} writes could not be matched to a {} secondary apply)",
+            x.unresolved,
+            x.kind.label()
+        );
+    }
 }
 
 async fn put(client: &reqwest::Client, url: &str, token: &str, i: u64) -> Result<Write> {

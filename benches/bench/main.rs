@@ -16,6 +16,7 @@ mod ha;
 mod kv;
 mod lag;
 mod memory;
+mod pr;
 mod promotion;
 mod raft;
 mod sampling;
@@ -40,6 +41,10 @@ commands:
   dr-ha        [--seconds N] [--rates 100,1000] [--poll-us 1000] [--rounds 5]
                                     DR between two 3-node clusters: lag p50/p99 at fixed
                                     rates; primary kill -9 / step-down -> secondary streaming
+  pr           [--seconds N] [--rates 100,1000] [--poll-us 1000] [--read-clients 16,64]
+                                    performance replication beside DR on one primary: PR and
+                                    DR lag from the same writes, reads on primary vs primary +
+                                    PR secondary, forwarded vs direct write latency
   all          [--seconds N] [--secrets ...]  every benchmark above, in turn
 
 STRONGROOM_BENCH_VERBOSE=1 prints each server's pid, address and directory (for profiling).";
@@ -102,6 +107,7 @@ async fn main() -> Result<()> {
         "ha",
         "ha-reads",
         "dr-ha",
+        "pr",
         "all",
     ]
     .contains(&cmd.as_str())
@@ -120,6 +126,7 @@ async fn main() -> Result<()> {
         "ha" => ha(&env, &opts, 5).await,
         "ha-reads" => ha::reads(&env, opts.int("--seconds", 5)?).await,
         "dr-ha" => dr_ha(&env, &opts, 5).await,
+        "pr" => pr(&env, &opts, 5).await,
         "all" => {
             kv::run(&env, opts.int("--seconds", 3)?).await?;
             replication(&env, &opts).await?;
@@ -129,7 +136,8 @@ async fn main() -> Result<()> {
             memory::run(&env, &sizes).await?;
             ha(&env, &opts, 3).await?;
             ha::reads(&env, opts.int("--seconds", 3)?).await?;
-            dr_ha(&env, &opts, 3).await
+            dr_ha(&env, &opts, 3).await?;
+            pr(&env, &opts, 3).await
         }
         other => bail!("unknown command {other:?}\n\n{USAGE}"),
     }
@@ -150,19 +158,39 @@ async fn ha(env: &cluster::Env, opts: &Opts, seconds: u64) -> Result<()> {
 }
 
 async fn dr_ha(env: &cluster::Env, opts: &Opts, seconds: u64) -> Result<()> {
-    let rates: Vec<u32> = opts
-        .list("--rates", &[100, 1000])?
-        .into_iter()
-        .map(|r| u32::try_from(r).unwrap_or(u32::MAX))
-        .collect();
     dr_ha::run(
         env,
         opts.int("--seconds", seconds)?,
-        &rates,
+        &rates(opts)?,
         poll(opts)?,
         opts.int("--rounds", 5)? as usize,
     )
     .await
+}
+
+async fn pr(env: &cluster::Env, opts: &Opts, seconds: u64) -> Result<()> {
+    let read_clients: Vec<usize> = opts
+        .list("--read-clients", &[16, 64])?
+        .into_iter()
+        .map(|c| c as usize)
+        .collect();
+    pr::run(
+        env,
+        opts.int("--seconds", seconds)?,
+        &rates(opts)?,
+        poll(opts)?,
+        &read_clients,
+    )
+    .await
+}
+
+/// The fixed write rates of the lag phases, `--rates`.
+fn rates(opts: &Opts) -> Result<Vec<u32>> {
+    Ok(opts
+        .list("--rates", &[100, 1000])?
+        .into_iter()
+        .map(|r| u32::try_from(r).unwrap_or(u32::MAX))
+        .collect())
 }
 
 async fn replication(env: &cluster::Env, opts: &Opts) -> Result<()> {

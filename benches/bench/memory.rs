@@ -20,7 +20,14 @@ pub async fn run(env: &Env, sizes: &[u64]) -> Result<()> {
     let p = dr::primary(env, "mem-primary").await?;
     let mut s = dr::spare(env, "mem-secondary").await?;
     dr::enable_secondary(env, &p, &mut s, "mem-dr").await?;
-    dr::wait_caught_up(&p, &s, Duration::from_millis(10), Duration::from_secs(60)).await?;
+    dr::wait_caught_up(
+        dr::Kind::Dr,
+        &p,
+        &s,
+        Duration::from_millis(10),
+        Duration::from_secs(60),
+    )
+    .await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let base = (p.rss_kib()?, s.rss_kib()?);
     println!("## memory: VmRSS of a DR pair by number of stored secrets (32-byte values)");
@@ -35,7 +42,14 @@ pub async fn run(env: &Env, sizes: &[u64]) -> Result<()> {
     for &n in &sorted {
         dr::fill(&p, "mem", have, n, FILL_CLIENTS).await?;
         have = n;
-        dr::wait_caught_up(&p, &s, Duration::from_millis(20), Duration::from_secs(600)).await?;
+        dr::wait_caught_up(
+            dr::Kind::Dr,
+            &p,
+            &s,
+            Duration::from_millis(20),
+            Duration::from_secs(600),
+        )
+        .await?;
         tokio::time::sleep(Duration::from_secs(1)).await;
         row(&n.to_string(), n, &p, &s, base)?;
     }

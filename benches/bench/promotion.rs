@@ -26,7 +26,14 @@ pub async fn run(env: &Env, rounds: usize) -> Result<()> {
     let mut b = dr::spare(env, "promo-b").await?;
     dr::enable_secondary(env, &a, &mut b, "promo-b").await?;
     dr::fill(&a, "promo", 0, PRELOAD, 32).await?;
-    dr::wait_caught_up(&a, &b, Duration::from_millis(10), Duration::from_secs(60)).await?;
+    dr::wait_caught_up(
+        dr::Kind::Dr,
+        &a,
+        &b,
+        Duration::from_millis(10),
+        Duration::from_secs(60),
+    )
+    .await?;
 
     println!("## promotion: planned failover A->B with {PRELOAD} secrets, {rounds} rounds");
     println!(
@@ -42,7 +49,7 @@ pub async fn run(env: &Env, rounds: usize) -> Result<()> {
     for round in 1..=rounds {
         let r = failover(&a, &b).await?;
         // Fail back: A follows B, then the roles swap for the next round.
-        let token = dr::activation_token(&b, &format!("{}-r{round}", a.name)).await?;
+        let token = dr::activation_token(&b, dr::Kind::Dr, &format!("{}-r{round}", a.name)).await?;
         let t = Instant::now();
         a.call(
             Method::PUT,
@@ -54,8 +61,14 @@ pub async fn run(env: &Env, rounds: usize) -> Result<()> {
             })),
         )
         .await?;
-        let (_, states) =
-            dr::wait_caught_up(&b, &a, Duration::from_millis(5), Duration::from_secs(60)).await?;
+        let (_, states) = dr::wait_caught_up(
+            dr::Kind::Dr,
+            &b,
+            &a,
+            Duration::from_millis(5),
+            Duration::from_secs(60),
+        )
+        .await?;
         let update = t.elapsed();
         println!(
             "{:<6} {:>10.1} {:>10.1} {:>12.1} {:>16.1} {:>14.1} {:>11.1} ({})",

@@ -3,7 +3,7 @@
 //! Lag of a write = time from the primary's acknowledgement to the secondary having applied
 //! it. The API does not tell a client the WAL index of its write, and the 1 s canary is too
 //! coarse, so a dedicated sampler task polls, over its own connections, the primary's
-//! `sys/leader` `last_wal` and the secondary's `sys/replication/dr/status` `last_remote_wal`
+//! `sys/leader` `last_wal` and the secondary's `sys/replication/{dr,performance}/status` `last_remote_wal`
 //! (every millisecond, or back to back), timestamping each request's send and receive. Each
 //! write is then bracketed from both sides:
 //!
@@ -117,7 +117,7 @@ async fn remote_wal(client: &reqwest::Client, url: &str) -> Result<u64> {
         .await?;
     v["data"]["last_remote_wal"]
         .as_u64()
-        .context("dr/status has no last_remote_wal")
+        .context("the replication status has no last_remote_wal")
 }
 
 /// Polls both clusters every `poll` (back to back when zero) until `stop`; publishes the newest secondary reading.
