@@ -215,8 +215,6 @@ async fn handle(state: AppState, req: axum::extract::Request) -> Response {
         Ok(b) => b,
         Err(resp) => return resp,
     };
-    let forwarder = state.opts.forwarder.clone();
-    let to_primary = state.to_primary.clone();
     let from_secondary = parts
         .extensions
         .get::<ForwardedBySecondary>()
@@ -231,42 +229,11 @@ async fn handle(state: AppState, req: axum::extract::Request) -> Response {
         path,
         body,
     };
-    let unauthenticated_metrics = state.opts.unauthenticated_metrics_access;
-    let core = state.core.clone();
-    let task = tokio::spawn(async move {
-        let served = async {
-            match raw::handle(&core, &call, unauthenticated_metrics).await {
-                Some(resp) => resp,
-                None => logical::handle(&core, &call).await,
-            }
-        };
-        let tracked_request = strongroom_core::ha::track(standby_local, served);
-        let (mut resp, tracked) = match from_secondary {
-            // A performance secondary's request: its caller, not a token, passes the door.
-            Some(identity) => strongroom_core::serve_as_forwarded(identity, tracked_request).await,
-            None => tracked_request.await,
-        };
-        if tracked.needs_primary {
-            // Shared state changes on the primary: the secondary's door admitted the request
-            // (and audited it); the primary's door checks and audits it again.
-            let req = rebuild(&call);
-            return forward_to_primary(&core, &to_primary, req, tracked.identity, call.peer).await;
-        }
-        if tracked.needs_active {
-            // The read needed a write after all: the active node serves it (this node has
-            // already audited it, so it is audited twice, as in OpenBao).
-            record_standby_read("needs_active", &call.path);
-            let req = rebuild(&call);
-            return standby::divert(&core, forwarder.as_ref(), req, call.peer).await;
-        }
-        if standby_local {
-            record_standby_read("local", &call.path);
-        }
-        if tracked.wrote {
-            stamp_index(&core, &mut resp);
-        }
-        resp
-    });
+    let placed = Placed {
+        standby_local,
+        from_secondary,
+    };
+    let task = tokio::spawn(serve_call(state.clone(), call, placed));
     let joined = match state.opts.max_request_duration {
         None => task.await,
         Some(limit) => match tokio::time::timeout(limit, task).await {
@@ -290,6 +257,54 @@ async fn handle(state: AppState, req: axum::extract::Request) -> Response {
             "internal error: request handler failed",
         )
     })
+}
+
+/// What `handle` decided about a request before serving it.
+struct Placed {
+    /// A read this standby serves itself.
+    standby_local: bool,
+    /// The caller of a request a performance secondary forwarded here.
+    from_secondary: Option<strongroom_core::ForwardedIdentity>,
+}
+
+/// Serves one request (in its own task): through the door inside core's tracking scope,
+/// then on to the primary or the active node when the door found it must be, or stamped with
+/// `X-Vault-Index` when it wrote.
+async fn serve_call(state: AppState, call: Call, placed: Placed) -> Response {
+    let core = &state.core;
+    let unauthenticated_metrics = state.opts.unauthenticated_metrics_access;
+    let served = async {
+        match raw::handle(core, &call, unauthenticated_metrics).await {
+            Some(resp) => resp,
+            None => logical::handle(core, &call).await,
+        }
+    };
+    let tracked_request = strongroom_core::ha::track(placed.standby_local, served);
+    let (mut resp, tracked) = match placed.from_secondary {
+        // A performance secondary's request: its caller, not a token, passes the door.
+        Some(identity) => strongroom_core::serve_as_forwarded(identity, tracked_request).await,
+        None => tracked_request.await,
+    };
+    if tracked.needs_primary {
+        // Shared state changes on the primary: the secondary's door admitted the request (and
+        // audited it); the primary's door checks and audits it again.
+        let req = rebuild(&call);
+        return forward_to_primary(core, &state.to_primary, req, tracked.identity, call.peer).await;
+    }
+    if tracked.needs_active {
+        // The read needed a write after all: the active node serves it (this node has
+        // already audited it, so it is audited twice, as in OpenBao).
+        record_standby_read("needs_active", &call.path);
+        let req = rebuild(&call);
+        return standby::divert(core, state.opts.forwarder.as_ref(), req, call.peer).await;
+    }
+    if placed.standby_local {
+        record_standby_read("local", &call.path);
+    }
+    if tracked.wrote {
+        stamp_index(core, &mut resp);
+    }
+    resp
 }
 
 /// Where a request is answered, decided before its body is read.
@@ -327,44 +342,58 @@ async fn place(state: &AppState, parts: &http::request::Parts, path: &str) -> Pl
         Ok(r) => r,
         Err(e) => return Placement::Answer(e.into()),
     };
-    if !standby {
-        if state.core.is_perf_secondary() {
-            let role = state.core.read_role();
-            let own = match &role {
-                strongroom_core::ha::ReadRole::Active { state } => state.cluster_id.clone(),
-                _ => String::new(),
-            };
-            match consistency::decide_remote(
-                &own,
-                state.core.performance_applied_wal(),
-                &requirement,
-            ) {
-                Decision::NotPresent => return Placement::Answer(not_present(path)),
-                Decision::AwaitRemote(wal)
-                    if !state
-                        .core
-                        .await_remote_wal(wal, consistency::AWAIT_BOUND)
-                        .await =>
-                {
-                    return Placement::Answer(not_present(path));
-                }
-                _ => {}
-            }
-        }
-        if let Decision::ServeAfterApplied(index) =
-            consistency::decide(&state.core.read_role(), &requirement)
-        {
-            // Bounded: an index beyond anything committed (forged, or from a lost leader's
-            // log) is served all the same, as Vault's active node does.
-            state
-                .core
-                .await_index(index, consistency::AWAIT_BOUND)
-                .await;
-        }
-        return Placement::Here {
-            standby_local: false,
-        };
+    if standby {
+        place_on_standby(state, parts, path, &requirement).await
+    } else {
+        place_on_active(state, path, &requirement).await
     }
+}
+
+/// The active node serves everything; it waits (bounded) for the states it lacks: its own
+/// Raft index, and on a performance secondary its primary's WAL index (the index a write
+/// through this cluster returned).
+async fn place_on_active(state: &AppState, path: &str, requirement: &Requirement) -> Placement {
+    let role = state.core.read_role();
+    if state.core.is_perf_secondary() {
+        let own = match &role {
+            strongroom_core::ha::ReadRole::Active { state } => state.cluster_id.as_str(),
+            _ => "",
+        };
+        let applied = state.core.performance_applied_wal();
+        match consistency::decide_remote(own, applied, requirement) {
+            Decision::NotPresent => return Placement::Answer(not_present(path)),
+            Decision::AwaitRemote(wal)
+                if !state
+                    .core
+                    .await_remote_wal(wal, consistency::AWAIT_BOUND)
+                    .await =>
+            {
+                return Placement::Answer(not_present(path));
+            }
+            _ => {}
+        }
+    }
+    if let Decision::ServeAfterApplied(index) = consistency::decide(&role, requirement) {
+        // Bounded: an index beyond anything committed (forged, or from a lost leader's
+        // log) is served all the same, as Vault's active node does.
+        state
+            .core
+            .await_index(index, consistency::AWAIT_BOUND)
+            .await;
+    }
+    Placement::Here {
+        standby_local: false,
+    }
+}
+
+/// A standby serves the reads it can at the state the client asked for and sends the rest
+/// to the active node.
+async fn place_on_standby(
+    state: &AppState,
+    parts: &http::request::Parts,
+    path: &str,
+    requirement: &Requirement,
+) -> Placement {
     let reads_here = read_operation(parts)
         .is_some_and(|op| strongroom_core::ha::served_on_standby(path, op))
         && !parts.headers.contains_key("x-vault-wrap-ttl");
@@ -380,7 +409,10 @@ async fn place(state: &AppState, parts: &http::request::Parts, path: &str) -> Pl
     {
         return Placement::Divert;
     }
-    match consistency::decide(&role, &requirement) {
+    let here = Placement::Here {
+        standby_local: true,
+    };
+    match consistency::decide(&role, requirement) {
         Decision::Forward => {
             record_standby_read("forward_active_node", path);
             Placement::Divert
@@ -392,18 +424,12 @@ async fn place(state: &AppState, parts: &http::request::Parts, path: &str) -> Pl
                 .await_index(index, consistency::AWAIT_BOUND)
                 .await
             {
-                Placement::Here {
-                    standby_local: true,
-                }
+                here
             } else {
                 Placement::Answer(not_present(path))
             }
         }
-        Decision::Serve | Decision::ServeAfterApplied(_) | Decision::AwaitRemote(_) => {
-            Placement::Here {
-                standby_local: true,
-            }
-        }
+        Decision::Serve | Decision::ServeAfterApplied(_) | Decision::AwaitRemote(_) => here,
     }
 }
 

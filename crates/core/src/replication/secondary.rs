@@ -153,7 +153,8 @@ impl Core {
         }
     }
 
-    /// `sys/replication/{dr,performance}/secondary/enable`.
+    /// `sys/replication/{dr,performance}/secondary/enable`: checks, then the wipe that adopts
+    /// the primary's keys, then the new configuration.
     pub(super) async fn secondary_enable(
         &self,
         kind: ReplicationKind,
@@ -165,45 +166,74 @@ impl Core {
             .ok_or_else(|| CoreError::InvalidRequest("missing activation token".into()))?;
         let set = self.repl(kind);
         let _ops = set.ops.lock().await;
+        self.check_enable_secondary(kind)?;
+        let bundle = self.fetch_activation(req, &token).await?;
+        check_bundle_kind(&bundle, kind)?;
+        self.adopt_primary_keys(&bundle).await?;
+        if kind == ReplicationKind::Performance {
+            // A performance secondary serves from the start: built-in mounts and its own
+            // lease timer (the shared data then arrives with the stream). Loaded before the
+            // mode changes, while this cluster may still write its own built-ins.
+            self.load_mounts().await?;
+            self.load_audit().await?;
+            self.expiration_start().await?;
+        }
+        let first_addr = bundle
+            .primary_cluster_addrs
+            .first()
+            .cloned()
+            .unwrap_or_default();
+        self.commit_repl_config(
+            kind,
+            ReplConfig {
+                mode: ReplicationMode::Secondary,
+                cluster_id: bundle.cluster_id.clone(),
+                primary_cluster_addr: first_addr,
+                secondary: Some(secondary_material(&bundle)),
+                ..ReplConfig::default()
+            },
+        )
+        .await?;
+        if kind == ReplicationKind::Dr {
+            // The wipe took this cluster's performance record; the primary's (which arrives
+            // with the data) is not ours to act on while we are its DR secondary.
+            self.apply_repl_config(ReplicationKind::Performance, None)
+                .await;
+        }
+        tracing::info!(secondary_id = %bundle.secondary_id, kind = set.label(), "replication enabled as secondary; data wiped");
+        Ok(warning(ENABLE_WARNING))
+    }
+
+    /// Whether this cluster may become a secondary of `kind` now.
+    fn check_enable_secondary(&self, kind: ReplicationKind) -> Result<(), CoreError> {
+        let set = self.repl(kind);
         let label = set.label();
         match set.mode() {
-            ReplicationMode::Primary => {
-                return Err(CoreError::InvalidRequest(format!(
-                    "this cluster is a {label} primary; disable or demote it before enabling it as a secondary"
-                )));
+            ReplicationMode::Primary => Err(CoreError::InvalidRequest(format!(
+                "this cluster is a {label} primary; disable or demote it before enabling it as a secondary"
+            ))),
+            ReplicationMode::Secondary => Err(CoreError::InvalidRequest(format!(
+                "this cluster is already a {label} secondary; use update-primary to follow another primary"
+            ))),
+            ReplicationMode::Disabled
+                if kind == ReplicationKind::Performance && self.replication.is_dr_secondary() =>
+            {
+                Err(CoreError::InvalidRequest(
+                    "this cluster is a DR secondary; promote it before enabling performance replication".into(),
+                ))
             }
-            ReplicationMode::Secondary => {
-                return Err(CoreError::InvalidRequest(format!(
-                    "this cluster is already a {label} secondary; use update-primary to follow another primary"
-                )));
-            }
-            ReplicationMode::Disabled => {}
+            ReplicationMode::Disabled => Ok(()),
         }
-        if kind == ReplicationKind::Performance && self.perf_is_primary_of_dr_secondary() {
-            return Err(CoreError::InvalidRequest(
-                "this cluster is a DR secondary; promote it before enabling performance replication".into(),
-            ));
-        }
-        let bundle = self.fetch_activation(req, &token).await?;
-        let bundle_kind = if bundle.kind.is_empty() {
-            ReplicationKind::Dr.as_str()
-        } else {
-            bundle.kind.as_str()
-        };
-        if bundle_kind != kind.as_str() {
-            return Err(CoreError::InvalidRequest(format!(
-                "the activation token was issued for {bundle_kind} replication; generate one with sys/replication/{}/primary/secondary-token",
-                kind.as_str()
-            )));
-        }
+    }
+
+    /// The point of no return: the replicated keyspace is wiped and replaced by the
+    /// primary's seal configuration, root key and keyring, in one atomic step (a crash never
+    /// leaves an uninitialized node behind), and the barrier reopens under them.
+    async fn adopt_primary_keys(&self, bundle: &ActivationBundle) -> Result<(), CoreError> {
         let root_key = bundle.root_key()?;
         let records = bundle.stored_records()?;
         let cluster_local = self.read_cluster_local().await?;
-
-        // Point of no return: the replicated keyspace becomes the primary's.
         self.expiration_stop().await;
-        // One atomic step: wiped together with the primary's seal config, root key and
-        // keyring, so a crash can never leave an uninitialized node behind.
         let ops = records
             .into_iter()
             .map(|(key, value)| Op::Put { key, value })
@@ -236,44 +266,7 @@ impl Core {
         self.policies.clear();
         self.mounts.write().await.clear();
         self.clear_audit();
-        if kind == ReplicationKind::Performance {
-            // A performance secondary serves from the start: built-in mounts and its own
-            // lease timer (the shared data then arrives with the stream). Loaded before the
-            // mode changes, while this cluster may still write its own built-ins.
-            self.load_mounts().await?;
-            self.load_audit().await?;
-            self.expiration_start().await?;
-        }
-
-        let first_addr = bundle
-            .primary_cluster_addrs
-            .first()
-            .cloned()
-            .unwrap_or_default();
-        self.commit_repl_config(
-            kind,
-            ReplConfig {
-                mode: ReplicationMode::Secondary,
-                cluster_id: bundle.cluster_id.clone(),
-                primary_cluster_addr: first_addr,
-                secondary: Some(secondary_material(&bundle)),
-                ..ReplConfig::default()
-            },
-        )
-        .await?;
-        if kind == ReplicationKind::Dr {
-            // The wipe took this cluster's performance record; the primary's (which arrives
-            // with the data) is not ours to act on while we are its DR secondary.
-            self.apply_repl_config(ReplicationKind::Performance, None)
-                .await;
-        }
-        tracing::info!(secondary_id = %bundle.secondary_id, kind = label, "replication enabled as secondary; data wiped");
-        Ok(warning(ENABLE_WARNING))
-    }
-
-    /// Whether this cluster is a DR secondary (performance operations are refused there).
-    fn perf_is_primary_of_dr_secondary(&self) -> bool {
-        self.replication.is_dr_secondary()
+        Ok(())
     }
 
     /// Whether the runner of `kind` has applied everything the primary reported having.
@@ -405,29 +398,7 @@ impl Core {
         }
         let set = self.repl(kind);
         if let Some(addrs) = addrs.filter(|a| !a.is_empty()) {
-            let _ops = set.ops.lock().await;
-            let mut config = self.require_secondary(kind)?;
-            let Some(s) = config.secondary.as_mut() else {
-                return Err(CoreError::InvalidRequest(
-                    "this secondary holds no activation identity to reconnect with; pass an activation token from the primary".into(),
-                ));
-            };
-            let mut normalized = Vec::with_capacity(addrs.len());
-            for a in &addrs {
-                normalized.push(normalize_cluster_addr(a).ok_or_else(|| {
-                    CoreError::InvalidRequest(format!(
-                        "update_primary_addrs: {a:?} is not a cluster address; give host:port or https://host:port"
-                    ))
-                })?);
-            }
-            s.primary_cluster_addrs = normalized;
-            s.known_primary_cluster_addrs.clear();
-            self.commit_repl_config(kind, config).await?;
-            tracing::info!(
-                kind = set.label(),
-                "secondary follows the primary at new addresses"
-            );
-            return Ok(Response::no_content());
+            return self.follow_primary_addrs(kind, &addrs).await;
         }
         let Some(token) = token else {
             return Err(CoreError::InvalidRequest(
@@ -465,6 +436,40 @@ impl Core {
         Ok(Response::no_content())
     }
 
+    /// `update-primary update_primary_addrs=...` (performance): the same activation
+    /// identity, dialing the primary at these cluster addresses (no wipe; a merkle diff
+    /// only if the new primary does not hold our position).
+    async fn follow_primary_addrs(
+        &self,
+        kind: ReplicationKind,
+        addrs: &[String],
+    ) -> Result<Response, CoreError> {
+        let mut normalized = Vec::with_capacity(addrs.len());
+        for a in addrs {
+            normalized.push(normalize_cluster_addr(a).ok_or_else(|| {
+                CoreError::InvalidRequest(format!(
+                    "update_primary_addrs: {a:?} is not a cluster address; give host:port or https://host:port"
+                ))
+            })?);
+        }
+        let set = self.repl(kind);
+        let _ops = set.ops.lock().await;
+        let mut config = self.require_secondary(kind)?;
+        let Some(s) = config.secondary.as_mut() else {
+            return Err(CoreError::InvalidRequest(
+                "this secondary holds no activation identity to reconnect with; pass an activation token from the primary".into(),
+            ));
+        };
+        s.primary_cluster_addrs = normalized;
+        s.known_primary_cluster_addrs.clear();
+        self.commit_repl_config(kind, config).await?;
+        tracing::info!(
+            kind = set.label(),
+            "secondary follows the primary at new addresses"
+        );
+        Ok(Response::no_content())
+    }
+
     /// `recover`: restarts replication from the stored position.
     pub(super) async fn dr_recover(&self) -> Result<Response, CoreError> {
         let _ops = self.replication.ops.lock().await;
@@ -497,6 +502,22 @@ fn normalize_cluster_addr(addr: &str) -> Option<String> {
         return None;
     }
     Some(format!("https://{rest}"))
+}
+
+/// Refuses an activation token minted for the other kind of replication.
+fn check_bundle_kind(bundle: &ActivationBundle, kind: ReplicationKind) -> Result<(), CoreError> {
+    let bundle_kind = if bundle.kind.is_empty() {
+        ReplicationKind::Dr.as_str()
+    } else {
+        bundle.kind.as_str()
+    };
+    if bundle_kind == kind.as_str() {
+        return Ok(());
+    }
+    Err(CoreError::InvalidRequest(format!(
+        "the activation token was issued for {bundle_kind} replication; generate one with sys/replication/{}/primary/secondary-token",
+        kind.as_str()
+    )))
 }
 
 #[cfg(test)]

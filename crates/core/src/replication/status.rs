@@ -8,10 +8,10 @@ use std::time::SystemTime;
 
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
-use strongroom_replication::{PeerInfo, ReplicationKind};
-use strongroom_storage::MerkleTree;
+use strongroom_replication::{PeerInfo, ReplicationKind, SecondaryStatus};
+use strongroom_storage::{MerkleTree, ReplStatus};
 
-use super::config::ReplicationMode;
+use super::config::{ReplConfig, ReplicationMode};
 use crate::{Core, Response};
 
 /// Go's zero time as unix seconds: "never checked".
@@ -36,6 +36,38 @@ fn peer_json(p: &PeerInfo, with_node_id: bool, canary_age_ms: u64) -> Value {
         json!(canary_age_ms.to_string()),
     );
     Value::Object(m)
+}
+
+/// A streaming secondary's state, connection and primary as its runner reports them.
+fn runner_fields(
+    s: &SecondaryStatus,
+    primary_api_addr: &str,
+    canary_age_ms: u64,
+    m: &mut Map<String, Value>,
+) {
+    m.insert("state".into(), json!(s.state));
+    m.insert("connection_state".into(), json!(s.connection_state));
+    m.insert("last_start".into(), json!(rfc3339(s.last_start)));
+    let primaries: Vec<Value> = s
+        .primaries
+        .iter()
+        .map(|p| {
+            let mut p = p.clone();
+            if p.api_address.is_empty() {
+                p.api_address = primary_api_addr.to_owned();
+            }
+            peer_json(&p, false, canary_age_ms)
+        })
+        .collect();
+    m.insert("primaries".into(), Value::Array(primaries));
+    if s.state == "merkle-sync"
+        && let Some(p) = &s.sync_progress
+    {
+        m.insert(
+            "merkle_sync_progress".into(),
+            json!({"sync_progress": p.sync_progress, "sync_total_keys": p.sync_total_keys}),
+        );
+    }
 }
 
 fn rfc3339(t: Option<SystemTime>) -> String {
@@ -93,100 +125,97 @@ impl Core {
         );
         m.insert("ssct_generation_counter".into(), json!(0u64));
         match config.mode {
-            ReplicationMode::Primary => {
-                m.insert(
-                    "known_secondaries".into(),
-                    json!(config.known_secondaries()),
-                );
-                m.insert("last_wal".into(), json!(repl.last_wal));
-                // Every WAL index travels on both streams (a performance secondary receives
-                // entries without shared ops empty), so both count in the same indexes and
-                // compare with a secondary's `last_remote_wal`.
-                let shipped = match kind {
-                    ReplicationKind::Dr => "last_dr_wal",
-                    ReplicationKind::Performance => "last_performance_wal",
-                };
-                m.insert(shipped.into(), json!(repl.last_wal));
-                let secondaries: Vec<Value> = set
-                    .registry
-                    .peers()
-                    .iter()
-                    .map(|p| peer_json(p, true, p.canary_age_ms))
-                    .collect();
-                m.insert("secondaries".into(), Value::Array(secondaries));
-                m.insert("state".into(), json!("running"));
-            }
-            _ => {
-                let canary = set.canary_age_ms();
-                let secondary = config.secondary.as_ref();
-                m.insert(
-                    "secondary_id".into(),
-                    json!(
-                        secondary
-                            .map(|s| s.secondary_id.clone())
-                            .unwrap_or_default()
-                    ),
-                );
-                let runner = crate::util::lock(&set.runner).as_ref().map(|h| h.status());
-                let last_remote_wal = match kind {
-                    ReplicationKind::Dr => repl.last_remote_wal,
-                    ReplicationKind::Performance => runner.as_ref().map_or_else(
-                        || set.last_applied.load(std::sync::atomic::Ordering::Relaxed),
-                        |s| s.last_remote_wal,
-                    ),
-                };
-                let mut known: Vec<String> = secondary
-                    .map(|s| s.known_primary_cluster_addrs.clone())
-                    .unwrap_or_default();
-                if known.is_empty() {
-                    known = secondary
-                        .map(|s| s.primary_cluster_addrs.clone())
-                        .unwrap_or_default();
-                }
-                match runner {
-                    Some(s) => {
-                        m.insert("state".into(), json!(s.state));
-                        m.insert("connection_state".into(), json!(s.connection_state));
-                        if !s.known_primary_cluster_addrs.is_empty() {
-                            known = s.known_primary_cluster_addrs.clone();
-                        }
-                        m.insert("last_start".into(), json!(rfc3339(s.last_start)));
-                        let api_address = secondary
-                            .map(|s| s.primary_api_addr.clone())
-                            .unwrap_or_default();
-                        let primaries: Vec<Value> = s
-                            .primaries
-                            .iter()
-                            .map(|p| {
-                                let mut p = p.clone();
-                                if p.api_address.is_empty() {
-                                    p.api_address = api_address.clone();
-                                }
-                                peer_json(&p, false, canary)
-                            })
-                            .collect();
-                        m.insert("primaries".into(), Value::Array(primaries));
-                        if s.state == "merkle-sync"
-                            && let Some(p) = &s.sync_progress
-                        {
-                            m.insert(
-                                "merkle_sync_progress".into(),
-                                json!({"sync_progress": p.sync_progress, "sync_total_keys": p.sync_total_keys}),
-                            );
-                        }
-                    }
-                    None => {
-                        m.insert("state".into(), json!("idle"));
-                        m.insert("connection_state".into(), json!("idle"));
-                        m.insert("last_start".into(), json!(rfc3339(None)));
-                        m.insert("primaries".into(), json!([]));
-                    }
-                }
-                m.insert("known_primary_cluster_addrs".into(), json!(known));
-                m.insert("last_remote_wal".into(), json!(last_remote_wal));
-            }
+            ReplicationMode::Primary => self.primary_fields(kind, &config, &repl, &mut m),
+            _ => self.secondary_fields(kind, &config, &repl, &mut m),
         }
         m
+    }
+
+    /// The fields only a primary reports.
+    fn primary_fields(
+        &self,
+        kind: ReplicationKind,
+        config: &ReplConfig,
+        repl: &ReplStatus,
+        m: &mut Map<String, Value>,
+    ) {
+        m.insert(
+            "known_secondaries".into(),
+            json!(config.known_secondaries()),
+        );
+        m.insert("last_wal".into(), json!(repl.last_wal));
+        // Every WAL index travels on both streams (a performance secondary receives entries
+        // without shared ops empty), so both count in the same indexes and compare with a
+        // secondary's `last_remote_wal`.
+        let shipped = match kind {
+            ReplicationKind::Dr => "last_dr_wal",
+            ReplicationKind::Performance => "last_performance_wal",
+        };
+        m.insert(shipped.into(), json!(repl.last_wal));
+        let secondaries: Vec<Value> = self
+            .repl(kind)
+            .registry
+            .peers()
+            .iter()
+            .map(|p| peer_json(p, true, p.canary_age_ms))
+            .collect();
+        m.insert("secondaries".into(), Value::Array(secondaries));
+        m.insert("state".into(), json!("running"));
+    }
+
+    /// The fields only a secondary reports, from its runner while it has one.
+    fn secondary_fields(
+        &self,
+        kind: ReplicationKind,
+        config: &ReplConfig,
+        repl: &ReplStatus,
+        m: &mut Map<String, Value>,
+    ) {
+        let set = self.repl(kind);
+        let secondary = config.secondary.as_ref();
+        m.insert(
+            "secondary_id".into(),
+            json!(
+                secondary
+                    .map(|s| s.secondary_id.clone())
+                    .unwrap_or_default()
+            ),
+        );
+        let runner = crate::util::lock(&set.runner).as_ref().map(|h| h.status());
+        let last_remote_wal = match kind {
+            ReplicationKind::Dr => repl.last_remote_wal,
+            ReplicationKind::Performance => runner.as_ref().map_or_else(
+                || set.last_applied.load(std::sync::atomic::Ordering::Relaxed),
+                |s| s.last_remote_wal,
+            ),
+        };
+        let mut known: Vec<String> = secondary
+            .map(|s| s.known_primary_cluster_addrs.clone())
+            .unwrap_or_default();
+        if known.is_empty() {
+            known = secondary
+                .map(|s| s.primary_cluster_addrs.clone())
+                .unwrap_or_default();
+        }
+        match runner {
+            Some(s) => {
+                if !s.known_primary_cluster_addrs.is_empty() {
+                    known = s.known_primary_cluster_addrs.clone();
+                }
+                let api_address = secondary
+                    .map(|s| s.primary_api_addr.clone())
+                    .unwrap_or_default();
+                runner_fields(&s, &api_address, set.canary_age_ms(), m);
+            }
+            None => {
+                m.insert("state".into(), json!("idle"));
+                m.insert("connection_state".into(), json!("idle"));
+                m.insert("last_start".into(), json!(rfc3339(None)));
+                m.insert("primaries".into(), json!([]));
+            }
+        }
+        m.insert("known_primary_cluster_addrs".into(), json!(known));
+        m.insert("last_remote_wal".into(), json!(last_remote_wal));
     }
 
     /// `sys/replication/status`.
