@@ -46,6 +46,6 @@ pub use perf_store::PerformanceStore;
 pub use pki::ReplicationCa;
 pub use primary::{NodeRole, PerformanceFilter, PrimaryServer, SecondaryRegistry};
 pub use runner::{
-    SecondaryConfig, SecondaryHandle, SecondaryHooks, SecondaryRunner, SecondaryStatus,
+    Changed, SecondaryConfig, SecondaryHandle, SecondaryHooks, SecondaryRunner, SecondaryStatus,
     SyncProgress,
 };

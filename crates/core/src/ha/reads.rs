@@ -114,7 +114,11 @@ impl Stale {
 
     /// Notes what one op stales.
     pub(crate) fn note(&mut self, op: &Op) {
-        let key = op.key();
+        self.note_key(op.key());
+    }
+
+    /// Notes what a change of `key` stales.
+    pub(crate) fn note_key(&mut self, key: &str) {
         self.keyring |= key == KEYRING_PATH;
         self.mounts |= [MOUNTS, LOCAL_MOUNTS, AUTH, LOCAL_AUTH].contains(&key)
             || key.starts_with(MOUNT_MIGRATION_PREFIX);

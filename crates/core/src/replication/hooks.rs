@@ -6,85 +6,44 @@
 //! core persists them so a restart can still find the primary after a leader change.
 //!
 //! A performance secondary serves reads, so it must also see the primary's mount, policy
-//! and audit changes: its applies are ordinary writes that land in its own WAL, and after
-//! each apply it reads that WAL from where it last looked and reloads only the caches the
-//! entries name, as a standby's read follower does (`ha/reads.rs`).
+//! and audit changes: the runner says which keys each apply changed, and core reloads only
+//! the caches they name (as a standby's read follower does, `ha/reads.rs`), everything after a
+//! merkle sync. Keys nobody caches (KV data, most of every stream) cost nothing.
 
+use std::sync::Weak;
 use std::sync::atomic::Ordering;
-use std::sync::{Mutex, Weak};
 
 use async_trait::async_trait;
-use strongroom_replication::{ReplicationKind, SecondaryHooks};
-use strongroom_storage::{WalPosition, WalRead};
+use strongroom_replication::{Changed, ReplicationKind, SecondaryHooks};
 
 use super::config::ReplicationMode;
 use super::state::CANARY_KEY;
+use crate::Core;
 use crate::ha::Stale;
 use crate::util::lock;
-use crate::{Core, CoreError};
-
-/// WAL entries read per call while following our own WAL.
-const WAL_PAGE_ENTRIES: usize = 1024;
-const WAL_PAGE_BYTES: usize = 8 * 1024 * 1024;
 
 pub(crate) struct Hooks {
     core: Weak<Core>,
     kind: ReplicationKind,
-    /// Performance: how far our own WAL was read for cache changes (`None`: not yet).
-    followed: Mutex<Option<WalPosition>>,
 }
 
 impl Hooks {
     pub(crate) fn new(core: Weak<Core>, kind: ReplicationKind) -> Self {
-        Hooks {
-            core,
-            kind,
-            followed: Mutex::new(None),
-        }
+        Hooks { core, kind }
     }
+}
 
-    /// Reloads the caches that our WAL entries since the last call name (everything on
-    /// the first call or when the chain moved).
-    async fn refresh_caches(&self, core: &Core) -> Result<(), CoreError> {
-        let start = *lock(&self.followed);
-        let mut position = match start {
-            Some(p) => p,
-            None => {
-                let now = core.storage.replication_status().position();
-                *lock(&self.followed) = Some(now);
-                return core.reload_stale(Stale::everything()).await;
-            }
-        };
-        let last_wal = core.storage.replication_status().last_wal;
-        let mut stale = Stale::default();
-        while position.index < last_wal {
-            match core
-                .storage
-                .wal_read(position, WAL_PAGE_ENTRIES, WAL_PAGE_BYTES)
-                .await?
-            {
-                WalRead::Entries(entries) if entries.is_empty() => break,
-                WalRead::Entries(entries) => {
-                    for e in entries {
-                        e.ops.iter().for_each(|op| stale.note(op));
-                        position = e.position();
-                    }
-                }
-                WalRead::Gone => {
-                    stale = Stale::everything();
-                    position = core.storage.replication_status().position();
-                    break;
-                }
-            }
-        }
-        *lock(&self.followed) = Some(position);
-        core.reload_stale(stale).await
+/// Whether `changed` may include `key`.
+fn touches(changed: &Changed, key: &str) -> bool {
+    match changed {
+        Changed::Keys(keys) => keys.iter().any(|k| k == key),
+        Changed::Unknown => true,
     }
 }
 
 #[async_trait]
 impl SecondaryHooks for Hooks {
-    async fn after_apply(&self) {
+    async fn after_apply(&self, changed: &Changed) {
         let Some(core) = self.core.upgrade() else {
             return;
         };
@@ -99,11 +58,25 @@ impl SecondaryHooks for Hooks {
                 metrics::gauge!("vault_replication_performance_fsm_last_remote_wal")
                     .set(applied as f64);
             }
-            if let Err(e) = self.refresh_caches(&core).await {
+            // A performance secondary serves reads: the caches the changed keys name.
+            let stale = match changed {
+                Changed::Keys(keys) => {
+                    let mut stale = Stale::default();
+                    keys.iter().for_each(|k| stale.note_key(k));
+                    stale
+                }
+                Changed::Unknown => Stale::everything(),
+            };
+            if let Err(e) = core.reload_stale(stale).await {
                 tracing::warn!(error = %e, "reloading caches after a performance apply failed");
             }
-        } else if let Err(e) = core.barrier.reload_keyring().await {
+        } else if touches(changed, strongroom_barrier::KEYRING_PATH)
+            && let Err(e) = core.barrier.reload_keyring().await
+        {
             tracing::warn!(error = %e, "reloading the replicated keyring failed");
+            return;
+        }
+        if !touches(changed, CANARY_KEY) {
             return;
         }
         let canary = core

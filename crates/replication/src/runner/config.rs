@@ -42,11 +42,21 @@ impl std::fmt::Debug for SecondaryConfig {
     }
 }
 
+/// Which keys an apply changed, so the core reloads only the caches they stale.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Changed {
+    /// Exactly these keys (streamed entries' ops).
+    Keys(Vec<String>),
+    /// Anything may have changed (a merkle sync).
+    #[default]
+    Unknown,
+}
+
 /// Callbacks into the core.
 #[async_trait]
 pub trait SecondaryHooks: Send + Sync {
-    /// Replicated WAL entries were applied to storage (refresh caches of mounts, policies...).
-    async fn after_apply(&self) {}
+    /// Replicated data was applied to storage (refresh caches of mounts, policies...).
+    async fn after_apply(&self, _changed: &Changed) {}
     /// The primary advertised a new set of node cluster addresses; persist them.
     async fn known_addrs_changed(&self, _addrs: Vec<String>) {}
     /// A performance primary stated the path filter our data passes through.

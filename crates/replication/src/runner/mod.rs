@@ -9,7 +9,7 @@
 mod config;
 mod incoming;
 
-pub use config::{SecondaryConfig, SecondaryHooks, SecondaryStatus, SyncProgress};
+pub use config::{Changed, SecondaryConfig, SecondaryHooks, SecondaryStatus, SyncProgress};
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -140,6 +140,7 @@ impl SecondaryRunner {
             sync_discarded: 0,
             last_sync: (0, 0),
             commit_times: BTreeMap::new(),
+            changed: Changed::Unknown,
         };
         let task = tokio::spawn(driver.run());
         Ok(SecondaryHandle {
@@ -185,6 +186,8 @@ struct Driver {
     /// The primary's commit time (unix µs) of streamed entries not applied yet, by index;
     /// emptied on every new connection, trimmed to what is past each apply.
     commit_times: BTreeMap<u64, u64>,
+    /// What the applies since the last `AfterApply` changed.
+    changed: Changed,
 }
 
 fn now_ms() -> u64 {
@@ -367,7 +370,8 @@ impl Driver {
                     }
                 },
                 Output::AfterApply => {
-                    self.hooks.after_apply().await;
+                    let changed = std::mem::replace(&mut self.changed, Changed::Keys(Vec::new()));
+                    self.hooks.after_apply(&changed).await;
                     Flow::Continue
                 }
                 Output::Disconnect => {
@@ -443,8 +447,27 @@ impl Driver {
         self.events.push_back(Event::Disconnected(failure));
     }
 
+    /// Adds what `cmd` is about to change to [`Driver::changed`].
+    fn note_changed(&mut self, cmd: &ReplCommand) {
+        let keys = match cmd {
+            ReplCommand::ApplyRemote(e) => e.ops.iter().map(|op| op.key().to_owned()).collect(),
+            ReplCommand::ApplyRemoteBatch(es) => es
+                .iter()
+                .flat_map(|e| e.ops.iter().map(|op| op.key().to_owned()))
+                .collect(),
+            _ => {
+                self.changed = Changed::Unknown;
+                return;
+            }
+        };
+        if let Changed::Keys(changed) = &mut self.changed {
+            changed.extend::<Vec<String>>(keys);
+        }
+    }
+
     async fn apply(&mut self, cmd: ReplCommand) -> Flow {
         let started = Instant::now();
+        self.note_changed(&cmd);
         let stamps: Vec<(u64, u64)> = match &cmd {
             ReplCommand::ApplyRemote(e) => vec![(e.index, e.unix_us)],
             ReplCommand::ApplyRemoteBatch(es) => es.iter().map(|e| (e.index, e.unix_us)).collect(),

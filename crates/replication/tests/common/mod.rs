@@ -61,7 +61,7 @@ pub struct Hooks {
 
 #[async_trait]
 impl SecondaryHooks for Hooks {
-    async fn after_apply(&self) {
+    async fn after_apply(&self, _changed: &strongroom_replication::Changed) {
         self.applied.fetch_add(1, Ordering::SeqCst);
     }
     async fn known_addrs_changed(&self, addrs: Vec<String>) {
