@@ -266,6 +266,35 @@ fn a_performance_secondary_serves_reads_forwards_writes_and_keeps_its_own_tokens
     ok(b.req(Method::GET, "auth/token/lookup-self", &app)
         .send()
         .unwrap());
+    // A login that must change shared state (a use-limited secret ID) is refused with the
+    // way out, never turned into a token of the primary.
+    ok(a.req(Method::PUT, "auth/approle/role/once", &root)
+        .json(&json!({"token_policies": "admin", "secret_id_num_uses": 1}))
+        .send()
+        .unwrap());
+    wait_streaming(&a, &b);
+    let once_secret = ok(b
+        .req(Method::PUT, "auth/approle/role/once/secret-id", &bob)
+        .send()
+        .unwrap())["data"]["secret_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let once_role = ok(b
+        .req(Method::GET, "auth/approle/role/once/role-id", &bob)
+        .send()
+        .unwrap())["data"]["role_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let refused = b
+        .client()
+        .put(format!("{}/v1/auth/approle/login", b.addr))
+        .json(&json!({"role_id": once_role, "secret_id": once_secret}))
+        .send()
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    assert!(refused.text().unwrap().contains("local_secret_ids"));
     assert_eq!(health(&a)["replication_performance_mode"], "primary");
     assert_eq!(health(&b)["replication_performance_mode"], "secondary");
     assert_eq!(health(&b)["replication_dr_mode"], "disabled");

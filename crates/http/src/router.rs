@@ -286,6 +286,14 @@ async fn serve_call(state: AppState, call: Call, placed: Placed) -> Response {
         None => tracked_request.await,
     };
     if tracked.needs_primary {
+        if is_login(&call.path) {
+            // Forwarded, the login would mint a token on the primary, which this cluster does
+            // not know: refuse, saying how to log in here instead.
+            return reply::error(
+                StatusCode::BAD_REQUEST,
+                "this login changes shared state (for example a use-limited AppRole secret ID), which only the performance primary can do, and a token issued there is not valid on this secondary: log in on the primary, or use a role with local_secret_ids=true here",
+            );
+        }
         // Shared state changes on the primary: the secondary's door admitted the request (and
         // audited it); the primary's door checks and audits it again.
         let req = rebuild(&call);
@@ -305,6 +313,11 @@ async fn serve_call(state: AppState, call: Call, placed: Placed) -> Response {
         stamp_index(core, &mut resp);
     }
     resp
+}
+
+/// Whether `path` is an auth method's login (`auth/<mount>/login...`).
+fn is_login(path: &str) -> bool {
+    path.starts_with("auth/") && path.split('/').skip(2).any(|segment| segment == "login")
 }
 
 /// Where a request is answered, decided before its body is read.
