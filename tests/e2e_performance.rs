@@ -118,6 +118,21 @@ fn secondary_of(a: &Node, token: &str) -> Node {
     b
 }
 
+/// The role id of AppRole role `role`, read through `node`.
+fn approle_role_id(node: &Node, token: &str, role: &str) -> String {
+    ok(node
+        .req(
+            Method::GET,
+            &format!("auth/approle/role/{role}/role-id"),
+            token,
+        )
+        .send()
+        .unwrap())["data"]["role_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 fn login(node: &Node) -> String {
     ok(node
         .client()
@@ -247,13 +262,7 @@ fn a_performance_secondary_serves_reads_forwards_writes_and_keeps_its_own_tokens
         .send()
         .unwrap());
     let secret_id = unwrapped["data"]["secret_id"].as_str().unwrap().to_owned();
-    let role_id = ok(b
-        .req(Method::GET, "auth/approle/role/app/role-id", &bob)
-        .send()
-        .unwrap())["data"]["role_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let role_id = approle_role_id(&b, &bob, "app");
     let app = ok(b
         .client()
         .put(format!("{}/v1/auth/approle/login", b.addr))
@@ -280,13 +289,7 @@ fn a_performance_secondary_serves_reads_forwards_writes_and_keeps_its_own_tokens
         .as_str()
         .unwrap()
         .to_owned();
-    let once_role = ok(b
-        .req(Method::GET, "auth/approle/role/once/role-id", &bob)
-        .send()
-        .unwrap())["data"]["role_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let once_role = approle_role_id(&b, &bob, "once");
     let refused = b
         .client()
         .put(format!("{}/v1/auth/approle/login", b.addr))

@@ -10,14 +10,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use strongroom_replication::cluster::NO_IDENTITY;
-use strongroom_replication::wire::{
-    ALPN_FORWARD, ALPN_RAFT, PROTOCOL_VERSION, PrimaryMsg, SecondaryMsg, read_frame, write_frame,
-};
+use strongroom_replication::wire::{ALPN_DR, ALPN_FORWARD, ALPN_RAFT};
 use strongroom_replication::{
     ClientTls, ClusterCa, ClusterDialer, ClusterListener, ClusterPeer, NodeCert, PrimaryServer,
-    ReplicationCa, StreamHandler, connect,
+    ReplicationCa, StreamHandler,
 };
-use strongroom_storage::{BoxStream, Dialer, InmemStorage, WalPosition};
+use strongroom_storage::{BoxStream, Dialer, InmemStorage};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
@@ -268,33 +266,12 @@ async fn dr_alpn_keeps_the_replication_identity() {
     let intruder =
         ClientTls::new(&port.repl_ca.ca_cert_pem, &node.cert_pem, &node.key_pem).unwrap();
 
-    let served = hello_acked(&secondary, &port.addr).await;
-    let intruded = hello_acked(&intruder, &port.addr).await;
+    let served = common::hello_acked(&secondary, &port.addr, "dr-1", ALPN_DR).await;
+    let intruded = common::hello_acked(&intruder, &port.addr, "dr-1", ALPN_DR).await;
 
     assert!(served);
     assert!(!intruded);
     assert_eq!(port.raft.calls.load(Ordering::SeqCst), 0);
-}
-
-async fn hello_acked(tls: &ClientTls, addr: &str) -> bool {
-    let Ok(mut stream) = connect(tls, addr).await else {
-        return false;
-    };
-    let hello = SecondaryMsg::Hello {
-        secondary_id: "dr-1".into(),
-        cluster_id: common::CLUSTER_ID.into(),
-        position: WalPosition::default(),
-        protocol: PROTOCOL_VERSION,
-        api_address: String::new(),
-        cluster_address: String::new(),
-    };
-    if write_frame(&mut stream, &hello).await.is_err() {
-        return false;
-    }
-    matches!(
-        read_frame::<_, PrimaryMsg>(&mut stream).await,
-        Ok(Some(PrimaryMsg::HelloAck { .. }))
-    )
 }
 
 #[tokio::test]

@@ -12,17 +12,14 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use common::*;
 use sha2::{Digest, Sha256};
-use strongroom_replication::wire::{
-    ALPN_PERFORMANCE, ALPN_PERFORMANCE_FORWARD, ALPN_RAFT, PROTOCOL_VERSION, PrimaryMsg,
-    SecondaryMsg, read_frame, write_frame,
-};
+use strongroom_replication::wire::{ALPN_PERFORMANCE, ALPN_PERFORMANCE_FORWARD, ALPN_RAFT};
 use strongroom_replication::{
     ClientTls, ClusterListener, ClusterPeer, PerformanceFilter, PerformanceStore, PrimaryServer,
     ReplicationCa, ReplicationKind, SecondaryConfig, SecondaryHandle, SecondaryRunner,
     StreamHandler, connect_alpn,
 };
 use strongroom_storage::keyspace::PERF_POSITION_KEY;
-use strongroom_storage::{BoxStream, InmemStorage, MerkleTree, Op, Storage, WalPosition};
+use strongroom_storage::{BoxStream, InmemStorage, MerkleTree, Op, Storage};
 use tokio::sync::{mpsc, watch};
 
 /// Denies the shared keys under its prefixes; the digest names the prefix list.
@@ -94,18 +91,7 @@ impl PerfPrimary {
     }
 
     fn secondary_config(&self, id: &str) -> SecondaryConfig {
-        let (cert, key) = self.ca.issue_client_cert(id).unwrap();
-        SecondaryConfig {
-            secondary_id: id.to_owned(),
-            cluster_id: CLUSTER_ID.to_owned(),
-            primary_cluster_addrs: vec![self.addr.clone()],
-            ca_pem: self.ca.ca_cert_pem.clone(),
-            client_cert_pem: cert,
-            client_key_pem: key,
-            api_address: format!("https://{id}.example:8200"),
-            cluster_address: format!("{id}.example:8201"),
-            kind: ReplicationKind::Performance,
-        }
+        secondary_config(&self.ca, &self.addr, id, ReplicationKind::Performance)
     }
 
     fn client_tls(&self, id: &str) -> ClientTls {
@@ -335,24 +321,7 @@ impl StreamHandler for Who {
 
 /// Whether the port answers a performance Hello from `tls` with a HelloAck.
 async fn hello_answered(tls: &ClientTls, addr: &str, id: &str) -> bool {
-    let Ok(mut stream) = connect_alpn(tls, addr, ALPN_PERFORMANCE).await else {
-        return false;
-    };
-    let hello = SecondaryMsg::Hello {
-        secondary_id: id.into(),
-        cluster_id: CLUSTER_ID.into(),
-        position: WalPosition::default(),
-        protocol: PROTOCOL_VERSION,
-        api_address: String::new(),
-        cluster_address: String::new(),
-    };
-    if write_frame(&mut stream, &hello).await.is_err() {
-        return false;
-    }
-    matches!(
-        read_frame::<_, PrimaryMsg>(&mut stream).await,
-        Ok(Some(PrimaryMsg::HelloAck { .. }))
-    )
+    hello_acked(tls, addr, id, ALPN_PERFORMANCE).await
 }
 
 #[tokio::test]

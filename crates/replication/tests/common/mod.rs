@@ -120,18 +120,7 @@ impl Primary {
     }
 
     pub fn secondary_config(&self, id: &str) -> SecondaryConfig {
-        let (cert, key) = self.ca.issue_client_cert(id).unwrap();
-        SecondaryConfig {
-            secondary_id: id.to_owned(),
-            cluster_id: CLUSTER_ID.to_owned(),
-            primary_cluster_addrs: vec![self.addr.clone()],
-            ca_pem: self.ca.ca_cert_pem.clone(),
-            client_cert_pem: cert,
-            client_key_pem: key,
-            api_address: format!("https://{id}.example:8200"),
-            cluster_address: format!("{id}.example:8201"),
-            kind: ReplicationKind::Dr,
-        }
+        secondary_config(&self.ca, &self.addr, id, ReplicationKind::Dr)
     }
 
     /// Writes `n` single-key batches `logical/<prefix>/<i>` (and a token under sys/token).
@@ -200,4 +189,56 @@ pub async fn converged(primary: &InmemStorage, secondary: &InmemStorage, handle:
         primary.replication_status().merkle_root,
         secondary.replication_status().merkle_root
     );
+}
+
+/// A secondary `id` of `kind` with a client certificate from `ca`, dialing `addr`.
+pub fn secondary_config(
+    ca: &ReplicationCa,
+    addr: &str,
+    id: &str,
+    kind: ReplicationKind,
+) -> SecondaryConfig {
+    let (cert, key) = ca.issue_client_cert(id).unwrap();
+    SecondaryConfig {
+        secondary_id: id.to_owned(),
+        cluster_id: CLUSTER_ID.to_owned(),
+        primary_cluster_addrs: vec![addr.to_owned()],
+        ca_pem: ca.ca_cert_pem.clone(),
+        client_cert_pem: cert,
+        client_key_pem: key,
+        api_address: format!("https://{id}.example:8200"),
+        cluster_address: format!("{id}.example:8201"),
+        kind,
+    }
+}
+
+/// Whether the port at `addr` answers a Hello from `tls` (as secondary `id`, over `alpn`)
+/// with a HelloAck.
+pub async fn hello_acked(
+    tls: &strongroom_replication::ClientTls,
+    addr: &str,
+    id: &str,
+    alpn: &[u8],
+) -> bool {
+    use strongroom_replication::wire::{
+        PROTOCOL_VERSION, PrimaryMsg, SecondaryMsg, read_frame, write_frame,
+    };
+    let Ok(mut stream) = strongroom_replication::connect_alpn(tls, addr, alpn).await else {
+        return false;
+    };
+    let hello = SecondaryMsg::Hello {
+        secondary_id: id.into(),
+        cluster_id: CLUSTER_ID.into(),
+        position: strongroom_storage::WalPosition::default(),
+        protocol: PROTOCOL_VERSION,
+        api_address: String::new(),
+        cluster_address: String::new(),
+    };
+    if write_frame(&mut stream, &hello).await.is_err() {
+        return false;
+    }
+    matches!(
+        read_frame::<_, PrimaryMsg>(&mut stream).await,
+        Ok(Some(PrimaryMsg::HelloAck { .. }))
+    )
 }
