@@ -298,6 +298,39 @@ fn a_performance_secondary_serves_reads_forwards_writes_and_keeps_its_own_tokens
         .unwrap();
     assert_eq!(refused.status(), 400);
     assert!(refused.text().unwrap().contains("local_secret_ids"));
+    // A policy that forces wrapping is applied by the secondary's door, and the answer the
+    // primary gave is wrapped here (not there, where the token would not unwrap for us).
+    ok(a.req(Method::PUT, "sys/policies/acl/wrapped", &root)
+        .json(&json!({"policy": "path \"auth/approle/role/app/secret-id\" {\n  capabilities = [\"update\"]\n  min_wrapping_ttl = \"60s\"\n}"}))
+        .send()
+        .unwrap());
+    ok(a.req(Method::PUT, "auth/userpass/users/carol", &root)
+        .json(&json!({"password": "pw", "policies": "wrapped"}))
+        .send()
+        .unwrap());
+    wait_streaming(&a, &b);
+    let carol = ok(b
+        .client()
+        .put(format!("{}/v1/auth/userpass/login/carol", b.addr))
+        .json(&json!({"password": "pw"}))
+        .send()
+        .unwrap())["auth"]["client_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let forced = ok(b
+        .req(Method::PUT, "auth/approle/role/app/secret-id", &carol)
+        .send()
+        .unwrap());
+    let forced_token = forced["wrap_info"]["token"].as_str().unwrap().to_owned();
+    let forced_secret = ok(b
+        .req(Method::PUT, "sys/wrapping/unwrap", &forced_token)
+        .send()
+        .unwrap());
+    assert!(
+        forced_secret["data"]["secret_id"].is_string(),
+        "{forced_secret}"
+    );
     assert_eq!(health(&a)["replication_performance_mode"], "primary");
     assert_eq!(health(&b)["replication_performance_mode"], "secondary");
     assert_eq!(health(&b)["replication_dr_mode"], "disabled");

@@ -65,7 +65,10 @@ pub(crate) async fn handle(core: &Core, mut req: Request) -> Result<Response, Co
     if core.is_perf_secondary()
         && let Ok(Admitted { token: Some(t), .. }) = &checked
     {
-        crate::ha::tracking::note_identity(crate::replication::ForwardedIdentity::of(t));
+        crate::ha::tracking::note_identity(crate::replication::ForwardedIdentity::of(
+            t,
+            req.wrap_ttl,
+        ));
     }
     // A read a standby cannot finish without writing goes to the active node before it is
     // audited here: spending a token use and wrapping the answer (which mints a token) both
@@ -192,7 +195,15 @@ async fn check(
     if !decision.allowed || (routing::requires_sudo(&req.path, req.operation) && !decision.sudo) {
         return Err(CoreError::PermissionDenied);
     }
-    // Policies may force wrapping or bound its TTL.
+    // Policies may force wrapping or bound its TTL. A request a performance secondary
+    // forwarded is wrapped there, by the secondary's door, so not here as well.
+    if crate::replication::forwarded_identity().is_some() {
+        return Ok(Admitted {
+            token: Some(token),
+            decision,
+            spends_use: true,
+        });
+    }
     match (
         req.wrap_ttl,
         decision.min_wrapping_ttl,

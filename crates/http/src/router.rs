@@ -286,18 +286,19 @@ async fn serve_call(state: AppState, call: Call, placed: Placed) -> Response {
         None => tracked_request.await,
     };
     if tracked.needs_primary {
-        if is_login(&call.path) {
-            // Forwarded, the login would mint a token on the primary, which this cluster does
-            // not know: refuse, saying how to log in here instead.
+        let Some(identity) = tracked.identity else {
+            // No caller the door admitted with a token: a login (forwarded, it would mint a
+            // token on the primary, which this cluster does not know) or a node operation
+            // such as a rekey, which must not be replayed on another cluster.
             return reply::error(
                 StatusCode::BAD_REQUEST,
-                "this login changes shared state (for example a use-limited AppRole secret ID), which only the performance primary can do, and a token issued there is not valid on this secondary: log in on the primary, or use a role with local_secret_ids=true here",
+                "this request changes shared state, which only the performance primary can do, and it is not one this secondary can hand on (a login would get a token of the primary, not valid here): send it to the primary; for AppRole logins here use a role with local_secret_ids=true",
             );
-        }
+        };
         // Shared state changes on the primary: the secondary's door admitted the request (and
         // audited it); the primary's door checks and audits it again.
         let req = rebuild(&call);
-        return forward_to_primary(core, &state.to_primary, req, tracked.identity, call.peer).await;
+        return forward_to_primary(core, &state.to_primary, req, identity, call.peer).await;
     }
     if tracked.needs_active {
         // The read needed a write after all: the active node serves it (this node has
@@ -313,11 +314,6 @@ async fn serve_call(state: AppState, call: Call, placed: Placed) -> Response {
         stamp_index(core, &mut resp);
     }
     resp
-}
-
-/// Whether `path` is an auth method's login (`auth/<mount>/login...`).
-fn is_login(path: &str) -> bool {
-    path.starts_with("auth/") && path.split('/').skip(2).any(|segment| segment == "login")
 }
 
 /// Where a request is answered, decided before its body is read.
@@ -358,16 +354,23 @@ async fn place(state: &AppState, parts: &http::request::Parts, path: &str) -> Pl
     if standby {
         place_on_standby(state, parts, path, &requirement).await
     } else {
-        place_on_active(state, path, &requirement).await
+        let reads = read_operation(parts).is_some();
+        place_on_active(state, path, reads, &requirement).await
     }
 }
 
 /// The active node serves everything; it waits (bounded) for the states it lacks: its own
-/// Raft index, and on a performance secondary its primary's WAL index (the index a write
-/// through this cluster returned).
-async fn place_on_active(state: &AppState, path: &str, requirement: &Requirement) -> Placement {
+/// Raft index, and on a performance secondary, for a read, its primary's WAL index (the index a
+/// write through this cluster returned).
+async fn place_on_active(
+    state: &AppState,
+    path: &str,
+    reads: bool,
+    requirement: &Requirement,
+) -> Placement {
     let role = state.core.read_role();
-    if state.core.is_perf_secondary() {
+    // A write goes to the primary anyway, which holds its own state: no wait for it here.
+    if reads && state.core.is_perf_secondary() {
         let own = match &role {
             strongroom_core::ha::ReadRole::Active { state } => state.cluster_id.as_str(),
             _ => "",

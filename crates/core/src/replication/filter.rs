@@ -5,13 +5,15 @@
 //! cheap: this module keeps each secondary's filter and a map from mount uuid to mount path,
 //! both refreshed by core when the replication record or the mount table changes. A key that
 //! is not mount data (mount tables, policies, the keyring) always travels; mount data travels
-//! when its mount's path is allowed. Data of a mount this map does not know is withheld: core
-//! updates the map before a new mount can hold data, so an unknown uuid is a mount that is
-//! gone, and withholding is the safe answer either way.
+//! when its mount's path is allowed. Core updates the map before a new mount can hold data, so
+//! a uuid the map does not know is a mount that is gone: what still travels for it is the
+//! deletes of its data, which every secondary that holds it needs.
 //!
 //! Each filter also has a digest, folded by the stream into the chain hashes it shows that
-//! secondary: a changed filter makes the secondary's stored position unknown to the primary,
-//! which forces a merkle diff that deletes the data the filter now withholds.
+//! secondary: the filter's text and the set of mounts it withholds. Either changing (a new
+//! filter, or a mount enabled under, remounted into or out of a filtered path) makes the
+//! secondary's stored position unknown to the primary, which forces a merkle diff that brings
+//! what it should now hold and deletes what the filter now withholds.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
@@ -114,10 +116,24 @@ impl PathFilters {
 
 impl PerformanceFilter for PathFilters {
     fn digest(&self, secondary_id: &str) -> [u8; 32] {
-        lock_read(&self.inner)
-            .filters
-            .get(secondary_id)
-            .map_or_else(unfiltered_digest, digest_of)
+        let inner = lock_read(&self.inner);
+        let Some(f) = inner.filters.get(secondary_id) else {
+            return unfiltered_digest();
+        };
+        let mut withheld: Vec<&str> = inner
+            .mounts
+            .iter()
+            .filter(|(_, path)| !passes(f, path))
+            .map(|(uuid, _)| uuid.as_str())
+            .collect();
+        withheld.sort_unstable();
+        let mut h = Sha256::new();
+        h.update(digest_of(f));
+        for uuid in withheld {
+            h.update([0u8]);
+            h.update(uuid.as_bytes());
+        }
+        h.finalize().into()
     }
 
     fn allows(&self, secondary_id: &str, key: &str) -> bool {
@@ -128,7 +144,8 @@ impl PerformanceFilter for PathFilters {
         let Some(uuid) = mount_uuid(key) else {
             return true;
         };
-        inner.mounts.get(uuid).is_some_and(|path| passes(f, path))
+        // An unknown uuid is a mount that is gone: its deletes travel.
+        inner.mounts.get(uuid).is_none_or(|path| passes(f, path))
     }
 
     fn filters_anything(&self, secondary_id: &str) -> bool {
@@ -378,15 +395,29 @@ mod tests {
     }
 
     #[test]
-    fn allow_sends_only_the_listed_mounts_and_withholds_unknown_ones() {
-        // Why: in allow mode everything unlisted, a mount we cannot place included, stays home.
+    fn allow_sends_only_the_listed_mounts_and_the_deletes_of_a_gone_one() {
+        // Why: in allow mode everything unlisted stays home; a mount that was unmounted is no
+        // longer in the map, and the deletes of its data must reach every secondary holding it.
         let f = filters(FilterMode::Allow, &["secret/", "auth/userpass/"]);
 
         assert!(f.allows("pr-1", "logical/u-secret/a"));
         assert!(!f.allows("pr-1", "logical/u-team/a"));
         assert!(f.allows("pr-1", "auth/u-up/user/bob"));
-        assert!(!f.allows("pr-1", "logical/u-unknown/a"));
+        assert!(f.allows("pr-1", "logical/u-unmounted/a"));
         assert!(f.allows("pr-1", "core/keyring"));
+    }
+
+    #[test]
+    fn the_digest_changes_when_a_mount_moves_across_the_filter() {
+        // Why: a remount keeps its uuid; without a new digest the data would stay where the
+        // filter no longer lets it be (or never arrive where it now may).
+        let f = filters(FilterMode::Deny, &["team/"]);
+        let before = f.digest("pr-1");
+        lock_write(&f.inner)
+            .mounts
+            .insert("u-secret".into(), "team/moved/".into());
+
+        assert_ne!(f.digest("pr-1"), before);
     }
 
     #[test]

@@ -34,6 +34,11 @@ pub struct ForwardedIdentity {
     pub entity_id: String,
     #[serde(default)]
     pub meta: BTreeMap<String, String>,
+    /// The response-wrapping TTL the secondary's door settled on (the client's
+    /// `X-Vault-Wrap-TTL`, or a policy's minimum), in seconds: the secondary wraps the
+    /// primary's answer itself, so its wrapping token unwraps where the client is. Never sent.
+    #[serde(skip)]
+    pub wrap_ttl_secs: Option<u64>,
 }
 
 /// Most policies a forwarded identity may name, and the longest name: a bounded header.
@@ -42,13 +47,14 @@ const MAX_NAME: usize = 256;
 
 impl ForwardedIdentity {
     /// The identity of `token` (the secondary's side).
-    pub(crate) fn of(token: &TokenEntry) -> Self {
+    pub(crate) fn of(token: &TokenEntry, wrap_ttl: Option<std::time::Duration>) -> Self {
         ForwardedIdentity {
             secondary_id: String::new(),
             policies: token.policies.clone(),
             display_name: token.display_name.clone(),
             entity_id: token.entity_id.clone(),
             meta: token.meta.clone(),
+            wrap_ttl_secs: wrap_ttl.map(|d| d.as_secs()),
         }
     }
 

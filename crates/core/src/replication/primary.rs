@@ -156,6 +156,7 @@ impl Core {
     /// `sys/replication/dr/primary/demote`: becomes an idle secondary of the same set.
     pub(super) async fn dr_primary_demote(&self) -> Result<Response, CoreError> {
         let _ops = self.replication.ops.lock().await;
+        let _perf_ops = self.perf.ops.lock().await;
         let config = self.require_primary(ReplicationKind::Dr)?;
         // The demoted cluster takes no more writes, but it keeps its replication identity and
         // its secondaries' grants until it follows a new primary: connected secondaries drain

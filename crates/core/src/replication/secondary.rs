@@ -73,7 +73,7 @@ impl Core {
         }
         let claims = jwt::decode_unverified(token).map_err(|e| {
             CoreError::InvalidRequest(format!(
-                "the activation token is not valid ({e}); pass the wrap_info.token of sys/replication/dr/primary/secondary-token"
+                "the activation token is not valid ({e}); pass the wrap_info.token of the primary's sys/replication/dr/primary/secondary-token (or performance/primary/secondary-token)"
             ))
         })?;
         let api_addr = string_param(&req.data, "primary_api_addr")?
@@ -166,9 +166,19 @@ impl Core {
             .ok_or_else(|| CoreError::InvalidRequest("missing activation token".into()))?;
         let set = self.repl(kind);
         let _ops = set.ops.lock().await;
+        // A DR transition also ends the performance role: no performance operation may run
+        // (or restart a runner) meanwhile. Locks are taken DR first, then performance.
+        let _perf_ops = match kind {
+            ReplicationKind::Dr => Some(self.perf.ops.lock().await),
+            ReplicationKind::Performance => None,
+        };
         self.check_enable_secondary(kind)?;
         let bundle = self.fetch_activation(req, &token).await?;
         check_bundle_kind(&bundle, kind)?;
+        if kind == ReplicationKind::Dr {
+            // Nothing may apply into the keyspace the wipe is about to replace.
+            self.stop_runner(ReplicationKind::Performance).await;
+        }
         self.adopt_primary_keys(&bundle).await?;
         if kind == ReplicationKind::Performance {
             // A performance secondary serves from the start: built-in mounts and its own
@@ -285,6 +295,7 @@ impl Core {
         let force = bool_param(&req.data, "force")?.unwrap_or(false);
         let addr = string_param(&req.data, "primary_cluster_addr")?.unwrap_or_default();
         let _ops = self.replication.ops.lock().await;
+        let _perf_ops = self.perf.ops.lock().await;
         let config = self.require_secondary(ReplicationKind::Dr)?;
         if !force && !self.caught_up(ReplicationKind::Dr) {
             return Err(CoreError::Unavailable(CATCHING_UP.into()));
@@ -360,6 +371,10 @@ impl Core {
         self.authorize_secondary_op(kind, req).await?;
         let set = self.repl(kind);
         let _ops = set.ops.lock().await;
+        let _perf_ops = match kind {
+            ReplicationKind::Dr => Some(self.perf.ops.lock().await),
+            ReplicationKind::Performance => None,
+        };
         self.require_secondary(kind)?;
         self.commit_repl_config(kind, ReplConfig::default()).await?;
         if kind == ReplicationKind::Dr {

@@ -270,17 +270,34 @@ impl Core {
         } else {
             self.stop_canary();
         }
+        // A DR secondary takes part in no performance replication (its record is its
+        // primary's until promotion).
+        let dr_secondary =
+            kind == ReplicationKind::Performance && self.replication.is_dr_secondary();
         if mode == ReplicationMode::Secondary
+            && !dr_secondary
             && let Some(c) = &config
         {
             self.start_runner(kind, c);
         }
+        // What a performance secondary hides depends on its role and filter. (A DR secondary
+        // loads nothing: it serves nothing, and must never write its own built-ins.)
+        if kind == ReplicationKind::Performance
+            && !self.barrier.sealed()
+            && !self.replication.is_dr_secondary()
+            && let Err(e) = self.load_mounts().await
+        {
+            tracing::warn!(error = %e, "reloading the mount table after a performance role change failed");
+        }
     }
 
-    /// Whether this cluster is a primary of either kind (and so writes the canary).
+    /// Whether this cluster writes the canary: a primary of either kind, unless it is a
+    /// performance secondary, whose shared keys (the canary is one) only its primary writes;
+    /// its DR secondaries then measure from the performance primary's canary.
     fn writes_canary(&self) -> bool {
-        self.replication.mode() == ReplicationMode::Primary
-            || self.perf.mode() == ReplicationMode::Primary
+        (self.replication.mode() == ReplicationMode::Primary
+            || self.perf.mode() == ReplicationMode::Primary)
+            && !self.is_perf_secondary()
     }
 
     fn record_mode_metric(&self, kind: ReplicationKind) {

@@ -82,7 +82,7 @@ impl Core {
         }
         if !self.keyring_still_opens().await {
             tracing::warn!(
-                "the cluster's root key changed (this cluster became a DR secondary); sealing this standby: unseal it with the primary's unseal keys"
+                "the cluster's root key changed (this cluster became a DR or performance secondary); sealing this standby: unseal it with the primary's unseal keys"
             );
             return true;
         }

@@ -89,7 +89,7 @@ pub(crate) async fn forward_to_primary(
     core: &Arc<Core>,
     client: &PrimaryForwarder,
     mut req: http::Request<Body>,
-    identity: Option<ForwardedIdentity>,
+    identity: ForwardedIdentity,
     peer: Option<SocketAddr>,
 ) -> axum::response::Response {
     let Some(route) = core.performance_primary_route() else {
@@ -99,30 +99,26 @@ pub(crate) async fn forward_to_primary(
         );
     };
     // Wrapped here, not on the primary: its wrapping tokens would not unwrap on this cluster.
-    let wrap_ttl = match crate::parse::wrap_ttl(req.headers()) {
-        Ok(ttl) => ttl,
-        Err(e) => return e.into(),
-    };
+    // The TTL is the one this secondary's door settled on (header or policy).
+    let wrap_ttl = identity.wrap_ttl_secs.map(Duration::from_secs);
     let path = req.uri().path().trim_start_matches("/v1/").to_owned();
     let headers = req.headers_mut();
     headers.remove("x-vault-wrap-ttl");
     headers.remove("x-vault-token");
     headers.remove(http::header::AUTHORIZATION);
     headers.remove(IDENTITY_HEADER);
-    if let Some(identity) = &identity {
-        match serde_json::to_vec(identity)
-            .ok()
-            .and_then(|raw| HeaderValue::from_str(&URL_SAFE_NO_PAD.encode(raw)).ok())
-        {
-            Some(v) => {
-                headers.insert(IDENTITY_HEADER, v);
-            }
-            None => {
-                return reply::error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "the caller's identity could not be encoded for the primary",
-                );
-            }
+    match serde_json::to_vec(&identity)
+        .ok()
+        .and_then(|raw| HeaderValue::from_str(&URL_SAFE_NO_PAD.encode(raw)).ok())
+    {
+        Some(v) => {
+            headers.insert(IDENTITY_HEADER, v);
+        }
+        None => {
+            return reply::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the caller's identity could not be encoded for the primary",
+            );
         }
     }
     let forwarder = match client.forwarder(&route).await {
