@@ -141,12 +141,14 @@ proptest! {
         edits in mutations(4),
     ) {
         let core = Core::new(CoreConfig::default(), Arc::new(InmemStorage::new()));
-        let public = core.dr_generate_public_key().unwrap();
+        let public = core
+            .generate_public_key(strongroom_replication::ReplicationKind::Dr)
+            .unwrap();
         let spk = public["secondary_public_key"].as_str().unwrap().to_owned();
         let token = seal_bundle(&bundle(cluster_id.clone()), &spk, NOW + 60).unwrap();
         let damaged = String::from_utf8_lossy(&mutate(token.into_bytes(), &edits)).into_owned();
 
-        match core.open_bundle(&damaged, NOW) {
+        match core.open_bundle(strongroom_replication::ReplicationKind::Dr, &damaged, NOW) {
             Ok(b) => {
                 prop_assert_eq!(&b.cluster_id, &cluster_id);
                 use_bundle(&b);

@@ -50,15 +50,19 @@ fn aad(exp: i64) -> String {
 }
 
 impl Core {
-    /// `dr/secondary/generate-public-key`: a fresh key pair; the public half is returned.
-    pub(super) fn dr_generate_public_key(&self) -> Result<Map<String, Value>, CoreError> {
+    /// `{dr,performance}/secondary/generate-public-key`: a fresh key pair, pending for that
+    /// kind's enable; the public half is returned.
+    pub(super) fn generate_public_key(
+        &self,
+        kind: strongroom_replication::ReplicationKind,
+    ) -> Result<Map<String, Value>, CoreError> {
         let rng = rand::SystemRandom::new();
         let sk = agreement::EphemeralPrivateKey::generate(&agreement::X25519, &rng)
             .map_err(|_| CoreError::Internal("generating an X25519 key failed".into()))?;
         let pk = sk
             .compute_public_key()
             .map_err(|_| CoreError::Internal("computing the public key failed".into()))?;
-        *lock(&self.replication.activation_key) = Some(sk);
+        *lock(&self.repl(kind).activation_key) = Some(sk);
         let mut data = Map::new();
         data.insert(
             "secondary_public_key".into(),
@@ -129,7 +133,12 @@ pub(super) fn seal_bundle(
 impl Core {
     /// Decrypts an encrypted activation token with the pending key (secondary side). The key
     /// is consumed whatever the outcome, so a token can be tried once.
-    pub(super) fn open_bundle(&self, token: &str, now: i64) -> Result<ActivationBundle, CoreError> {
+    pub(super) fn open_bundle(
+        &self,
+        kind: strongroom_replication::ReplicationKind,
+        token: &str,
+        now: i64,
+    ) -> Result<ActivationBundle, CoreError> {
         let body = token
             .strip_prefix(TOKEN_PREFIX)
             .ok_or_else(|| bad("unknown format"))?;
@@ -138,10 +147,11 @@ impl Core {
         if env.exp < now {
             return Err(bad("it has expired; mint a new one on the primary"));
         }
-        let Some(sk) = lock(&self.replication.activation_key).take() else {
-            return Err(bad(
-                "this cluster has no pending key: run sys/replication/dr/secondary/generate-public-key and mint a token for that key",
-            ));
+        let Some(sk) = lock(&self.repl(kind).activation_key).take() else {
+            return Err(bad(&format!(
+                "this cluster has no pending key: run sys/replication/{}/secondary/generate-public-key and mint a token for that key",
+                kind.as_str()
+            )));
         };
         let epk = B64.decode(&env.epk).map_err(|_| bad("malformed key"))?;
         let spk = B64.decode(&env.spk).map_err(|_| bad("malformed key"))?;

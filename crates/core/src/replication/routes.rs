@@ -59,7 +59,7 @@ pub(crate) async fn route(core: &Core, req: &Request) -> Result<Response, CoreEr
             core.op_token_update(&req.data).await?
         }
         "dr/secondary/generate-public-key" if write => {
-            Response::with_data(core.dr_generate_public_key()?)
+            Response::with_data(core.generate_public_key(DR)?)
         }
         _ if rest.starts_with("performance/")
             || rest.starts_with("primary/")
@@ -131,7 +131,7 @@ async fn perf_route(core: &Core, req: &Request, rest: &str) -> Result<Response, 
         "primary/secondary-token" if write => core.primary_secondary_token(PERF, req).await,
         "primary/revoke-secondary" if write => core.primary_revoke(PERF, req).await,
         "secondary/generate-public-key" if write => {
-            Ok(Response::with_data(core.dr_generate_public_key()?))
+            Ok(Response::with_data(core.generate_public_key(PERF)?))
         }
         "secondary/enable" if write => core.secondary_enable(PERF, req).await,
         "secondary/promote" if write => core.perf_secondary_promote(req).await,

@@ -64,12 +64,13 @@ impl Core {
     /// Unwraps the activation token given in `req` (`token`, `primary_api_addr`, TLS files).
     async fn fetch_activation(
         &self,
+        kind: ReplicationKind,
         req: &Request,
         token: &str,
     ) -> Result<ActivationBundle, CoreError> {
         if token.starts_with(super::pubkey::TOKEN_PREFIX) {
             // Public-key mode: decrypted here, no call to the primary's API.
-            return self.open_bundle(token, now_secs());
+            return self.open_bundle(kind, token, now_secs());
         }
         let claims = jwt::decode_unverified(token).map_err(|e| {
             CoreError::InvalidRequest(format!(
@@ -173,7 +174,7 @@ impl Core {
             ReplicationKind::Performance => None,
         };
         self.check_enable_secondary(kind)?;
-        let bundle = self.fetch_activation(req, &token).await?;
+        let bundle = self.fetch_activation(kind, req, &token).await?;
         check_bundle_kind(&bundle, kind)?;
         if kind == ReplicationKind::Dr {
             // Nothing may apply into the keyspace the wipe is about to replace.
@@ -432,7 +433,7 @@ impl Core {
             );
             return Ok(Response::no_content());
         }
-        let bundle = self.fetch_activation(req, &token).await?;
+        let bundle = self.fetch_activation(kind, req, &token).await?;
         if bundle.cluster_id != config.cluster_id {
             return Err(CoreError::InvalidRequest(format!(
                 "the activation token belongs to replication set {} but this cluster is in {}; use secondary/enable (which wipes) to join another set",
